@@ -1,0 +1,1 @@
+//! Durable, batched, transactional storage tables on redb.

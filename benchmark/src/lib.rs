@@ -1,0 +1,1 @@
+//! Load generator for etcd v3 servers.

@@ -1,0 +1,1 @@
+//! Harness that boots real multi-process clusters for end-to-end tests.

@@ -1,0 +1,1 @@
+//! Peer transport: long-lived streams between members and snapshot transfer.

@@ -1,0 +1,1 @@
+//! Raft wire messages (etcd raftpb names and field numbers) as prost types.

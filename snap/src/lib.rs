@@ -1,0 +1,1 @@
+//! Raft snapshot files and received backend database files.
