@@ -1,0 +1,421 @@
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backend::{restore_snapshot, Backend, BackendConfig, Error, Table};
+
+/// A config that never commits on its own, so tests decide when commits happen.
+fn manual() -> BackendConfig {
+    BackendConfig {
+        batch_interval: Duration::from_secs(3600),
+        batch_limit: usize::MAX,
+    }
+}
+
+fn both_engines(config: BackendConfig) -> Vec<(Backend, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = Backend::open(dir.path().join("db"), config.clone()).unwrap();
+    vec![
+        (Backend::in_memory(config).unwrap(), None),
+        (redb, Some(dir)),
+    ]
+}
+
+fn collect(b: &Backend, table: Table, start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    b.read()
+        .scan(table, start, end, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn reads_see_uncommitted_writes_and_deletes() {
+    for (b, _dir) in both_engines(manual()) {
+        {
+            let mut tx = b.batch_tx();
+            tx.put(Table::Key, b"a", b"1");
+            tx.put(Table::Meta, b"a", b"meta");
+        }
+        assert_eq!(b.read().get(Table::Key, b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(b.commit_count(), 0);
+        b.force_commit().unwrap();
+        b.batch_tx().delete(Table::Key, b"a");
+        assert_eq!(b.read().get(Table::Key, b"a").unwrap(), None);
+        assert_eq!(
+            b.read().get(Table::Meta, b"a").unwrap(),
+            Some(b"meta".to_vec())
+        );
+        assert_eq!(b.read().get(Table::Lease, b"a").unwrap(), None);
+    }
+}
+
+#[test]
+fn scan_merges_pending_over_committed_in_key_order() {
+    for (b, _dir) in both_engines(manual()) {
+        {
+            let mut tx = b.batch_tx();
+            for k in [b"b", b"d", b"f", b"h"] {
+                tx.put(Table::Key, k, b"old");
+            }
+        }
+        b.force_commit().unwrap();
+        {
+            let mut tx = b.batch_tx();
+            tx.put(Table::Key, b"a", b"new");
+            tx.put(Table::Key, b"d", b"new");
+            tx.delete(Table::Key, b"f");
+            tx.put(Table::Key, b"g", b"new");
+            tx.put(Table::Key, b"z", b"new");
+        }
+        let got = collect(&b, Table::Key, b"a", Some(b"i"));
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [
+            ("a", "new"),
+            ("b", "old"),
+            ("d", "new"),
+            ("g", "new"),
+            ("h", "old"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+        assert_eq!(got, want);
+        // Stopping early stops at the right entry, whichever source it came from.
+        let mut seen = Vec::new();
+        b.read()
+            .scan(Table::Key, b"", None, |k, _| {
+                seen.push(k.to_vec());
+                seen.len() < 3
+            })
+            .unwrap();
+        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"d".to_vec()]);
+        // And everything matches after a commit.
+        b.force_commit().unwrap();
+        assert_eq!(collect(&b, Table::Key, b"a", Some(b"i")), want);
+    }
+}
+
+#[test]
+fn batch_limit_commits_after_the_transaction_that_reaches_it() {
+    let config = BackendConfig {
+        batch_interval: Duration::from_secs(3600),
+        batch_limit: 10,
+    };
+    for (b, _dir) in both_engines(config.clone()) {
+        {
+            let mut tx = b.batch_tx();
+            for i in 0..9u8 {
+                tx.put(Table::Key, &[i], b"v");
+            }
+        }
+        assert_eq!(b.commit_count(), 0);
+        {
+            let mut tx = b.batch_tx();
+            // A transaction is never split, even across the limit.
+            for i in 9..15u8 {
+                tx.put(Table::Key, &[i], b"v");
+            }
+        }
+        assert_eq!(b.commit_count(), 1);
+    }
+}
+
+#[test]
+fn batch_interval_commits_in_the_background() {
+    let config = BackendConfig {
+        batch_interval: Duration::from_millis(10),
+        batch_limit: usize::MAX,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let b = Backend::open(&path, config).unwrap();
+    b.batch_tx().put(Table::Key, b"k", b"v");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.commit_count() == 0 {
+        assert!(Instant::now() < deadline, "no periodic commit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(b);
+    let b = Backend::open(&path, manual()).unwrap();
+    assert_eq!(b.read().get(Table::Key, b"k").unwrap(), Some(b"v".to_vec()));
+}
+
+#[test]
+fn committed_writes_survive_reopen_and_close_commits_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let b = Backend::open(&path, manual()).unwrap();
+    b.batch_tx().put(Table::Members, b"m1", b"x");
+    b.force_commit().unwrap();
+    b.batch_tx().put(Table::Alarm, b"a1", b"y");
+    b.close().unwrap();
+    let b = Backend::open(&path, manual()).unwrap();
+    assert_eq!(
+        b.read().get(Table::Members, b"m1").unwrap(),
+        Some(b"x".to_vec())
+    );
+    assert_eq!(
+        b.read().get(Table::Alarm, b"a1").unwrap(),
+        Some(b"y".to_vec())
+    );
+}
+
+#[test]
+fn defragment_returns_space_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Backend::open(dir.path().join("db"), manual()).unwrap();
+    let value = vec![7u8; 1024];
+    for chunk in 0..20u32 {
+        let mut tx = b.batch_tx();
+        for i in 0..500u32 {
+            tx.put(Table::Key, &(chunk * 500 + i).to_be_bytes(), &value);
+        }
+        drop(tx);
+        b.force_commit().unwrap();
+    }
+    {
+        let mut tx = b.batch_tx();
+        for i in 100..10_000u32 {
+            tx.delete(Table::Key, &i.to_be_bytes());
+        }
+    }
+    b.force_commit().unwrap();
+    let before = b.size().unwrap();
+    assert!(b.size_in_use().unwrap() < before);
+    let hash = b.hash().unwrap();
+    b.defragment().unwrap();
+    let after = b.size().unwrap();
+    assert!(after < before / 2, "size {before} -> {after}");
+    assert_eq!(b.hash().unwrap(), hash);
+    assert_eq!(collect(&b, Table::Key, b"", None).len(), 100);
+    // Writes and reads work after the engine moved its pages.
+    b.batch_tx().put(Table::Key, b"after", b"1");
+    b.force_commit().unwrap();
+    assert_eq!(
+        b.read().get(Table::Key, b"after").unwrap(),
+        Some(b"1".to_vec())
+    );
+}
+
+#[test]
+fn defragment_refuses_while_a_snapshot_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Backend::open(dir.path().join("db"), manual()).unwrap();
+    b.batch_tx().put(Table::Key, b"k", b"v");
+    let view = b.committed_view().unwrap();
+    assert!(matches!(b.defragment(), Err(Error::SnapshotInUse)));
+    drop(view);
+    b.defragment().unwrap();
+    assert_eq!(b.read().get(Table::Key, b"k").unwrap(), Some(b"v".to_vec()));
+}
+
+#[test]
+fn hash_depends_on_content_only_not_on_engine_or_commit_timing() {
+    let engines = both_engines(manual());
+    for (b, _) in &engines {
+        let mut tx = b.batch_tx();
+        tx.put(Table::Key, b"k1", b"v1");
+        tx.put(Table::Lease, b"l", b"x");
+    }
+    engines[1].0.force_commit().unwrap();
+    let h0 = engines[0].0.hash().unwrap();
+    assert_eq!(h0, engines[1].0.hash().unwrap());
+    engines[0].0.batch_tx().put(Table::Key, b"k1", b"v2");
+    assert_ne!(engines[0].0.hash().unwrap(), h0);
+    // The same key in another table hashes differently.
+    let (other, _) = &both_engines(manual())[0];
+    {
+        let mut tx = other.batch_tx();
+        tx.put(Table::Meta, b"k1", b"v1");
+        tx.put(Table::Lease, b"l", b"x");
+    }
+    assert_ne!(other.hash().unwrap(), h0);
+}
+
+#[test]
+fn snapshot_round_trips_and_corruption_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Backend::open(dir.path().join("db"), manual()).unwrap();
+    {
+        let mut tx = b.batch_tx();
+        for i in 0..3000u32 {
+            tx.put(Table::Key, &i.to_be_bytes(), &i.to_le_bytes());
+        }
+        tx.put(Table::Meta, b"consistent_index", &42u64.to_be_bytes());
+        tx.put(Table::AuthRoles, b"root", b"");
+    }
+    let mut stream = Vec::new();
+    let info = b.snapshot_to(&mut stream).unwrap();
+    assert_eq!(info.entries, 3002);
+    assert_eq!(info.bytes, stream.len() as u64);
+    // Writes after the snapshot are not in it.
+    b.batch_tx().put(Table::Key, b"later", b"x");
+
+    let dest = dir.path().join("restored.db");
+    let restored_info = restore_snapshot(&mut stream.as_slice(), &dest).unwrap();
+    assert_eq!(restored_info, info);
+    let r = Backend::open(&dest, manual()).unwrap();
+    assert_eq!(r.read().get(Table::Key, b"later").unwrap(), None);
+    b.batch_tx().delete(Table::Key, b"later");
+    assert_eq!(r.hash().unwrap(), b.hash().unwrap());
+
+    for (i, at) in [0usize, 11, stream.len() / 2, stream.len() - 1]
+        .into_iter()
+        .enumerate()
+    {
+        let mut bad = stream.clone();
+        bad[at] ^= 0x40;
+        let dest = dir.path().join(format!("bad{i}.db"));
+        assert!(
+            restore_snapshot(&mut bad.as_slice(), &dest).is_err(),
+            "flip at {at}"
+        );
+        assert!(!dest.exists());
+        let truncated = &stream[..at];
+        assert!(
+            restore_snapshot(&mut &truncated[..], &dest).is_err(),
+            "cut at {at}"
+        );
+        assert!(!dest.exists());
+    }
+}
+
+#[test]
+fn readers_run_concurrently_with_the_writer_and_never_lose_a_write() {
+    let config = BackendConfig {
+        batch_interval: Duration::from_millis(2),
+        batch_limit: 64,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(Backend::open(dir.path().join("db"), config).unwrap());
+    let written = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (b, written, done) = (b.clone(), written.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut checks = 0;
+                while !done.load(Ordering::Acquire) {
+                    let upto = written.load(Ordering::Acquire);
+                    // Every write acknowledged before the read started is visible.
+                    let mut count = 0u32;
+                    b.read()
+                        .scan(Table::Key, b"", None, |k, v| {
+                            assert_eq!(k, v);
+                            count += 1;
+                            true
+                        })
+                        .unwrap();
+                    assert!(count >= upto, "saw {count} of {upto}");
+                    if upto > 0 {
+                        let k = (upto - 1).to_be_bytes();
+                        assert_eq!(b.read().get(Table::Key, &k).unwrap(), Some(k.to_vec()));
+                    }
+                    checks += 1;
+                }
+                checks
+            })
+        })
+        .collect();
+    for i in 0..3000u32 {
+        b.batch_tx()
+            .put(Table::Key, &i.to_be_bytes(), &i.to_be_bytes());
+        written.store(i + 1, Ordering::Release);
+    }
+    done.store(true, Ordering::Release);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(b.commit_count() > 10);
+}
+
+const CHILD_ENV: &str = "BACKEND_KILL9_CHILD_DIR";
+
+/// Not a test on its own: the child process of `kill9_never_loses_acknowledged_commits`.
+#[test]
+#[ignore = "run as a child process by kill9_never_loses_acknowledged_commits"]
+fn kill9_child_writer() {
+    let dir = std::env::var(CHILD_ENV).expect("child run without its directory");
+    let config = BackendConfig {
+        batch_interval: Duration::from_millis(5),
+        batch_limit: 50,
+    };
+    let b = Backend::open(std::path::Path::new(&dir).join("db"), config).unwrap();
+    let value = vec![0xAB; 200];
+    for i in 0u64.. {
+        {
+            let mut tx = b.batch_tx();
+            tx.put(Table::Key, &i.to_be_bytes(), &value);
+            tx.put(Table::Meta, b"last", &i.to_be_bytes());
+        }
+        if i % 7 == 0 {
+            b.force_commit().unwrap();
+            println!("ACK {i}");
+        }
+    }
+}
+
+#[test]
+fn kill9_never_loses_acknowledged_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "kill9_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut acked = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("ACK ") {
+                let n: u64 = n.trim().parse().unwrap();
+                acked = Some(n);
+                // Kill at a different moment each round.
+                if n >= 200 + round * 97 {
+                    break;
+                }
+            }
+        }
+        // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGKILL);
+        }
+        child.wait().unwrap();
+        let acked = acked.expect("child acknowledged nothing");
+
+        let b = Backend::open(dir.path().join("db"), manual()).unwrap();
+        let last = b.read().get(Table::Meta, b"last").unwrap().unwrap();
+        let last = u64::from_be_bytes(last.try_into().unwrap());
+        assert!(
+            last >= acked,
+            "lost commits: last {last} < acknowledged {acked}"
+        );
+        let mut count = 0u64;
+        b.read()
+            .scan(Table::Key, b"", None, |k, v| {
+                assert_eq!(k, count.to_be_bytes());
+                assert_eq!(v, [0xAB; 200]);
+                count += 1;
+                true
+            })
+            .unwrap();
+        // Each commit holds whole transactions: keys 0..=last, nothing more, nothing less.
+        assert_eq!(count, last + 1);
+        drop(b);
+        std::fs::remove_file(dir.path().join("db")).unwrap();
+    }
+}
