@@ -102,7 +102,10 @@ pub(crate) enum Decoded {
     /// A zero length word (preallocated space) or the end of the file.
     End { offset: u64 },
     /// The record at `offset` is unreadable. `torn` says it looks like an interrupted write rather than damage:
-    /// it runs past the end of the file, or one of its sectors is all zeros (etcd's `isTornEntry`).
+    /// it runs past the end of the file, or only zeros follow it (it is the last record and its end was never
+    /// written), or it contains a whole 512-byte sector of zeros (a sector lost on power failure, etcd's
+    /// `isTornEntry`; unlike etcd, a partial chunk at a sector edge does not count, since a few zero bytes
+    /// are common in valid data and would let damage in the middle of the log pass for a tear).
     Bad {
         offset: u64,
         reason: Corruption,
@@ -163,10 +166,11 @@ impl<'a> SegmentDecoder<'a> {
         let data_end = data_start + record_bytes as usize;
         let frame_end = data_end + pad as usize;
         let data = &self.buf[data_start..data_end];
+        let buf = self.buf;
         let bad = |reason| Decoded::Bad {
             offset: at,
             reason,
-            torn: has_zero_sector(data, data_start),
+            torn: buf[frame_end..].iter().all(|&b| b == 0) || has_zero_sector(data, data_start),
         };
         if self.buf[data_end..frame_end].iter().any(|&b| b != 0) {
             return bad(Corruption::NonZeroPadding);
@@ -208,21 +212,14 @@ impl<'a> SegmentDecoder<'a> {
     }
 }
 
-/// etcd's torn-write test: split the record's bytes on file sector boundaries; a chunk of zeros means the
-/// sector was never written.
+/// Whether `data`, which starts at `file_offset`, covers a whole aligned sector of zeros.
 fn has_zero_sector(data: &[u8], file_offset: usize) -> bool {
-    let mut offset = file_offset;
-    let mut rest = data;
-    while !rest.is_empty() {
-        let chunk_len = (SECTOR_BYTES - offset % SECTOR_BYTES).min(rest.len());
-        let (chunk, tail) = rest.split_at(chunk_len);
-        if chunk.iter().all(|&b| b == 0) {
-            return true;
-        }
-        offset += chunk_len;
-        rest = tail;
-    }
-    false
+    let first_boundary = file_offset.next_multiple_of(SECTOR_BYTES) - file_offset;
+    data.get(first_boundary..).is_some_and(|aligned| {
+        aligned
+            .chunks_exact(SECTOR_BYTES)
+            .any(|sector| sector.iter().all(|&b| b == 0))
+    })
 }
 
 #[cfg(test)]
@@ -330,9 +327,40 @@ mod tests {
     }
 
     #[test]
-    fn zero_sector_detection_follows_file_offsets() {
-        assert!(has_zero_sector(&[1, 1, 0, 0], 510));
-        assert!(!has_zero_sector(&[1, 0, 0, 1], 510));
+    fn zero_sector_detection_needs_a_whole_aligned_sector() {
+        let mut data = vec![1u8; 2048];
+        data[100..612].fill(0);
+        assert!(!has_zero_sector(&data, 0), "zeros straddle two sectors");
+        assert!(
+            has_zero_sector(&data, 412),
+            "zeros fill the sector at file offset 512"
+        );
+        assert!(!has_zero_sector(&[0; 100], 0));
         assert!(!has_zero_sector(&[], 0));
+    }
+
+    #[test]
+    fn a_bad_record_followed_by_data_is_not_torn() {
+        let mut out = Vec::new();
+        let mut crc = 0;
+        encode_record(&mut out, RecordType::Entry, Some(&[1; 40]), &mut crc);
+        encode_record(&mut out, RecordType::Entry, Some(&[2; 40]), &mut crc);
+        let mut damaged = out.clone();
+        damaged[20] ^= 0x10;
+        assert!(matches!(
+            decode_all(&damaged).1,
+            Decoded::Bad {
+                torn: false,
+                reason: Corruption::CrcMismatch,
+                ..
+            }
+        ));
+        // The same damage in the last record, followed only by zeros, reads as a tear.
+        let mut damaged = out.clone();
+        damaged[out.len() - 20] ^= 0x10;
+        damaged.extend_from_slice(&[0; 32]);
+        let (records, end) = decode_all(&damaged);
+        assert_eq!(records.len(), 1);
+        assert!(matches!(end, Decoded::Bad { torn: true, .. }));
     }
 }
