@@ -27,6 +27,10 @@ impl LeaseKeepAliveStream {
             .send(LeaseKeepAliveRequest { id })
             .await
             .map_err(|_| Error::Closed)?;
+        self.receive().await
+    }
+
+    async fn receive(&mut self) -> Result<LeaseKeepAliveResponse> {
         match self.responses.message().await? {
             Some(response) => Ok(response),
             None => Err(Error::Status {
@@ -57,26 +61,38 @@ impl Drop for KeepAlive {
 }
 
 impl Client {
-    /// Opens a keep-alive stream on the current endpoint (with `hasleader`, as clientv3 does).
-    pub async fn lease_keep_alive_stream(&self) -> Result<LeaseKeepAliveStream> {
+    /// Opens a keep-alive stream on the current endpoint (with `hasleader`, as clientv3 does)
+    /// and renews `id` on it once. The first request goes out with the call because etcd sends
+    /// the response headers only with its first response.
+    pub async fn lease_keep_alive_stream(
+        &self,
+        id: i64,
+    ) -> Result<(LeaseKeepAliveStream, LeaseKeepAliveResponse)> {
         let (requests, receiver) = mpsc::channel(16);
+        requests
+            .send(LeaseKeepAliveRequest { id })
+            .await
+            .map_err(|_| Error::Closed)?;
         let (_, channel) = self.channel();
         let mut request = tonic::Request::new(ReceiverStream::new(receiver));
         self.attach_token(request.metadata_mut());
         request
             .metadata_mut()
             .insert("hasleader", AsciiMetadataValue::from_static("true"));
-        let responses = tokio::time::timeout(
-            self.inner.options.request_timeout,
-            rpc_client!(LeaseClient, channel, self).lease_keep_alive(request),
-        )
-        .await
-        .map_err(|_| Error::DeadlineExceeded)??
-        .into_inner();
-        Ok(LeaseKeepAliveStream {
-            requests,
-            responses,
-        })
+        let open_and_receive = async {
+            let mut stream = LeaseKeepAliveStream {
+                requests,
+                responses: rpc_client!(LeaseClient, channel, self)
+                    .lease_keep_alive(request)
+                    .await?
+                    .into_inner(),
+            };
+            let first = stream.receive().await?;
+            Ok((stream, first))
+        };
+        tokio::time::timeout(self.inner.options.request_timeout, open_and_receive)
+            .await
+            .map_err(|_| Error::DeadlineExceeded)?
     }
 
     /// Renews `id` once, retrying on other endpoints within the request timeout
@@ -85,7 +101,7 @@ impl Client {
         let deadline = Instant::now() + self.inner.options.request_timeout;
         let mut attempt = 0;
         loop {
-            let result = async { self.lease_keep_alive_stream().await?.keep_alive(id).await };
+            let result = async { Ok(self.lease_keep_alive_stream(id).await?.1) };
             match tokio::time::timeout_at(deadline, result).await {
                 Err(_) => return Err(Error::DeadlineExceeded),
                 Ok(Ok(response)) => return Ok(response),
@@ -108,8 +124,8 @@ impl Client {
         let mut expires_at = Instant::now() + self.inner.options.request_timeout;
         let mut attempt = 0;
         while Instant::now() < expires_at {
-            let mut stream = match self.lease_keep_alive_stream().await {
-                Ok(stream) => stream,
+            let (mut stream, mut response) = match self.lease_keep_alive_stream(id).await {
+                Ok(opened) => opened,
                 Err(e) => {
                     if !self.recover(&e, &mut attempt).await {
                         let _ = sender.send(Err(e)).await;
@@ -119,16 +135,6 @@ impl Client {
                 }
             };
             loop {
-                let response = match stream.keep_alive(id).await {
-                    Ok(response) => response,
-                    Err(e) => {
-                        if !self.recover(&e, &mut attempt).await {
-                            let _ = sender.send(Err(e)).await;
-                            return;
-                        }
-                        break;
-                    }
-                };
                 attempt = 0;
                 if response.ttl <= 0 {
                     let _ = sender.send(Err(Error::LeaseExpired(id))).await;
@@ -144,6 +150,20 @@ impl Client {
                     _ = tokio::time::sleep(pause) => {}
                     _ = sender.closed() => return,
                 }
+                let renewal = tokio::time::timeout(
+                    self.inner.options.request_timeout,
+                    stream.keep_alive(id),
+                );
+                response = match renewal.await.unwrap_or(Err(Error::DeadlineExceeded)) {
+                    Ok(response) => response,
+                    Err(e) => {
+                        if !self.recover(&e, &mut attempt).await {
+                            let _ = sender.send(Err(e)).await;
+                            return;
+                        }
+                        break;
+                    }
+                };
             }
         }
         let _ = sender.send(Err(Error::LeaseExpired(id))).await;
