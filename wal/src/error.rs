@@ -50,6 +50,8 @@ pub enum Error {
     InvalidEntry(String),
     #[error("entries to save are not contiguous: index {found} where at most {max_expected} was allowed")]
     NonContiguous { found: u64, max_expected: u64 },
+    #[error("entry {index} is {len} bytes, more than a WAL record may hold")]
+    EntryTooLarge { index: u64, len: usize },
     #[error("the WAL stopped accepting writes after an earlier I/O failure")]
     Poisoned,
 }

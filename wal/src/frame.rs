@@ -18,6 +18,8 @@ use prost::Message;
 use crate::record::{Record, RecordType};
 
 pub(crate) const LENGTH_WORD_BYTES: usize = 8;
+/// etcd's `maxWALEntrySizeLimit`: a longer record can only be a damaged length word, never a tear.
+pub(crate) const MAX_RECORD_BYTES: u64 = 10 * 1024 * 1024;
 const LENGTH_MASK: u64 = (1 << 56) - 1;
 const SECTOR_BYTES: usize = 512;
 
@@ -60,6 +62,8 @@ pub enum Corruption {
     PartialLengthWord,
     /// The length word points past the end of the segment.
     FrameBeyondEnd,
+    /// The length word claims more than the largest record the WAL writes.
+    OversizedRecord,
     /// The padding after the record is not zero.
     NonZeroPadding,
     /// The record is not a valid `walpb.Record`.
@@ -81,6 +85,7 @@ impl std::fmt::Display for Corruption {
         f.write_str(match self {
             Corruption::PartialLengthWord => "segment ends inside a length word",
             Corruption::FrameBeyondEnd => "record extends past the end of the segment",
+            Corruption::OversizedRecord => "record length exceeds the 10 MiB limit",
             Corruption::NonZeroPadding => "non-zero padding after a record",
             Corruption::Malformed => "record is not a valid protobuf",
             Corruption::UnknownType => "unknown record type",
@@ -154,6 +159,13 @@ impl<'a> SegmentDecoder<'a> {
             0
         };
         let framed_type = (top >> 3) & 0xf;
+        if record_bytes >= MAX_RECORD_BYTES {
+            return Decoded::Bad {
+                offset: at,
+                reason: Corruption::OversizedRecord,
+                torn: false,
+            };
+        }
         let available = (rest.len() - LENGTH_WORD_BYTES) as u64;
         if record_bytes > available || pad > available - record_bytes {
             return Decoded::Bad {
@@ -185,20 +197,23 @@ impl<'a> SegmentDecoder<'a> {
         if framed_type != 0 && framed_type != kind as u8 {
             return bad(Corruption::TypeMismatch);
         }
+        let Ok(record_crc) = u32::try_from(record.crc) else {
+            return bad(Corruption::Malformed);
+        };
         let payload = record.data.unwrap_or_default();
         if kind == RecordType::Crc {
             // A reader that starts mid-log has no running crc yet (zero) and adopts the segment's.
-            if *crc != 0 && record.crc != *crc {
+            if *crc != 0 && record_crc != *crc {
                 return Decoded::Bad {
                     offset: at,
                     reason: Corruption::CrcMismatch,
                     torn: false,
                 };
             }
-            *crc = record.crc;
+            *crc = record_crc;
         } else {
             let expected = crc32c::crc32c_append(*crc, &payload);
-            if expected != record.crc {
+            if expected != record_crc {
                 return bad(Corruption::CrcMismatch);
             }
             *crc = expected;

@@ -36,8 +36,10 @@ impl RecordType {
 pub(crate) struct Record {
     #[prost(int64, required, tag = "1")]
     pub kind: i64,
-    #[prost(uint32, required, tag = "2")]
-    pub crc: u32,
+    /// `uint32` on the wire; read as 64 bits so that damage to the varint's high bits, which a 32-bit decode
+    /// would silently drop, is caught.
+    #[prost(uint64, required, tag = "2")]
+    pub crc: u64,
     #[prost(bytes = "vec", optional, tag = "3")]
     pub data: Option<Vec<u8>>,
 }

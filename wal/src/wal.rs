@@ -11,6 +11,10 @@ use crate::read::{replay, LoadedSegment};
 use crate::record::{HardState, RecordType, SnapshotMarker, WalEntry};
 use crate::segment::{self, SegmentName, TEMP_SUFFIX};
 
+/// The largest encoded entry `save` accepts: its record (type, crc and length prefix add at most 20 bytes) must
+/// stay under the decoder's 10 MiB record limit, as in etcd.
+pub const MAX_ENTRY_BYTES: usize = crate::frame::MAX_RECORD_BYTES as usize - 64;
+
 /// etcd's `SegmentSizeBytes`.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -232,6 +236,12 @@ impl Wal {
         }
         let mut max_expected = self.last_index + 1;
         for entry in entries {
+            if entry.encoded().len() > MAX_ENTRY_BYTES {
+                return Err(Error::EntryTooLarge {
+                    index: entry.index(),
+                    len: entry.encoded().len(),
+                });
+            }
             if entry.index() > max_expected || entry.index() == 0 {
                 return Err(Error::NonContiguous {
                     found: entry.index(),
