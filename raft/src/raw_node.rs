@@ -1,0 +1,304 @@
+//! The application's handle on a raft node: feed it ticks, messages and proposals; take `Ready`s; persist,
+//! send, apply; `advance`.
+//!
+//! The contract of a [`Ready`] (single-threaded, in this order):
+//! 1. send `messages` (they may go out before anything is persisted);
+//! 2. persist `snapshot`, `entries` and `hard_state` (one fsync);
+//! 3. send `persisted_messages` (acknowledgements and votes that must not outrun the disk);
+//! 4. apply `snapshot` and `committed_entries` to the state machine (calling `apply_conf_change` for conf
+//!    changes), serve `read_states` once applied up to their index;
+//! 5. call [`RawNode::advance`] with the Ready.
+
+use bytes::Bytes;
+use prost::Message as _;
+use raftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot,
+};
+
+use crate::error::{Error, Result};
+use crate::raft::{is_local_msg, is_response_msg, Config, Raft, SoftState};
+use crate::read_only::ReadState;
+use crate::storage::Storage;
+use crate::tracker::Progress;
+
+/// Everything the application must do after a batch of inputs; see the module documentation for the order.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Ready {
+    /// Set when leadership or role changed.
+    pub soft_state: Option<SoftState>,
+    /// Set when term, vote or commit changed; persist it.
+    pub hard_state: Option<HardState>,
+    pub read_states: Vec<ReadState>,
+    /// New log entries to persist (they may overwrite a previously persisted suffix).
+    pub entries: Vec<Entry>,
+    /// A snapshot to persist and apply.
+    pub snapshot: Option<Snapshot>,
+    /// Entries to apply; all of them were persisted by an earlier Ready.
+    pub committed_entries: Vec<Entry>,
+    /// Messages that may be sent right away, in parallel with persisting.
+    pub messages: Vec<Message>,
+    /// Messages to send only once this Ready is persisted.
+    pub persisted_messages: Vec<Message>,
+    /// Whether persisting needs an fsync (entries, a snapshot, or a new term or vote).
+    pub must_sync: bool,
+}
+
+/// A snapshot of the node's state for monitoring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub id: u64,
+    pub hard_state: HardState,
+    pub soft_state: SoftState,
+    pub applied: u64,
+    /// Every peer's progress, when this node leads (empty otherwise).
+    pub progress: Vec<(u64, PeerProgress)>,
+    pub conf_state: ConfState,
+    pub lead_transferee: Option<u64>,
+}
+
+/// A peer's replication state as the leader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub matched: u64,
+    pub next_idx: u64,
+    pub state: crate::tracker::ProgressState,
+    pub is_learner: bool,
+    pub recent_active: bool,
+    pub inflight: usize,
+}
+
+impl From<&Progress> for PeerProgress {
+    fn from(p: &Progress) -> Self {
+        PeerProgress {
+            matched: p.matched,
+            next_idx: p.next_idx,
+            state: p.state,
+            is_learner: p.is_learner,
+            recent_active: p.recent_active,
+            inflight: p.inflights.count(),
+        }
+    }
+}
+
+/// Outcome of a snapshot the application tried to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotStatus {
+    Finish,
+    Failure,
+}
+
+pub struct RawNode<S: Storage> {
+    raft: Raft<S>,
+    prev_soft_state: SoftState,
+    prev_hard_state: HardState,
+}
+
+impl<S: Storage> RawNode<S> {
+    /// Starts (or restarts) a node from what `store` holds. A new cluster is bootstrapped by giving every member
+    /// a storage whose snapshot carries the initial `ConfState`.
+    pub fn new(config: &Config, store: S) -> Result<RawNode<S>> {
+        let raft = Raft::new(config, store)?;
+        let prev_hard_state = raft.hard_state();
+        Ok(RawNode {
+            prev_soft_state: raft.soft_state(),
+            prev_hard_state,
+            raft,
+        })
+    }
+
+    pub fn raft(&self) -> &Raft<S> {
+        &self.raft
+    }
+
+    pub fn store(&self) -> &S {
+        &self.raft.raft_log.store
+    }
+
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    /// Starts an election now (subject to pre-vote).
+    pub fn campaign(&mut self) -> Result<()> {
+        self.raft.step(Message::new(MessageType::MsgHup))
+    }
+
+    pub fn propose(&mut self, data: impl Into<Bytes>) -> Result<()> {
+        self.propose_batch(vec![data.into()])
+    }
+
+    /// Proposes several entries in one message: one append, one MsgApp per follower.
+    pub fn propose_batch(&mut self, batch: Vec<Bytes>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut m = Message::new(MessageType::MsgProp);
+        m.from = self.raft.id;
+        m.entries = batch
+            .into_iter()
+            .map(|data| Entry {
+                data,
+                ..Default::default()
+            })
+            .collect();
+        self.raft.step(m)
+    }
+
+    /// Proposes a single-step membership change (etcd's v1 format).
+    pub fn propose_conf_change(&mut self, cc: &ConfChange) -> Result<()> {
+        self.propose_entry(EntryType::EntryConfChange, cc.encode_to_vec())
+    }
+
+    /// Proposes a membership change that may go through joint consensus.
+    pub fn propose_conf_change_v2(&mut self, cc: &ConfChangeV2) -> Result<()> {
+        self.propose_entry(EntryType::EntryConfChangeV2, cc.encode_to_vec())
+    }
+
+    fn propose_entry(&mut self, entry_type: EntryType, data: Vec<u8>) -> Result<()> {
+        let mut m = Message::new(MessageType::MsgProp);
+        m.from = self.raft.id;
+        m.entries = vec![Entry {
+            entry_type: entry_type as i32,
+            data: data.into(),
+            ..Default::default()
+        }];
+        self.raft.step(m)
+    }
+
+    /// Applies a committed conf change; call it when the entry is applied.
+    pub fn apply_conf_change(&mut self, cc: &ConfChangeV2) -> Result<ConfState> {
+        self.raft.apply_conf_change(cc)
+    }
+
+    /// Feeds a message received from a peer.
+    pub fn step(&mut self, m: Message) -> Result<()> {
+        let t = m.kind();
+        if is_local_msg(t) {
+            return Err(Error::StepLocalMsg);
+        }
+        if is_response_msg(t) && !self.raft.prs.progress.contains_key(&m.from) {
+            return Err(Error::StepPeerNotFound);
+        }
+        self.raft.step(m)
+    }
+
+    /// Requests a read index; the answer comes back as a [`ReadState`] carrying `ctx`.
+    pub fn read_index(&mut self, ctx: impl Into<Bytes>) {
+        let mut m = Message::new(MessageType::MsgReadIndex);
+        m.entries = vec![Entry {
+            data: ctx.into(),
+            ..Default::default()
+        }];
+        let _ = self.raft.step(m);
+    }
+
+    /// Asks the leader to hand leadership to `transferee`.
+    pub fn transfer_leader(&mut self, transferee: u64) {
+        let mut m = Message::new(MessageType::MsgTransferLeader);
+        m.from = transferee;
+        let _ = self.raft.step(m);
+    }
+
+    /// Tells the leader that the last message to `id` could not be delivered.
+    pub fn report_unreachable(&mut self, id: u64) {
+        let mut m = Message::new(MessageType::MsgUnreachable);
+        m.from = id;
+        let _ = self.raft.step(m);
+    }
+
+    /// Tells the leader how sending a snapshot to `id` ended.
+    pub fn report_snapshot(&mut self, id: u64, status: SnapshotStatus) {
+        let mut m = Message::new(MessageType::MsgSnapStatus);
+        m.from = id;
+        m.reject = status == SnapshotStatus::Failure;
+        let _ = self.raft.step(m);
+    }
+
+    pub fn has_ready(&self) -> bool {
+        let r = &self.raft;
+        r.soft_state() != self.prev_soft_state
+            || (r.hard_state() != self.prev_hard_state)
+            || r.raft_log.unstable.snapshot.is_some()
+            || !r.msgs.is_empty()
+            || !r.msgs_after_persist.is_empty()
+            || !r.raft_log.unstable.entries.is_empty()
+            || r.raft_log.has_next_committed_entries()
+            || !r.read_states.is_empty()
+    }
+
+    /// Takes the pending work. Call [`RawNode::advance`] with it before the next `ready`.
+    pub fn ready(&mut self) -> Ready {
+        let r = &mut self.raft;
+        let soft = r.soft_state();
+        let hard = r.hard_state();
+        let mut rd = Ready {
+            soft_state: (soft != self.prev_soft_state).then_some(soft),
+            hard_state: (hard != self.prev_hard_state).then_some(hard),
+            read_states: r.take_read_states(),
+            entries: r.raft_log.unstable.entries.clone(),
+            snapshot: r.raft_log.unstable.snapshot.clone(),
+            committed_entries: r
+                .raft_log
+                .next_committed_entries(r.max_committed_size_per_ready()),
+            messages: std::mem::take(&mut r.msgs),
+            persisted_messages: std::mem::take(&mut r.msgs_after_persist),
+            must_sync: false,
+        };
+        let vote_changed =
+            hard.term != self.prev_hard_state.term || hard.vote != self.prev_hard_state.vote;
+        if vote_changed && !rd.messages.is_empty() {
+            // Nothing may be sent in a term (or after a vote) that a crash could forget.
+            let mut now = std::mem::take(&mut rd.messages);
+            now.append(&mut rd.persisted_messages);
+            rd.persisted_messages = now;
+        }
+        rd.must_sync = vote_changed || !rd.entries.is_empty() || rd.snapshot.is_some();
+        r.on_entries_committed_to_app(&rd.committed_entries);
+        self.prev_soft_state = soft;
+        self.prev_hard_state = hard;
+        rd
+    }
+
+    /// Tells raft that everything in `rd` was persisted and applied.
+    pub fn advance(&mut self, rd: Ready) {
+        let last_entry = rd.entries.last().map(|e| (e.index, e.term));
+        let snapshot_index = rd.snapshot.as_ref().map(|s| s.index());
+        self.raft.on_persisted(last_entry, snapshot_index);
+        let applied = rd
+            .committed_entries
+            .last()
+            .map(|e| e.index)
+            .or(snapshot_index);
+        if let Some(index) = applied {
+            self.raft.applied_to(index);
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let r = &self.raft;
+        let progress = if r.state == crate::raft::StateRole::Leader {
+            r.prs
+                .progress
+                .iter()
+                .map(|(id, p)| (*id, PeerProgress::from(p)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Status {
+            id: r.id,
+            hard_state: r.hard_state(),
+            soft_state: r.soft_state(),
+            applied: r.raft_log.applied,
+            progress,
+            conf_state: r.conf_state(),
+            lead_transferee: r.lead_transferee,
+        }
+    }
+
+    /// Read requests waiting for their heartbeat round or for the leader's first commit.
+    pub fn pending_read_count(&self) -> usize {
+        self.raft.pending_reads()
+    }
+}
