@@ -1,1 +1,29 @@
-//! Harness that boots real multi-process clusters for end-to-end tests.
+//! Harness that boots real multi-process etcd clusters for end-to-end tests, and runs CLI binaries
+//! (ours and the reference etcdctl) against them.
+//!
+//! ```no_run
+//! use integration::{real_etcdctl, Cluster, ClusterSpec};
+//!
+//! let cluster = Cluster::start(ClusterSpec::new(3))?;
+//! let out = cluster.cli(real_etcdctl()).args(["put", "foo", "bar"]).run()?;
+//! assert_eq!(out.stdout, "OK\n");
+//! # Ok::<(), integration::Error>(())
+//! ```
+//!
+//! Guarantees every test relies on:
+//! - every port is below 32768 (outside the kernel's ephemeral range) and reserved with a lock file under
+//!   `/tmp/etcd-rs-test-ports/` for the cluster's lifetime, so tests in parallel threads or processes never
+//!   share one;
+//! - every child process is SIGKILLed and reaped when its owner (`Cluster`, `Background`) is dropped, on
+//!   success or panic, and dies with the test process if that is killed (`PR_SET_PDEATHSIG`);
+//! - every wait is bounded and fails with an error that quotes what was seen (log tails, output so far).
+
+mod cluster;
+mod error;
+mod http;
+mod ports;
+mod process;
+
+pub use cluster::{Cluster, ClusterSpec, MemberCommand, ServerBinary};
+pub use error::{Error, Result};
+pub use process::{bin_path, real_etcdctl, run, Background, Cli, CmdOutput};

@@ -1,0 +1,624 @@
+//! Real multi-process clusters: one server process per member, each started from a command line of
+//! etcd's standard flags, so the same code boots Debian's etcd today and our own `etcd` binary later.
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{io_err, Error, Result};
+use crate::http;
+use crate::ports::{self, ReservedPort};
+use crate::process::{self, bin_path, shell_words, Cli};
+
+/// How often health and leader probes are repeated while waiting.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Bound on a single HTTP probe; etcd's own /health check gives up after 1 s.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Lines of a member's log quoted in errors and printed when a test panics.
+const LOG_TAIL_LINES: usize = 40;
+/// How long `stop` waits after SIGTERM before resorting to SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The server executable that every member runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerBinary {
+    path: PathBuf,
+}
+
+impl ServerBinary {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ServerBinary { path: path.into() }
+    }
+
+    /// The reference server: `$ETCD_RS_TEST_ETCD_BIN`, else Debian's `/usr/bin/etcd`.
+    pub fn real_etcd() -> Self {
+        let path = std::env::var_os("ETCD_RS_TEST_ETCD_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"));
+        ServerBinary { path }
+    }
+
+    /// A server binary of this workspace (e.g. `"etcd"`), located with [`bin_path`].
+    pub fn workspace(name: &str) -> Result<Self> {
+        Ok(ServerBinary {
+            path: bin_path(name)?,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Default for ServerBinary {
+    fn default() -> Self {
+        Self::real_etcd()
+    }
+}
+
+/// What to boot. Build with struct update syntax: `ClusterSpec { size: 3, ..ClusterSpec::default() }`.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Number of members, at least 1.
+    pub size: usize,
+    pub server: ServerBinary,
+    /// Appended to every member's command line after the harness's own flags.
+    pub extra_args: Vec<String>,
+    /// `--heartbeat-interval`; short so elections in tests take well under a second.
+    pub heartbeat_interval_ms: u64,
+    /// `--election-timeout`; etcd requires at least 5 × the heartbeat interval.
+    pub election_timeout_ms: u64,
+    /// Bound on waiting for every member to report healthy in [`Cluster::start`].
+    pub start_timeout: Duration,
+}
+
+impl ClusterSpec {
+    pub fn new(size: usize) -> Self {
+        ClusterSpec {
+            size,
+            ..ClusterSpec::default()
+        }
+    }
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            size: 1,
+            server: ServerBinary::default(),
+            extra_args: Vec::new(),
+            heartbeat_interval_ms: 50,
+            election_timeout_ms: 500,
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The command line that starts (and restarts) one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl fmt::Display for MemberCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shell_words(&self.program, &self.args))
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client_url: String,
+    peer_url: String,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    command: MemberCommand,
+    /// None once killed or stopped.
+    process: Option<Child>,
+    starts: u32,
+}
+
+/// A running cluster of server processes on 127.0.0.1.
+///
+/// Dropping it SIGKILLs and reaps every member, deletes the temporary directory (data dirs and logs) and
+/// releases the ports. When the drop happens during a panic, each member's log tail is printed to stderr
+/// first, which the test runner shows with the failure.
+///
+/// Member indexes run from 0 to `size() - 1`; accessors panic on an index out of range, like slice
+/// indexing, while operations return [`Error::NoSuchMember`].
+#[derive(Debug)]
+pub struct Cluster {
+    members: Vec<Member>,
+    // Drop order matters: `Drop for Cluster` kills the members, then the directory goes, then the ports
+    // are released (fields drop in declaration order), so no other test can bind a port still in use.
+    dir: tempfile::TempDir,
+    _ports: Vec<ReservedPort>,
+}
+
+impl Cluster {
+    /// Boots `spec.size` members with fresh data dirs and waits until every one reports healthy.
+    pub fn start(spec: ClusterSpec) -> Result<Cluster> {
+        if spec.size == 0 {
+            return Err(Error::InvalidSpec(
+                "a cluster needs at least one member".into(),
+            ));
+        }
+        if !spec.server.path().is_file() {
+            return Err(Error::BinaryNotFound {
+                name: "server".into(),
+                path: spec.server.path().to_path_buf(),
+                hint:
+                    "install etcd-server, set ETCD_RS_TEST_ETCD_BIN, or build the workspace's etcd"
+                        .into(),
+            });
+        }
+        let ports = ports::reserve(2 * spec.size)?;
+        let dir = tempfile::Builder::new()
+            .prefix("etcd-rs-cluster-")
+            .tempdir()
+            .map_err(io_err("create the cluster's temporary directory"))?;
+
+        let client_urls: Vec<String> = (0..spec.size)
+            .map(|i| format!("http://127.0.0.1:{}", ports[2 * i].port()))
+            .collect();
+        let peer_urls: Vec<String> = (0..spec.size)
+            .map(|i| format!("http://127.0.0.1:{}", ports[2 * i + 1].port()))
+            .collect();
+        let initial_cluster = peer_urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| format!("{}={url}", member_name(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = unique_token();
+
+        let members = (0..spec.size)
+            .map(|i| {
+                let name = member_name(i);
+                let data_dir = dir.path().join(&name);
+                let log_path = dir.path().join(format!("{name}.log"));
+                let mut args: Vec<String> = [
+                    "--name",
+                    &name,
+                    "--data-dir",
+                    &data_dir.to_string_lossy(),
+                    "--listen-client-urls",
+                    &client_urls[i],
+                    "--advertise-client-urls",
+                    &client_urls[i],
+                    "--listen-peer-urls",
+                    &peer_urls[i],
+                    "--initial-advertise-peer-urls",
+                    &peer_urls[i],
+                    "--initial-cluster",
+                    &initial_cluster,
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    &token,
+                    "--heartbeat-interval",
+                    &spec.heartbeat_interval_ms.to_string(),
+                    "--election-timeout",
+                    &spec.election_timeout_ms.to_string(),
+                ]
+                .map(String::from)
+                .into();
+                args.extend(spec.extra_args.iter().cloned());
+                Member {
+                    name,
+                    client_url: client_urls[i].clone(),
+                    peer_url: peer_urls[i].clone(),
+                    data_dir,
+                    log_path,
+                    command: MemberCommand {
+                        program: spec.server.path().to_path_buf(),
+                        args,
+                    },
+                    process: None,
+                    starts: 0,
+                }
+            })
+            .collect();
+
+        let mut cluster = Cluster {
+            members,
+            dir,
+            _ports: ports,
+        };
+        for i in 0..spec.size {
+            cluster.launch(i)?;
+        }
+        cluster.wait_all_healthy(spec.start_timeout)?;
+        tracing::info!(size = spec.size, endpoints = %cluster.endpoints(), "cluster is healthy");
+        Ok(cluster)
+    }
+
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The member's `--name`: `m0`, `m1`, ...
+    pub fn name(&self, i: usize) -> &str {
+        &self.members[i].name
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn client_url(&self, i: usize) -> &str {
+        &self.members[i].client_url
+    }
+
+    /// `http://127.0.0.1:<port>` where the member talks raft to its peers.
+    pub fn peer_url(&self, i: usize) -> &str {
+        &self.members[i].peer_url
+    }
+
+    pub fn client_urls(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Every member's client URL joined by commas, as `--endpoints` wants them.
+    pub fn endpoints(&self) -> String {
+        self.client_urls().join(",")
+    }
+
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.members[i].data_dir
+    }
+
+    /// The file that receives the member's stdout and stderr across restarts.
+    pub fn log_path(&self, i: usize) -> &Path {
+        &self.members[i].log_path
+    }
+
+    /// The last lines of the member's log.
+    pub fn log_tail(&self, i: usize) -> String {
+        tail(&self.members[i].log_path, LOG_TAIL_LINES)
+    }
+
+    /// The command line the member was started with and is restarted with.
+    pub fn command(&self, i: usize) -> &MemberCommand {
+        &self.members[i].command
+    }
+
+    /// The pid of the member's current process; None after `kill` or `stop`.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].process.as_ref().map(Child::id)
+    }
+
+    /// Whether the member's process is alive (false after `kill`/`stop`, or if it exited by itself).
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.members[i].process.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// A command line for `bin` with `--endpoints=<all members>` already in place.
+    pub fn cli(&self, bin: impl Into<PathBuf>) -> Cli {
+        Cli::new(bin).arg(format!("--endpoints={}", self.endpoints()))
+    }
+
+    /// SIGKILLs member `i` and reaps it: a crash, with no chance to flush or say goodbye.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        let member = self.member_mut(i)?;
+        if let Some(mut child) = member.process.take() {
+            tracing::info!(member = %member.name, pid = child.id(), "SIGKILL");
+            process::kill_and_reap(&mut child);
+        }
+        Ok(())
+    }
+
+    /// SIGTERMs member `i` and waits for it to exit (SIGKILL after 10 s). Returns its exit status, or None
+    /// if it was not running.
+    pub fn stop(&mut self, i: usize) -> Result<Option<ExitStatus>> {
+        let member = self.member_mut(i)?;
+        let Some(mut child) = member.process.take() else {
+            return Ok(None);
+        };
+        tracing::info!(member = %member.name, pid = child.id(), "SIGTERM");
+        let context = format!("stop member {}", member.name);
+        if let Err(e) = process::signal(child.id(), libc::SIGTERM) {
+            process::kill_and_reap(&mut child);
+            return Err(io_err(context)(e));
+        }
+        match process::wait_timeout(&mut child, STOP_GRACE) {
+            Ok(Some(status)) => Ok(Some(status)),
+            Ok(None) => {
+                tracing::warn!(member = %member.name, "ignored SIGTERM; sending SIGKILL");
+                process::kill_and_reap(&mut child);
+                Ok(child.try_wait().ok().flatten())
+            }
+            Err(e) => {
+                process::kill_and_reap(&mut child);
+                Err(io_err(context)(e))
+            }
+        }
+    }
+
+    /// Starts member `i` again with the same command line and data dir, stopping it first (SIGTERM) if it
+    /// is running. Does not wait for health, because a lone restarted member of a stopped cluster never
+    /// gets there; follow with [`Cluster::wait_healthy`].
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        self.stop(i)?;
+        self.launch(i)
+    }
+
+    /// Waits until member `i` answers `GET /health` with `{"health":"true"}`.
+    pub fn wait_healthy(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        self.member_mut(i)?;
+        self.wait_members_healthy(&[i], timeout)
+    }
+
+    /// Waits until every member that has a process answers `/health` with true.
+    pub fn wait_all_healthy(&mut self, timeout: Duration) -> Result<()> {
+        let running: Vec<usize> = (0..self.size())
+            .filter(|&i| self.members[i].process.is_some())
+            .collect();
+        self.wait_members_healthy(&running, timeout)
+    }
+
+    /// The index of the leader, if exactly one running member reports `etcd_server_is_leader 1` on
+    /// `/metrics` (etcd 3.4 exposes leadership over plain HTTP nowhere else).
+    pub fn leader_index(&self) -> Option<usize> {
+        match self.leader_claims().as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        }
+    }
+
+    /// Polls [`Cluster::leader_index`] until a leader exists.
+    pub fn wait_for_leader(&self, timeout: Duration) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let claims = self.leader_claims();
+            if let [only] = claims.as_slice() {
+                return Ok(*only);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NoLeader {
+                    timeout,
+                    last: format!("members claiming leadership: {claims:?}"),
+                });
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn leader_claims(&self) -> Vec<usize> {
+        (0..self.size())
+            .filter(|&i| self.members[i].process.is_some())
+            .filter(|&i| {
+                http::get(&self.members[i].client_url, "/metrics", PROBE_TIMEOUT)
+                    .is_ok_and(|resp| resp.status == 200 && reports_leader(&resp.body))
+            })
+            .collect()
+    }
+
+    fn member_mut(&mut self, i: usize) -> Result<&mut Member> {
+        let size = self.members.len();
+        self.members
+            .get_mut(i)
+            .ok_or(Error::NoSuchMember { index: i, size })
+    }
+
+    fn launch(&mut self, i: usize) -> Result<()> {
+        let member = self.member_mut(i)?;
+        member.starts += 1;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log_path)
+            .map_err(io_err(format!("open {}", member.log_path.display())))?;
+        // A marker so a log spanning restarts shows where each run begins.
+        writeln!(
+            log,
+            "=== etcd-rs harness: start #{} of {}: {} ===",
+            member.starts, member.name, member.command
+        )
+        .map_err(io_err(format!("write {}", member.log_path.display())))?;
+        let stderr = log
+            .try_clone()
+            .map_err(io_err(format!("dup {}", member.log_path.display())))?;
+        let mut command = std::process::Command::new(&member.command.program);
+        command
+            .args(&member.command.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(stderr));
+        let child = process::spawn_tied(command)
+            .map_err(io_err(format!("spawn {}: {}", member.name, member.command)))?;
+        tracing::info!(member = %member.name, pid = child.id(), start = member.starts, "started");
+        member.process = Some(child);
+        Ok(())
+    }
+
+    fn wait_members_healthy(&mut self, indexes: &[usize], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut pending = indexes.to_vec();
+        let mut last = vec![String::from("no answer yet"); self.size()];
+        loop {
+            let mut still_pending = Vec::new();
+            for &i in &pending {
+                self.ensure_alive(i)?;
+                match http::get(&self.members[i].client_url, "/health", PROBE_TIMEOUT) {
+                    Ok(resp) if resp.status == 200 && reports_healthy(&resp.body) => continue,
+                    Ok(resp) => last[i] = format!("HTTP {}: {}", resp.status, resp.body.trim()),
+                    Err(e) => last[i] = e.to_string(),
+                }
+                still_pending.push(i);
+            }
+            pending = still_pending;
+            let Some(&first) = pending.first() else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                let member = &self.members[first];
+                return Err(Error::NotHealthy {
+                    member: member.name.clone(),
+                    timeout,
+                    last: last[first].clone(),
+                    command: member.command.to_string(),
+                    log_tail: self.log_tail(first),
+                });
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Fails fast, with the log tail, when the member's process is gone (a bad flag, a crash).
+    fn ensure_alive(&mut self, i: usize) -> Result<()> {
+        let member = &mut self.members[i];
+        let Some(child) = member.process.as_mut() else {
+            return Err(Error::MemberNotRunning {
+                member: member.name.clone(),
+            });
+        };
+        match child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                member.process = None;
+                Err(Error::MemberExited {
+                    member: member.name.clone(),
+                    status,
+                    command: member.command.to_string(),
+                    log_tail: tail(&member.log_path, LOG_TAIL_LINES),
+                })
+            }
+            Err(e) => Err(io_err(format!("check member {}", member.name))(e)),
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Signal everyone first, then reap: members die in parallel instead of one after another.
+        for member in &mut self.members {
+            if let Some(child) = member.process.as_mut() {
+                let _ = child.kill();
+            }
+        }
+        for member in &mut self.members {
+            if let Some(mut child) = member.process.take() {
+                process::kill_and_reap(&mut child);
+            }
+        }
+        if thread::panicking() {
+            for (i, member) in self.members.iter().enumerate() {
+                eprintln!(
+                    "--- etcd-rs harness: log tail of {} ({}) in {} ---\n{}",
+                    member.name,
+                    member.client_url,
+                    self.dir.path().display(),
+                    self.log_tail(i)
+                );
+            }
+        }
+    }
+}
+
+fn member_name(i: usize) -> String {
+    format!("m{i}")
+}
+
+/// A cluster token no other cluster on this machine uses, so members of different tests can never join
+/// each other even if a port were reused.
+fn unique_token() -> String {
+    static CLUSTERS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "etcd-rs-test-{}-{}-{nanos}",
+        std::process::id(),
+        CLUSTERS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn reports_healthy(body: &str) -> bool {
+    // 3.4 answers {"health":"true"}, 3.5 adds ,"reason":""; compare without whitespace.
+    let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    compact.contains(r#""health":"true""#)
+}
+
+fn reports_leader(metrics: &str) -> bool {
+    metrics.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words.next() == Some("etcd_server_is_leader")
+            && words.next().and_then(|v| v.parse::<f64>().ok()) == Some(1.0)
+    })
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_body_parsing() {
+        assert!(reports_healthy(r#"{"health":"true"}"#));
+        assert!(reports_healthy(r#"{"health": "true", "reason": ""}"#));
+        assert!(!reports_healthy(r#"{"health":"false"}"#));
+        assert!(!reports_healthy(""));
+    }
+
+    #[test]
+    fn leader_metric_parsing() {
+        let leader = "# HELP etcd_server_is_leader Whether or not this member is a leader.\n\
+                      # TYPE etcd_server_is_leader gauge\netcd_server_is_leader 1\n";
+        assert!(reports_leader(leader));
+        assert!(!reports_leader(
+            "etcd_server_is_leader 0\netcd_server_has_leader 1\n"
+        ));
+        assert!(!reports_leader("etcd_server_is_leader_changes 1\n"));
+        assert!(!reports_leader(""));
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        fs::write(&path, "a\nb\nc\nd\n").unwrap();
+        assert_eq!(tail(&path, 2), "c\nd");
+        assert_eq!(tail(&path, 10), "a\nb\nc\nd");
+        assert!(tail(&dir.path().join("missing"), 2).starts_with("(cannot read"));
+    }
+
+    #[test]
+    fn tokens_are_unique() {
+        assert_ne!(unique_token(), unique_token());
+    }
+
+    #[test]
+    fn empty_cluster_is_rejected() {
+        let err = Cluster::start(ClusterSpec::new(0)).unwrap_err();
+        assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
+    }
+
+    #[test]
+    fn missing_server_binary_is_reported() {
+        let spec = ClusterSpec {
+            server: ServerBinary::new("/nonexistent/etcd"),
+            ..ClusterSpec::default()
+        };
+        let err = Cluster::start(spec).unwrap_err();
+        assert!(matches!(err, Error::BinaryNotFound { .. }), "{err}");
+    }
+}
