@@ -158,9 +158,10 @@ impl Client {
             .await;
         match result {
             Ok(response) => {
-                let token = AsciiMetadataValue::try_from(response.token.as_str()).map_err(|_| {
-                    Error::InvalidArgument("server returned a token that is not ASCII".into())
-                })?;
+                let token =
+                    AsciiMetadataValue::try_from(response.token.as_str()).map_err(|_| {
+                        Error::InvalidArgument("server returned a token that is not ASCII".into())
+                    })?;
                 *self.inner.token.write() = Some(token);
                 Ok(())
             }
@@ -180,12 +181,10 @@ impl Client {
     /// Moves to the next endpoint unless another caller already has.
     pub(crate) fn fail_over(&self, failed: usize) {
         let next = (failed + 1) % self.inner.endpoints.len();
-        let _ = self.inner.current.compare_exchange(
-            failed,
-            next,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ =
+            self.inner
+                .current
+                .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     pub(crate) fn attach_token(&self, metadata: &mut MetadataMap) {
@@ -199,7 +198,12 @@ impl Client {
     }
 
     /// Runs one unary RPC with the retry policy, endpoint failover and token refresh.
-    pub(crate) async fn call<Req, Resp, F, Fut>(&self, retry: Retry, request: Req, rpc: F) -> Result<Resp>
+    pub(crate) async fn call<Req, Resp, F, Fut>(
+        &self,
+        retry: Retry,
+        request: Req,
+        rpc: F,
+    ) -> Result<Resp>
     where
         Req: Clone,
         F: Fn(Channel, tonic::Request<Req>) -> Fut,
@@ -208,7 +212,12 @@ impl Client {
         self.call_inner(retry, true, request, rpc).await
     }
 
-    async fn call_without_auth<Req, Resp, F, Fut>(&self, retry: Retry, request: Req, rpc: F) -> Result<Resp>
+    async fn call_without_auth<Req, Resp, F, Fut>(
+        &self,
+        retry: Retry,
+        request: Req,
+        rpc: F,
+    ) -> Result<Resp>
     where
         Req: Clone,
         F: Fn(Channel, tonic::Request<Req>) -> Fut,
@@ -244,7 +253,8 @@ impl Client {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) => status,
             };
-            if with_token && !refreshed_token && self.has_credentials() && needs_new_token(&status) {
+            if with_token && !refreshed_token && self.has_credentials() && needs_new_token(&status)
+            {
                 refreshed_token = true;
                 // Boxed: authenticate itself goes through this function.
                 Box::pin(self.authenticate()).await?;
@@ -302,29 +312,6 @@ pub(crate) fn retry_backoff(attempt: u32) -> Duration {
     Duration::from_millis((25u64 << attempt.min(5)).min(500))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_without_scheme_are_http() {
-        assert_eq!(normalize_endpoint("127.0.0.1:2379").unwrap(), "http://127.0.0.1:2379");
-        assert_eq!(normalize_endpoint("http://localhost:2379/").unwrap(), "http://localhost:2379");
-        assert!(normalize_endpoint("").is_err());
-        assert!(normalize_endpoint("https://127.0.0.1:2379").is_err());
-    }
-
-    #[test]
-    fn writes_retry_only_when_never_sent() {
-        let refused = tonic::Status::unavailable("tcp connect error: Connection refused (os error 111)");
-        let no_leader = tonic::Status::unavailable(messages::NO_LEADER);
-        assert!(should_retry(Retry::Unsafe, &refused));
-        assert!(!should_retry(Retry::Unsafe, &no_leader));
-        assert!(should_retry(Retry::Safe, &no_leader));
-        assert!(!should_retry(Retry::Safe, &tonic::Status::invalid_argument("etcdserver: key not found")));
-    }
-}
-
 /// A generated gRPC client on `channel` with the message-size limits of `client`.
 macro_rules! rpc_client {
     ($service:ident, $channel:expr, $client:expr) => {
@@ -345,4 +332,37 @@ macro_rules! unary_rpc {
             .await
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_without_scheme_are_http() {
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:2379").unwrap(),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            normalize_endpoint("http://localhost:2379/").unwrap(),
+            "http://localhost:2379"
+        );
+        assert!(normalize_endpoint("").is_err());
+        assert!(normalize_endpoint("https://127.0.0.1:2379").is_err());
+    }
+
+    #[test]
+    fn writes_retry_only_when_never_sent() {
+        let refused =
+            tonic::Status::unavailable("tcp connect error: Connection refused (os error 111)");
+        let no_leader = tonic::Status::unavailable(messages::NO_LEADER);
+        assert!(should_retry(Retry::Unsafe, &refused));
+        assert!(!should_retry(Retry::Unsafe, &no_leader));
+        assert!(should_retry(Retry::Safe, &no_leader));
+        assert!(!should_retry(
+            Retry::Safe,
+            &tonic::Status::invalid_argument("etcdserver: key not found")
+        ));
+    }
 }

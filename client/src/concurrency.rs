@@ -32,9 +32,7 @@ pub struct Session {
 impl Session {
     /// Grants a lease of `ttl` seconds and keeps it alive (etcd's default TTL is 60).
     pub async fn new(client: &Client, ttl: i64) -> Result<Session> {
-        let grant = client
-            .lease_grant(LeaseGrantRequest { ttl, id: 0 })
-            .await?;
+        let grant = client.lease_grant(LeaseGrantRequest { ttl, id: 0 }).await?;
         Ok(Session::with_lease(client, grant.id))
     }
 
@@ -124,7 +122,11 @@ fn range_of(response: &TxnResponse, index: usize) -> Option<&RangeResponse> {
 }
 
 /// Waits until every key under `prefix` created at or before `max_create_revision` is deleted.
-async fn wait_deletes(client: &Client, prefix: &[u8], max_create_revision: i64) -> Result<ResponseHeader> {
+async fn wait_deletes(
+    client: &Client,
+    prefix: &[u8],
+    max_create_revision: i64,
+) -> Result<ResponseHeader> {
     loop {
         let newest_before = client
             .range(RangeRequest {
@@ -201,7 +203,7 @@ impl Mutex {
                 ],
             })
             .await?;
-        let mut header = response.header.clone().unwrap_or_default();
+        let mut header = response.header.unwrap_or_default();
         let revision = if response.succeeded {
             header.revision
         } else {
@@ -334,7 +336,11 @@ impl Election {
         let key = self.leader_key.clone().ok_or_else(not_leader)?;
         let response = client
             .txn(TxnRequest {
-                compare: vec![txn::create_revision(key.clone(), txn::Cmp::Equal, self.leader_revision)],
+                compare: vec![txn::create_revision(
+                    key.clone(),
+                    txn::Cmp::Equal,
+                    self.leader_revision,
+                )],
                 success: vec![txn::put(PutRequest {
                     key,
                     value: value.into(),
@@ -358,7 +364,11 @@ impl Election {
         };
         client
             .txn(TxnRequest {
-                compare: vec![txn::create_revision(key.clone(), txn::Cmp::Equal, self.leader_revision)],
+                compare: vec![txn::create_revision(
+                    key.clone(),
+                    txn::Cmp::Equal,
+                    self.leader_revision,
+                )],
                 success: vec![txn::delete(DeleteRangeRequest {
                     key,
                     ..Default::default()
@@ -372,10 +382,14 @@ impl Election {
     /// The current leader's key-value, if any.
     pub async fn leader(&self, client: &Client) -> Result<KeyValue> {
         let response = client.range(oldest_under(&self.prefix)).await?;
-        response.kvs.into_iter().next().ok_or_else(|| Error::Status {
-            code: tonic::Code::Unknown,
-            message: ELECTION_NO_LEADER.into(),
-        })
+        response
+            .kvs
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Status {
+                code: tonic::Code::Unknown,
+                message: ELECTION_NO_LEADER.into(),
+            })
     }
 
     /// Calls `on_leader` with the leader each time leadership or the leader's value changes,

@@ -82,13 +82,20 @@ fn format_status(code: Code, message: &str) -> String {
     if message.starts_with("etcdserver: ") || message.starts_with("auth: ") {
         message.to_string()
     } else {
-        format!("rpc error: code = {} desc = {}", go_code_name(code), message)
+        format!(
+            "rpc error: code = {} desc = {}",
+            go_code_name(code),
+            message
+        )
     }
 }
 
 fn watch_canceled_message(reason: &str, compact_revision: i64) -> String {
     if compact_revision != 0 {
-        format!("{} (compact revision {compact_revision})", messages::COMPACTED)
+        format!(
+            "{} (compact revision {compact_revision})",
+            messages::COMPACTED
+        )
     } else if reason.is_empty() {
         "watch canceled".to_string()
     } else {

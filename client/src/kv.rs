@@ -33,7 +33,11 @@ impl Client {
     unary_rpc!(compact: KvClient::compact(CompactionRequest) -> CompactionResponse, Retry::Safe);
 
     pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse> {
-        let retry = if txn_is_read_only(&request) { Retry::Safe } else { Retry::Unsafe };
+        let retry = if txn_is_read_only(&request) {
+            Retry::Safe
+        } else {
+            Retry::Unsafe
+        };
         self.call(retry, request, |channel, request| async move {
             rpc_client!(KvClient, channel, self).txn(request).await
         })
@@ -52,7 +56,11 @@ impl Client {
     }
 
     /// Puts one key with no lease and no options.
-    pub async fn put_kv(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
+    pub async fn put_kv(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<PutResponse> {
         self.put(PutRequest {
             key: key.into(),
             value: value.into(),
@@ -70,7 +78,11 @@ fn txn_is_read_only(request: &TxnRequest) -> bool {
             Some(_) => false,
         }
     }
-    request.success.iter().chain(&request.failure).all(op_is_read_only)
+    request
+        .success
+        .iter()
+        .chain(&request.failure)
+        .all(op_is_read_only)
 }
 
 /// Builders for the parts of a Txn, so callers read like etcd's `clientv3.Compare(...)`.
@@ -78,7 +90,12 @@ pub mod txn {
     use super::*;
     use api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 
-    fn compare(key: Vec<u8>, result: CompareResult, target: CompareTarget, value: TargetUnion) -> Compare {
+    fn compare(
+        key: Vec<u8>,
+        result: CompareResult,
+        target: CompareTarget,
+        value: TargetUnion,
+    ) -> Compare {
         Compare {
             result: result as i32,
             target: target as i32,
@@ -89,23 +106,56 @@ pub mod txn {
     }
 
     pub fn version(key: impl Into<Vec<u8>>, result: CompareResult, version: i64) -> Compare {
-        compare(key.into(), result, CompareTarget::Version, TargetUnion::Version(version))
+        compare(
+            key.into(),
+            result,
+            CompareTarget::Version,
+            TargetUnion::Version(version),
+        )
     }
 
-    pub fn create_revision(key: impl Into<Vec<u8>>, result: CompareResult, revision: i64) -> Compare {
-        compare(key.into(), result, CompareTarget::Create, TargetUnion::CreateRevision(revision))
+    pub fn create_revision(
+        key: impl Into<Vec<u8>>,
+        result: CompareResult,
+        revision: i64,
+    ) -> Compare {
+        compare(
+            key.into(),
+            result,
+            CompareTarget::Create,
+            TargetUnion::CreateRevision(revision),
+        )
     }
 
     pub fn mod_revision(key: impl Into<Vec<u8>>, result: CompareResult, revision: i64) -> Compare {
-        compare(key.into(), result, CompareTarget::Mod, TargetUnion::ModRevision(revision))
+        compare(
+            key.into(),
+            result,
+            CompareTarget::Mod,
+            TargetUnion::ModRevision(revision),
+        )
     }
 
-    pub fn value(key: impl Into<Vec<u8>>, result: CompareResult, value: impl Into<Vec<u8>>) -> Compare {
-        compare(key.into(), result, CompareTarget::Value, TargetUnion::Value(value.into()))
+    pub fn value(
+        key: impl Into<Vec<u8>>,
+        result: CompareResult,
+        value: impl Into<Vec<u8>>,
+    ) -> Compare {
+        compare(
+            key.into(),
+            result,
+            CompareTarget::Value,
+            TargetUnion::Value(value.into()),
+        )
     }
 
     pub fn lease(key: impl Into<Vec<u8>>, result: CompareResult, lease: i64) -> Compare {
-        compare(key.into(), result, CompareTarget::Lease, TargetUnion::Lease(lease))
+        compare(
+            key.into(),
+            result,
+            CompareTarget::Lease,
+            TargetUnion::Lease(lease),
+        )
     }
 
     pub fn range(request: RangeRequest) -> RequestOp {

@@ -105,7 +105,8 @@ impl Client {
             match tokio::time::timeout_at(deadline, result).await {
                 Err(_) => return Err(Error::DeadlineExceeded),
                 Ok(Ok(response)) => return Ok(response),
-                Ok(Err(e)) if self.recover(&e, &mut attempt).await && Instant::now() < deadline => {}
+                Ok(Err(e)) if self.recover(&e, &mut attempt).await && Instant::now() < deadline => {
+                }
                 Ok(Err(e)) => return Err(e),
             }
         }
@@ -150,10 +151,8 @@ impl Client {
                     _ = tokio::time::sleep(pause) => {}
                     _ = sender.closed() => return,
                 }
-                let renewal = tokio::time::timeout(
-                    self.inner.options.request_timeout,
-                    stream.keep_alive(id),
-                );
+                let renewal =
+                    tokio::time::timeout(self.inner.options.request_timeout, stream.keep_alive(id));
                 response = match renewal.await.unwrap_or(Err(Error::DeadlineExceeded)) {
                     Ok(response) => response,
                     Err(e) => {

@@ -108,15 +108,25 @@ impl Client {
     }
 
     /// Watches `key` on a stream of its own.
-    pub async fn watch(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<WatchStream> {
+    pub async fn watch(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: WatchOptions,
+    ) -> Result<WatchStream> {
         self.watcher().watch(key, options).await
     }
 }
 
 impl Watcher {
     /// Creates a watch and waits until the server has accepted it.
-    pub async fn watch(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<WatchStream> {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub async fn watch(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: WatchOptions,
+    ) -> Result<WatchStream> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut key = key.into();
         if key.is_empty() {
             // etcd treats an empty key as "\0", the smallest key.
@@ -233,8 +243,7 @@ impl Multiplexer {
             self.pending_creates.push_back(id);
         }
         let (_, channel) = self.client.channel();
-        let mut request =
-            tonic::Request::new(UnboundedReceiverStream::new(receiver));
+        let mut request = tonic::Request::new(UnboundedReceiverStream::new(receiver));
         self.client.attach_token(request.metadata_mut());
         request
             .metadata_mut()
