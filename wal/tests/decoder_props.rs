@@ -89,7 +89,12 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = replay_single_segment(&bytes);
+        // The same check as the cargo-fuzz target in `wal/fuzz`.
+        if let Ok(contents) = replay_single_segment(&bytes) {
+            for (position, entry) in contents.entries.iter().enumerate() {
+                prop_assert_eq!(entry.index(), position as u64 + 1);
+            }
+        }
     }
 
     #[test]
