@@ -12,7 +12,6 @@ use parking_lot::RwLock;
 use tokio::time::Instant;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
-use tonic::Code;
 
 use crate::error::{messages, Error, Result};
 
@@ -248,34 +247,29 @@ impl Client {
             if with_token {
                 self.attach_token(grpc_request.metadata_mut());
             }
-            let status = match tokio::time::timeout_at(deadline, rpc(channel, grpc_request)).await {
+            let error = match tokio::time::timeout_at(deadline, rpc(channel, grpc_request)).await {
                 Err(_) => return Err(Error::DeadlineExceeded),
                 Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) => status,
+                Ok(Err(status)) => Error::from(status),
             };
-            if with_token && !refreshed_token && self.has_credentials() && needs_new_token(&status)
-            {
+            if with_token && !refreshed_token && self.has_credentials() && error.needs_new_token() {
                 refreshed_token = true;
                 // Boxed: authenticate itself goes through this function.
                 Box::pin(self.authenticate()).await?;
                 continue;
             }
-            if status.code() == Code::DeadlineExceeded && Instant::now() >= deadline {
-                return Err(Error::DeadlineExceeded);
+            if !may_retry(retry, &error) {
+                return Err(error);
             }
-            if !should_retry(retry, &status) {
-                return Err(status.into());
-            }
-            tracing::debug!(endpoint = %self.inner.endpoint_urls[index], error = %status.message(), "retrying request");
+            tracing::debug!(endpoint = %self.inner.endpoint_urls[index], %error, "retrying request");
             self.fail_over(index);
             attempt += 1;
             let backoff = retry_backoff(attempt);
             if Instant::now() + backoff >= deadline {
-                // Report what the server said rather than a bare timeout when we know it.
-                return Err(if is_transport_error(&status) {
-                    Error::DeadlineExceeded
-                } else {
-                    status.into()
+                // A server's own answer says more than a bare timeout; a dead link does not.
+                return Err(match error {
+                    Error::Transport { .. } => Error::DeadlineExceeded,
+                    other => other,
                 });
             }
             tokio::time::sleep(backoff).await;
@@ -283,28 +277,16 @@ impl Client {
     }
 }
 
-/// The token is missing, expired, or older than the auth store: authenticate again and retry.
-pub(crate) fn needs_new_token(status: &tonic::Status) -> bool {
-    matches!(
-        status.message(),
-        messages::INVALID_AUTH_TOKEN | messages::AUTH_OLD_REVISION | messages::USER_EMPTY
-    )
-}
-
-/// A failure to reach the server at all, as opposed to an answer from it.
-pub(crate) fn is_transport_error(status: &tonic::Status) -> bool {
-    status.code() == Code::Unavailable && !status.message().starts_with("etcdserver:")
-}
-
-fn never_reached_server(status: &tonic::Status) -> bool {
-    is_transport_error(status)
-        && (status.message().contains("connect") || status.message().contains("Connection refused"))
-}
-
-fn should_retry(retry: Retry, status: &tonic::Status) -> bool {
+fn may_retry(retry: Retry, error: &Error) -> bool {
     match retry {
-        Retry::Safe => status.code() == Code::Unavailable,
-        Retry::Unsafe => never_reached_server(status),
+        Retry::Safe => error.is_unavailable(),
+        Retry::Unsafe => matches!(
+            error,
+            Error::Transport {
+                never_sent: true,
+                ..
+            }
+        ),
     }
 }
 
@@ -354,15 +336,21 @@ mod tests {
 
     #[test]
     fn writes_retry_only_when_never_sent() {
-        let refused =
-            tonic::Status::unavailable("tcp connect error: Connection refused (os error 111)");
-        let no_leader = tonic::Status::unavailable(messages::NO_LEADER);
-        assert!(should_retry(Retry::Unsafe, &refused));
-        assert!(!should_retry(Retry::Unsafe, &no_leader));
-        assert!(should_retry(Retry::Safe, &no_leader));
-        assert!(!should_retry(
-            Retry::Safe,
-            &tonic::Status::invalid_argument("etcdserver: key not found")
-        ));
+        let refused = Error::Transport {
+            message: "tcp connect error: Connection refused (os error 111)".into(),
+            never_sent: true,
+        };
+        let broken = Error::Transport {
+            message: "operation was canceled".into(),
+            never_sent: false,
+        };
+        let no_leader = Error::from(tonic::Status::unavailable(messages::NO_LEADER));
+        let not_found = Error::from(tonic::Status::invalid_argument("etcdserver: key not found"));
+        assert!(may_retry(Retry::Unsafe, &refused));
+        assert!(!may_retry(Retry::Unsafe, &broken));
+        assert!(!may_retry(Retry::Unsafe, &no_leader));
+        assert!(may_retry(Retry::Safe, &broken));
+        assert!(may_retry(Retry::Safe, &no_leader));
+        assert!(!may_retry(Retry::Safe, &not_found));
     }
 }

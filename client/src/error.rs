@@ -20,6 +20,10 @@ pub enum Error {
     /// An error status returned by the server (or by the gRPC layer).
     #[error("{}", format_status(*.code, .message))]
     Status { code: Code, message: String },
+    /// The connection failed before or while the request was in flight (not an answer from
+    /// the server). `never_sent` when the failure was in dialing, so even a write may be retried.
+    #[error("rpc error: code = Unavailable desc = {message}")]
+    Transport { message: String, never_sent: bool },
     /// The request (including its retries) did not complete within the request timeout.
     #[error("context deadline exceeded")]
     DeadlineExceeded,
@@ -51,6 +55,7 @@ impl Error {
         match self {
             Error::Status { code, .. } => Some(*code),
             Error::DeadlineExceeded => Some(Code::DeadlineExceeded),
+            Error::Transport { .. } => Some(Code::Unavailable),
             _ => None,
         }
     }
@@ -66,13 +71,52 @@ impl Error {
     pub fn is_message(&self, expected: &str) -> bool {
         self.server_message() == Some(expected)
     }
+
+    /// The token is missing, expired, or older than the auth store: authenticate and retry.
+    pub(crate) fn needs_new_token(&self) -> bool {
+        matches!(
+            self.server_message(),
+            Some(messages::INVALID_AUTH_TOKEN | messages::AUTH_OLD_REVISION | messages::USER_EMPTY)
+        )
+    }
+
+    /// Whether another endpoint may answer: the connection failed, or the server said it
+    /// cannot serve now (`Unavailable`: no leader, stopping, timed out).
+    pub(crate) fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Transport { .. } => true,
+            Error::Status { code, .. } => *code == Code::Unavailable,
+            _ => false,
+        }
+    }
 }
 
 impl From<tonic::Status> for Error {
+    /// Statuses made locally by tonic (they carry the underlying error as `source`) are
+    /// transport failures or our own deadline; the rest are the server's answers.
     fn from(status: tonic::Status) -> Self {
-        Error::Status {
-            code: status.code(),
-            message: status.message().to_string(),
+        let Some(source) = std::error::Error::source(&status) else {
+            return Error::Status {
+                code: status.code(),
+                message: status.message().to_string(),
+            };
+        };
+        if status.message() == "Timeout expired" {
+            return Error::DeadlineExceeded;
+        }
+        let mut message = status.message().to_string();
+        let mut cause = Some(source);
+        while let Some(error) = cause {
+            message.push_str(": ");
+            message.push_str(&error.to_string());
+            cause = error.source();
+        }
+        let never_sent = message.contains("tcp connect error")
+            || message.contains("error trying to connect")
+            || message.contains("Connection refused");
+        Error::Transport {
+            message,
+            never_sent,
         }
     }
 }

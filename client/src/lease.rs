@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::Streaming;
 
-use crate::client::{is_transport_error, needs_new_token, retry_backoff, Client};
+use crate::client::{retry_backoff, Client};
 use crate::error::{Error, Result};
 
 /// One `LeaseKeepAlive` stream on one endpoint.
@@ -171,14 +171,10 @@ impl Client {
     /// After a failed stream operation: refresh the token or move to the next endpoint and back
     /// off. Returns whether trying again makes sense.
     pub(crate) async fn recover(&self, error: &Error, attempt: &mut u32) -> bool {
-        let Error::Status { code, message } = error else {
-            return matches!(error, Error::DeadlineExceeded);
-        };
-        let status = tonic::Status::new(*code, message.clone());
-        if needs_new_token(&status) && self.has_credentials() {
+        if error.needs_new_token() && self.has_credentials() {
             return self.authenticate().await.is_ok();
         }
-        if *code != tonic::Code::Unavailable && !is_transport_error(&status) {
+        if !error.is_unavailable() && !matches!(error, Error::DeadlineExceeded) {
             return false;
         }
         let (index, _) = self.channel();
