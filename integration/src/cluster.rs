@@ -160,8 +160,9 @@ impl Cluster {
             });
         }
         let ports = ports::reserve(2 * spec.size)?;
+        remove_abandoned_dirs(&std::env::temp_dir());
         let dir = tempfile::Builder::new()
-            .prefix("etcd-rs-cluster-")
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(io_err("create the cluster's temporary directory"))?;
 
@@ -523,6 +524,34 @@ impl Drop for Cluster {
     }
 }
 
+/// Cluster directories are named `<DIR_PREFIX><pid of the test process>-<random>`.
+const DIR_PREFIX: &str = "etcd-rs-cluster-";
+
+/// Deletes cluster directories left behind by test processes that were killed before `Drop` could run
+/// (each holds ~120 MB of preallocated WAL). A directory whose process still exists is left alone.
+fn remove_abandoned_dirs(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(dir = %entry.path().display(), pid, "removing an abandoned cluster directory");
+            if let Err(e) = fs::remove_dir_all(entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove");
+            }
+        }
+    }
+}
+
 fn member_name(i: usize) -> String {
     format!("m{i}")
 }
@@ -599,6 +628,24 @@ mod tests {
         assert_eq!(tail(&path, 2), "c\nd");
         assert_eq!(tail(&path, 10), "a\nb\nc\nd");
         assert!(tail(&dir.path().join("missing"), 2).starts_with("(cannot read"));
+    }
+
+    #[test]
+    fn abandoned_dirs_of_dead_processes_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A pid above the kernel's pid_max limit (2^22) cannot exist.
+        let dead = tmp.path().join(format!("{DIR_PREFIX}{}-abc", 1u32 << 23));
+        let alive = tmp
+            .path()
+            .join(format!("{DIR_PREFIX}{}-abc", std::process::id()));
+        let unrelated = tmp.path().join(format!("{DIR_PREFIX}not-a-pid"));
+        for dir in [&dead, &alive, &unrelated] {
+            fs::create_dir_all(dir.join("m0/member")).unwrap();
+        }
+        remove_abandoned_dirs(tmp.path());
+        assert!(!dead.exists());
+        assert!(alive.exists());
+        assert!(unrelated.exists());
     }
 
     #[test]
