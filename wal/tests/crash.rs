@@ -11,6 +11,16 @@ use wal::{SnapshotMarker, Wal, WalOptions};
 
 const SEGMENT_SIZE: u64 = 64 * 1024;
 
+/// Makes sure a failing assertion never leaves a writer running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn entries_acknowledged_before_sigkill_survive_reopen() {
     let tmp = tempfile::tempdir().unwrap();
@@ -25,7 +35,9 @@ fn entries_acknowledged_before_sigkill_survive_reopen() {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn writer");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdout = child.stdout.take().unwrap();
+        let mut child = KillOnDrop(child);
+        let mut lines = BufReader::new(stdout).lines();
         let mut seen = 0;
         while seen < wait_for {
             let line = lines
@@ -35,12 +47,12 @@ fn entries_acknowledged_before_sigkill_survive_reopen() {
             acknowledged = acknowledged.max(line.parse().unwrap());
             seen += 1;
         }
-        child.kill().expect("SIGKILL");
+        child.0.kill().expect("SIGKILL");
         // Lines printed before the kill landed were acknowledged too.
         for line in lines {
             acknowledged = acknowledged.max(line.unwrap().parse().unwrap());
         }
-        let status = child.wait().unwrap();
+        let status = child.0.wait().unwrap();
         assert!(!status.success(), "round {round}: the writer was killed");
 
         let options = WalOptions {
