@@ -1016,6 +1016,10 @@ impl<S: Storage> Raft<S> {
                 let pr = self.prs.progress.get_mut(&from).expect("checked above");
                 pr.recent_active = true;
                 pr.probe_sent = false;
+                if pr.state == ProgressState::Replicate && pr.inflights.full() {
+                    // MsgApps may have been lost: the heartbeat proves the peer is up, so try again.
+                    pr.inflights.free_first_one();
+                }
                 if pr.matched < last || pr.state == ProgressState::Probe {
                     self.send_append(from);
                 }

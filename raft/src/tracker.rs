@@ -52,6 +52,13 @@ impl Inflights {
         }
     }
 
+    /// Frees the oldest slot: lets a full window make progress when its messages may have been lost.
+    pub fn free_first_one(&mut self) {
+        if let Some((_, b)) = self.window.pop_front() {
+            self.bytes -= b;
+        }
+    }
+
     pub fn full(&self) -> bool {
         self.window.len() >= self.max_count || (self.max_bytes > 0 && self.bytes >= self.max_bytes)
     }
