@@ -122,6 +122,8 @@ struct Member {
     command: MemberCommand,
     /// None once killed or stopped.
     process: Option<Child>,
+    /// SIGSTOPped by `pause` and not yet resumed.
+    paused: bool,
     starts: u32,
 }
 
@@ -223,6 +225,7 @@ impl Cluster {
                         args,
                     },
                     process: None,
+                    paused: false,
                     starts: 0,
                 }
             })
@@ -309,6 +312,7 @@ impl Cluster {
     /// SIGKILLs member `i` and reaps it: a crash, with no chance to flush or say goodbye.
     pub fn kill(&mut self, i: usize) -> Result<()> {
         let member = self.member_mut(i)?;
+        member.paused = false;
         if let Some(mut child) = member.process.take() {
             tracing::info!(member = %member.name, pid = child.id(), "SIGKILL");
             process::kill_and_reap(&mut child);
@@ -325,7 +329,16 @@ impl Cluster {
         };
         tracing::info!(member = %member.name, pid = child.id(), "SIGTERM");
         let context = format!("stop member {}", member.name);
-        if let Err(e) = process::signal(child.id(), libc::SIGTERM) {
+        // A paused process only acts on SIGTERM once continued.
+        let resume = std::mem::take(&mut member.paused);
+        let signalled = process::signal(child.id(), libc::SIGTERM).and_then(|()| {
+            if resume {
+                process::signal(child.id(), libc::SIGCONT)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = signalled {
             process::kill_and_reap(&mut child);
             return Err(io_err(context)(e));
         }
@@ -343,6 +356,33 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOPs member `i`: it keeps its sockets and state but answers nobody, like a long GC pause or a
+    /// frozen VM. Health and leader probes skip it until [`Cluster::resume`].
+    pub fn pause(&mut self, i: usize) -> Result<()> {
+        self.signal_running(i, libc::SIGSTOP)?;
+        self.members[i].paused = true;
+        Ok(())
+    }
+
+    /// SIGCONTs a member paused by [`Cluster::pause`].
+    pub fn resume(&mut self, i: usize) -> Result<()> {
+        self.signal_running(i, libc::SIGCONT)?;
+        self.members[i].paused = false;
+        Ok(())
+    }
+
+    fn signal_running(&mut self, i: usize, sig: libc::c_int) -> Result<()> {
+        let member = self.member_mut(i)?;
+        let Some(child) = member.process.as_ref() else {
+            return Err(Error::MemberNotRunning {
+                member: member.name.clone(),
+            });
+        };
+        tracing::info!(member = %member.name, pid = child.id(), signal = sig, "signal");
+        process::signal(child.id(), sig)
+            .map_err(io_err(format!("signal {sig} to member {}", member.name)))
+    }
+
     /// Starts member `i` again with the same command line and data dir, stopping it first (SIGTERM) if it
     /// is running. Does not wait for health, because a lone restarted member of a stopped cluster never
     /// gets there; follow with [`Cluster::wait_healthy`].
@@ -357,15 +397,13 @@ impl Cluster {
         self.wait_members_healthy(&[i], timeout)
     }
 
-    /// Waits until every member that has a process answers `/health` with true.
+    /// Waits until every member that has a process and is not paused answers `/health` with true.
     pub fn wait_all_healthy(&mut self, timeout: Duration) -> Result<()> {
-        let running: Vec<usize> = (0..self.size())
-            .filter(|&i| self.members[i].process.is_some())
-            .collect();
+        let running: Vec<usize> = (0..self.size()).filter(|&i| self.probed(i)).collect();
         self.wait_members_healthy(&running, timeout)
     }
 
-    /// The index of the leader, if exactly one running member reports `etcd_server_is_leader 1` on
+    /// The index of the leader, if exactly one running, unpaused member reports `etcd_server_is_leader 1` on
     /// `/metrics` (etcd 3.4 exposes leadership over plain HTTP nowhere else).
     pub fn leader_index(&self) -> Option<usize> {
         match self.leader_claims().as_slice() {
@@ -394,12 +432,17 @@ impl Cluster {
 
     fn leader_claims(&self) -> Vec<usize> {
         (0..self.size())
-            .filter(|&i| self.members[i].process.is_some())
+            .filter(|&i| self.probed(i))
             .filter(|&i| {
                 http::get(&self.members[i].client_url, "/metrics", PROBE_TIMEOUT)
                     .is_ok_and(|resp| resp.status == 200 && reports_leader(&resp.body))
             })
             .collect()
+    }
+
+    /// Whether probes should ask member `i`: a paused member would only make them wait for a timeout.
+    fn probed(&self, i: usize) -> bool {
+        self.members[i].process.is_some() && !self.members[i].paused
     }
 
     fn member_mut(&mut self, i: usize) -> Result<&mut Member> {
@@ -412,6 +455,7 @@ impl Cluster {
     fn launch(&mut self, i: usize) -> Result<()> {
         let member = self.member_mut(i)?;
         member.starts += 1;
+        member.paused = false;
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -481,6 +525,11 @@ impl Cluster {
                 member: member.name.clone(),
             });
         };
+        if member.paused {
+            return Err(Error::MemberPaused {
+                member: member.name.clone(),
+            });
+        }
         match child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => {

@@ -30,6 +30,9 @@ pub enum Error {
     #[error("member {member} is not running")]
     MemberNotRunning { member: String },
 
+    #[error("member {member} is paused")]
+    MemberPaused { member: String },
+
     #[error("member {member} exited with {status} before becoming healthy\ncommand: {command}\n--- log tail ---\n{log_tail}")]
     MemberExited {
         member: String,

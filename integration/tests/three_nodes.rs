@@ -74,24 +74,57 @@ fn killed_leader_is_replaced_and_rejoins_after_restart() {
     cluster.wait_healthy(old_leader, TIMEOUT).unwrap();
     // A serializable read is answered from the member's own store: it shows the write only once the
     // restarted member has caught up from the leader.
+    wait_for_local_value(&cluster, old_leader, "during", "2");
+    let log = std::fs::read_to_string(cluster.log_path(old_leader)).unwrap();
+    assert_eq!(log.matches("=== etcd-rs harness: start #").count(), 2);
+}
+
+/// Polls a serializable read on member `i` alone until it returns `expected`.
+fn wait_for_local_value(cluster: &Cluster, i: usize, key: &str, expected: &str) {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let get = integration::Cli::new(real_etcdctl())
-            .arg(format!("--endpoints={}", cluster.client_url(old_leader)))
-            .args(["get", "--consistency=s", "during"])
+            .arg(format!("--endpoints={}", cluster.client_url(i)))
+            .args(["get", "--consistency=s", "--print-value-only", key])
             .run()
             .unwrap();
-        if get.stdout == "during\n2\n" {
-            break;
+        if get.stdout == format!("{expected}\n") {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "restarted member never served the write: {get:?}"
+            "member {i} never served {key}={expected}: {get:?}"
         );
         thread::sleep(Duration::from_millis(50));
     }
-    let log = std::fs::read_to_string(cluster.log_path(old_leader)).unwrap();
-    assert_eq!(log.matches("=== etcd-rs harness: start #").count(), 2);
+}
+
+#[test]
+fn paused_leader_is_deposed_and_catches_up_when_resumed() {
+    let mut cluster = Cluster::start(ClusterSpec::new(3)).unwrap();
+    let old_leader = cluster.wait_for_leader(TIMEOUT).unwrap();
+    cluster.pause(old_leader).unwrap();
+    assert!(cluster.is_running(old_leader), "a paused process is alive");
+    assert!(matches!(
+        cluster.wait_healthy(old_leader, TIMEOUT),
+        Err(Error::MemberPaused { .. })
+    ));
+
+    // The frozen leader still believes it leads; probes skip it, so the new leader is the only claim.
+    let new_leader = cluster.wait_for_leader(TIMEOUT).unwrap();
+    assert_ne!(new_leader, old_leader);
+    let put = integration::Cli::new(real_etcdctl())
+        .arg(format!("--endpoints={}", cluster.client_url(new_leader)))
+        .args(["put", "while-paused", "yes"])
+        .run()
+        .unwrap();
+    assert_eq!(put.stdout, "OK\n", "{put:?}");
+
+    cluster.resume(old_leader).unwrap();
+    cluster.wait_all_healthy(TIMEOUT).unwrap();
+    wait_for_local_value(&cluster, old_leader, "while-paused", "yes");
+    // Once resumed, the old leader learns of the newer term and stops claiming leadership.
+    cluster.wait_for_leader(TIMEOUT).unwrap();
 }
 
 #[test]
