@@ -108,6 +108,34 @@ struct Node {
     removed: bool,
 }
 
+/// What a run exercised, summed over seeds, so a reader can see the faults really happen.
+#[derive(Default, Debug, Clone, Copy)]
+struct Stats {
+    leaders_elected: u64,
+    crashes: u64,
+    unpersisted_readies_lost: u64,
+    partitions: u64,
+    conf_changes_applied: u64,
+    snapshots_restored: u64,
+    transfers_requested: u64,
+    reads_checked: u64,
+    entries_applied: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.leaders_elected += o.leaders_elected;
+        self.crashes += o.crashes;
+        self.unpersisted_readies_lost += o.unpersisted_readies_lost;
+        self.partitions += o.partitions;
+        self.conf_changes_applied += o.conf_changes_applied;
+        self.snapshots_restored += o.snapshots_restored;
+        self.transfers_requested += o.transfers_requested;
+        self.reads_checked += o.reads_checked;
+        self.entries_applied += o.entries_applied;
+    }
+}
+
 struct Params {
     drop: f64,
     dup: f64,
@@ -145,6 +173,7 @@ struct Sim {
     reads: HashMap<Bytes, u64>,
     durable_commit: HashMap<u64, u64>,
     violations: Vec<String>,
+    stats: Stats,
 }
 
 impl Sim {
@@ -184,6 +213,7 @@ impl Sim {
             reads: HashMap::new(),
             durable_commit: HashMap::new(),
             violations: Vec::new(),
+            stats: Stats::default(),
         };
         let voters: Vec<u64> = (1..=n).collect();
         for id in 1..=n {
@@ -249,6 +279,10 @@ impl Sim {
 
     fn crash(&mut self, id: u64) {
         if let Some(n) = self.nodes.remove(&id) {
+            self.stats.crashes += 1;
+            if n.pending.as_ref().is_some_and(|rd| rd.must_sync) {
+                self.stats.unpersisted_readies_lost += 1;
+            }
             let restart = self.round + ROUNDS_PER_TICK * (5 + self.rng.below(60));
             self.crashed.insert(id, (n.storage, restart));
         }
@@ -386,6 +420,7 @@ impl Sim {
         }
         for rs in reads {
             if let Some(min) = self.reads.remove(&rs.request_ctx) {
+                self.stats.reads_checked += 1;
                 if rs.index < min {
                     self.violation(format!(
                         "node {id}: read index {} below the committed index {min} known at request",
@@ -443,6 +478,7 @@ impl Sim {
             self.violation(p);
         }
         if let Some((index, hash)) = snapshot_state {
+            self.stats.snapshots_restored += 1;
             self.check_chain(id, index, None, hash);
         }
         self.send(persisted_msgs);
@@ -499,6 +535,7 @@ impl Sim {
                 Ok(cc) => {
                     let before = members(&n.conf_state);
                     if let Ok(cs) = n.raw.apply_conf_change(&cc) {
+                        self.stats.conf_changes_applied += 1;
                         let after = members(&cs);
                         removed_ids = before.difference(&after).copied().collect();
                         n.removed = !after.contains(&id) && before.contains(&id);
@@ -567,7 +604,9 @@ impl Sim {
                 Some(&other) if other != id => {
                     self.violation(format!("two leaders in term {term}: {other} and {id}"));
                 }
-                _ => {
+                Some(_) => {}
+                None => {
+                    self.stats.leaders_elected += 1;
                     self.leaders.insert(term, id);
                 }
             }
@@ -752,6 +791,7 @@ impl Sim {
         let Some(leader) = self.leader() else { return };
         let cs = self.nodes[&leader].raw.raft().conf_state();
         if let Some(to) = self.rng.pick(&cs.voters) {
+            self.stats.transfers_requested += 1;
             self.nodes.get_mut(&leader).unwrap().raw.transfer_leader(to);
         }
     }
@@ -759,6 +799,7 @@ impl Sim {
     fn partition(&mut self) {
         let ids = self.alive_ids();
         self.groups.clear();
+        self.stats.partitions += 1;
         if self.rng.chance(0.5) {
             if let Some(id) = self.rng.pick(&ids) {
                 self.groups.insert(id, 1);
@@ -868,7 +909,7 @@ impl Sim {
             .all(|id| self.nodes.get(id).is_some_and(|n| n.sm_index >= target))
     }
 
-    fn run(mut self, chaos_ticks: u64) -> Result<(), String> {
+    fn run(mut self, chaos_ticks: u64) -> Result<Stats, String> {
         let chaos_rounds = chaos_ticks * ROUNDS_PER_TICK;
         while self.round < chaos_rounds && self.violations.is_empty() {
             self.step_round(true);
@@ -943,7 +984,8 @@ impl Sim {
             }
         }
         if self.violations.is_empty() {
-            Ok(())
+            self.stats.entries_applied = self.applied.len() as u64;
+            Ok(self.stats)
         } else {
             Err(self.violations.join("; "))
         }
@@ -964,29 +1006,35 @@ fn seeded_cluster_simulation_keeps_raft_invariants() {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 2) as u64;
-    let failures: Vec<(u64, String)> = std::thread::scope(|s| {
+    let (failures, stats): (Vec<(u64, String)>, Stats) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 s.spawn(move || {
                     let mut failures = Vec::new();
+                    let mut stats = Stats::default();
                     let mut seed = base + w;
                     while seed < base + seeds {
                         let chaos_ticks = 150 + seed % 150;
-                        if let Err(e) = Sim::new(seed).run(chaos_ticks) {
-                            failures.push((seed, e));
+                        match Sim::new(seed).run(chaos_ticks) {
+                            Ok(s) => stats.add(&s),
+                            Err(e) => failures.push((seed, e)),
                         }
                         seed += workers;
                     }
-                    failures
+                    (failures, stats)
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("worker panicked"))
-            .collect()
+        let mut all = (Vec::new(), Stats::default());
+        for h in handles {
+            let (f, s) = h.join().expect("worker panicked");
+            all.0.extend(f);
+            all.1.add(&s);
+        }
+        all
     });
     println!("{seeds} seeds, {} violations", failures.len());
+    println!("exercised: {stats:?}");
     for (seed, e) in &failures {
         println!("seed {seed}: {e}");
         println!(
