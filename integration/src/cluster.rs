@@ -296,7 +296,8 @@ impl Cluster {
         self.members[i].process.as_ref().map(Child::id)
     }
 
-    /// Whether the member's process is alive (false after `kill`/`stop`, or if it exited by itself).
+    /// Whether the member's process is alive: false after `kill`/`stop` or if it exited by itself; true
+    /// while paused.
     pub fn is_running(&mut self, i: usize) -> bool {
         match self.members[i].process.as_mut() {
             Some(child) => matches!(child.try_wait(), Ok(None)),
@@ -321,12 +322,17 @@ impl Cluster {
     }
 
     /// SIGTERMs member `i` and waits for it to exit (SIGKILL after 10 s). Returns its exit status, or None
-    /// if it was not running.
+    /// if it had been killed or stopped already.
     pub fn stop(&mut self, i: usize) -> Result<Option<ExitStatus>> {
         let member = self.member_mut(i)?;
         let Some(mut child) = member.process.take() else {
             return Ok(None);
         };
+        // It may have exited by itself already; then its pid must not be signalled.
+        if let Ok(Some(status)) = child.try_wait() {
+            member.paused = false;
+            return Ok(Some(status));
+        }
         tracing::info!(member = %member.name, pid = child.id(), "SIGTERM");
         let context = format!("stop member {}", member.name);
         // A paused process only acts on SIGTERM once continued.
@@ -373,11 +379,17 @@ impl Cluster {
 
     fn signal_running(&mut self, i: usize, sig: libc::c_int) -> Result<()> {
         let member = self.member_mut(i)?;
-        let Some(child) = member.process.as_ref() else {
+        // A process that exited by itself and was reaped may have had its pid reused: never signal it.
+        let Some(child) = member.process.as_mut() else {
             return Err(Error::MemberNotRunning {
                 member: member.name.clone(),
             });
         };
+        if !matches!(child.try_wait(), Ok(None)) {
+            return Err(Error::MemberNotRunning {
+                member: member.name.clone(),
+            });
+        }
         tracing::info!(member = %member.name, pid = child.id(), signal = sig, "signal");
         process::signal(child.id(), sig)
             .map_err(io_err(format!("signal {sig} to member {}", member.name)))

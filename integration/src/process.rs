@@ -39,16 +39,21 @@ pub fn bin_path(name: &str) -> Result<PathBuf> {
     }
     let path = dir.join(name);
     if path.is_file() {
-        Ok(path)
-    } else {
-        Err(Error::BinaryNotFound {
-            name: name.to_owned(),
-            path,
-            hint: format!(
-                "build it with the tests' profile and target dir first, e.g. `cargo build --release --bin {name}`"
-            ),
-        })
+        return Ok(path);
     }
+    let profile_flag = match dir.file_name().and_then(OsStr::to_str) {
+        Some("debug") => String::new(),
+        Some("release") => " --release".to_owned(),
+        Some(other) => format!(" --profile {other}"),
+        None => String::new(),
+    };
+    Err(Error::BinaryNotFound {
+        name: name.to_owned(),
+        path,
+        hint: format!(
+            "build it first with the tests' profile and CARGO_TARGET_DIR: `cargo build{profile_flag} --bin {name}`"
+        ),
+    })
 }
 
 /// What a finished command printed and how it exited.
@@ -309,8 +314,13 @@ impl Background {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Sends SIGINT (what Ctrl-C does: `etcdctl lock` releases its lock and exits).
-    pub fn interrupt(&self) -> Result<()> {
+    /// Sends SIGINT (what Ctrl-C does: `etcdctl lock` releases its lock and exits). A child that already
+    /// exited is left alone.
+    pub fn interrupt(&mut self) -> Result<()> {
+        // Once reaped, the pid may belong to someone else: never signal it then.
+        if !self.is_running() {
+            return Ok(());
+        }
         signal(self.child.id(), libc::SIGINT).map_err(io_err(format!("SIGINT `{}`", self.command)))
     }
 
