@@ -1,1 +1,85 @@
-//! The etcdctl command-line client.
+//! etcdctl: the etcd v3 command-line client, compatible with etcd 3.4's `etcdctl`
+//! (same commands, flags, `ETCDCTL_*` environment variables, output formats and exit codes).
+
+mod command;
+mod error;
+mod format;
+mod global;
+mod printer;
+
+use clap::Parser;
+
+pub use error::{CommandError, ExitCode};
+pub use global::GlobalArgs;
+
+/// The API version etcdctl reports (`version`).
+pub const API_VERSION: &str = "3.4";
+/// The etcdctl release whose behaviour this one follows.
+pub const ETCDCTL_VERSION: &str = "3.4.23";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "etcdctl",
+    about = "A simple command line client for etcd3.",
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: command::Command,
+}
+
+/// Parses `args` (with the program name first), runs the command and returns the process
+/// exit code, having printed any error as `Error: <message>` on stderr.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return 0;
+            }
+            // Flag errors exit 1 in etcdctl (cobra), like every other command failure.
+            eprint!("{}", e.render());
+            return ExitCode::Error as i32;
+        }
+    };
+    if cli.global.debug {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter("debug")
+            .try_init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::Error as i32;
+        }
+    };
+    let result = runtime.block_on(cli.command.run(&cli.global));
+    // Background tasks (keep-alives, watch streams) must not delay the exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Error: {}", e.message);
+            e.code as i32
+        }
+    }
+}
