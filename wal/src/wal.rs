@@ -415,6 +415,12 @@ impl Wal {
     }
 }
 
+/// Whether `dir` holds a WAL (any segment file), as etcd's `wal.Exist`: the server's choice between
+/// [`Wal::create`] and [`Wal::open`].
+pub fn exists(dir: impl AsRef<Path>) -> bool {
+    segment::list_segments(dir.as_ref()).is_ok_and(|names| !names.is_empty())
+}
+
 /// Deletes the oldest segments of the WAL in `dir` until at most `keep` remain, stopping at the first one still
 /// locked (by a [`Wal`] in this or another process), as etcd's purge does. Returns the deleted paths.
 pub fn purge_segments(dir: impl AsRef<Path>, keep: usize) -> Result<Vec<PathBuf>, Error> {

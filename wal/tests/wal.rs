@@ -35,7 +35,9 @@ fn reopen_returns_metadata_hard_state_and_entries() {
 fn create_refuses_a_directory_that_holds_a_wal() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
+    assert!(!wal::exists(&dir));
     Wal::create(&dir, b"").unwrap().close().unwrap();
+    assert!(wal::exists(&dir));
     assert!(matches!(
         Wal::create(&dir, b""),
         Err(Error::AlreadyExists(_))
