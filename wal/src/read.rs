@@ -27,11 +27,15 @@ pub(crate) struct Replayed {
     pub tail_needs_repair: bool,
 }
 
-/// Replays `segments` (consecutive, the first one covering `start`), keeping the entries after `start`.
+/// Replays `segments` (consecutive, the first one covering `start`), keeping the entries after `start`. They
+/// are loaded one at a time, so only one segment is in memory at once.
 ///
 /// A record that cannot be read is a torn write, and ends the log, only in the last segment and only when it
 /// looks torn (see [`Decoded::Bad`]); anywhere else it is an error naming the file and offset.
-pub(crate) fn replay(segments: &[LoadedSegment], start: SnapshotMarker) -> Result<Replayed, Error> {
+pub(crate) fn replay(
+    segments: impl ExactSizeIterator<Item = Result<LoadedSegment, Error>>,
+    start: SnapshotMarker,
+) -> Result<Replayed, Error> {
     let mut crc = 0;
     let mut metadata: Option<Vec<u8>> = None;
     let mut hard_state = HardState::default();
@@ -41,8 +45,10 @@ pub(crate) fn replay(segments: &[LoadedSegment], start: SnapshotMarker) -> Resul
     let mut tail_end = 0;
     let mut tail_needs_repair = false;
 
-    for (position, segment) in segments.iter().enumerate() {
-        let is_last = position + 1 == segments.len();
+    let count = segments.len();
+    for (position, segment) in segments.enumerate() {
+        let segment = segment?;
+        let is_last = position + 1 == count;
         let corrupt = |offset, reason| Error::Corrupt {
             file: segment.path.clone(),
             offset,
@@ -163,5 +169,5 @@ pub fn replay_single_segment(bytes: &[u8]) -> Result<WalContents, Error> {
         path: PathBuf::from("0000000000000000-0000000000000000.wal"),
         bytes: bytes.to_vec(),
     };
-    replay(std::slice::from_ref(&segment), SnapshotMarker::default()).map(|r| r.contents)
+    replay(std::iter::once(Ok(segment)), SnapshotMarker::default()).map(|r| r.contents)
 }

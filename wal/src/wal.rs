@@ -1,4 +1,5 @@
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -169,22 +170,23 @@ impl Wal {
         }
 
         let mut segments = Vec::with_capacity(names.len());
-        let mut loaded = Vec::with_capacity(names.len());
         for &name in names {
             let path = dir.join(name.file_name());
             let file = segment::open_locked(&path, false)?;
-            let bytes = std::fs::read(&path).at(&path)?;
-            loaded.push(LoadedSegment {
-                path: path.clone(),
-                bytes,
-            });
             segments.push(Segment { name, path, file });
         }
         // Only now that the tail is ours can a half-made next segment be left over from a crash.
         segment::remove_stale_temp_files(&dir)?;
 
-        let replayed = replay(&loaded, start)?;
-        drop(loaded);
+        let loaded = segments.iter().map(|segment| {
+            let mut bytes = Vec::new();
+            (&segment.file).read_to_end(&mut bytes).at(&segment.path)?;
+            Ok(LoadedSegment {
+                path: segment.path.clone(),
+                bytes,
+            })
+        });
+        let replayed = replay(loaded, start)?;
         let tail = segments
             .last()
             .expect("at least the segment covering start");
