@@ -141,6 +141,9 @@ struct Params {
     dup: f64,
     max_delay: u64,
     snapshot_every: u64,
+    /// Chance per round that a node persists its pending Ready: low values leave long windows of unsynced state.
+    persist: f64,
+    crash: f64,
     pre_vote: bool,
     check_quorum: bool,
 }
@@ -185,6 +188,8 @@ impl Sim {
             dup: [0.0, 0.02, 0.1][rng.below(3) as usize],
             max_delay: 1 + rng.below(8),
             snapshot_every: 3 + rng.below(40),
+            persist: [0.2, 0.5, 0.8][rng.below(3) as usize],
+            crash: [0.002, 0.006][rng.below(2) as usize],
             pre_vote: rng.below(4) != 0,
             check_quorum: rng.below(4) != 0,
         };
@@ -823,7 +828,7 @@ impl Sim {
             ids.swap(i, self.rng.below(i as u64 + 1) as usize);
         }
         for id in ids {
-            if self.rng.chance(0.7) {
+            if self.lossless || self.rng.chance(self.p.persist) {
                 self.persist(id);
             }
             self.take_ready(id);
@@ -851,8 +856,14 @@ impl Sim {
             if self.heal_at == 0 && self.rng.chance(0.004) {
                 self.partition();
             }
-            if self.rng.chance(0.003) {
-                if let Some(id) = self.rng.pick(&self.alive_ids()) {
+            if self.rng.chance(self.p.crash) {
+                // Leaders are the most interesting victims: they send before they persist.
+                let victim = if self.rng.chance(0.5) {
+                    self.leader()
+                } else {
+                    self.rng.pick(&self.alive_ids())
+                };
+                if let Some(id) = victim {
                     self.crash(id);
                 }
             }

@@ -19,6 +19,8 @@ pub struct TestNode {
     pub applied: Vec<Bytes>,
     pub read_states: Vec<ReadState>,
     pub conf_state: ConfState,
+    /// Whether `applied` records entries (benches turn it off).
+    pub keep_applied: bool,
 }
 
 impl TestNode {
@@ -72,8 +74,9 @@ pub struct Network {
     pub in_flight: Vec<Message>,
     cut: BTreeSet<(u64, u64)>,
     pub dropped_types: BTreeSet<MessageType>,
-    /// Every message delivered, for assertions on traffic.
+    /// Every message delivered, for assertions on traffic (when `record` is set).
     pub delivered: Vec<Message>,
+    pub record: bool,
 }
 
 impl Network {
@@ -91,6 +94,7 @@ impl Network {
             cut: BTreeSet::new(),
             dropped_types: BTreeSet::new(),
             delivered: Vec::new(),
+            record: true,
         }
     }
 
@@ -103,6 +107,7 @@ impl Network {
             applied: Vec::new(),
             read_states: Vec::new(),
             conf_state,
+            keep_applied: true,
         }
     }
 
@@ -174,7 +179,9 @@ impl Network {
         let n = msgs.len();
         for m in msgs {
             let (from, to, kind) = (m.from, m.to, m.kind());
-            self.delivered.push(m.clone());
+            if self.record {
+                self.delivered.push(m.clone());
+            }
             if let Some(node) = self.nodes.get_mut(&to) {
                 let _ = node.node.step(m);
                 if kind == MessageType::MsgSnap {
@@ -255,7 +262,7 @@ impl Network {
 pub fn apply_entry(n: &mut TestNode, e: &Entry) {
     match e.kind() {
         EntryType::EntryNormal => {
-            if !e.data.is_empty() {
+            if !e.data.is_empty() && n.keep_applied {
                 n.applied.push(e.data.clone());
             }
         }
