@@ -52,7 +52,7 @@ fn propose_commit_apply(c: &mut Criterion) {
                     .values()
                     .all(|n| n.node.raft().applied() >= target));
                 iterations += 1;
-                if iterations % 1024 == 0 {
+                if iterations.is_multiple_of(1024) {
                     compact(&mut net);
                 }
             });
