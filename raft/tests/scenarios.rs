@@ -976,3 +976,41 @@ fn invalid_configs_and_malformed_conf_changes_are_errors_not_panics() {
     m.entries = vec![entry];
     assert!(matches!(net.raw(1).step(m), Err(Error::Decode { .. })));
 }
+
+#[test]
+fn leadership_is_never_transferred_to_a_learner() {
+    let mut net = Network::new(&[1, 2], &[3], |_| {});
+    net.campaign(1);
+    net.raw(1).transfer_leader(3);
+    net.stabilize();
+    assert_eq!(net.raw(1).status().lead_transferee, None);
+    assert_eq!(net.leader(), Some(1));
+}
+
+#[test]
+fn proposals_beyond_the_uncommitted_size_limit_are_dropped() {
+    let mut net = Network::new(&[1, 2, 3], &[], |c| c.max_uncommitted_entries_size = 1000);
+    net.campaign(1);
+    net.isolate(1); // nothing commits, so the uncommitted tail only grows
+    net.raw(1).propose(vec![0u8; 600]).unwrap();
+    net.raw(1).propose(vec![0u8; 300]).unwrap();
+    assert_eq!(net.raw(1).propose(vec![0u8; 200]), Err(Error::ProposalDropped));
+    net.heal();
+    net.tick_all(2);
+    net.raw(1).propose(vec![0u8; 200]).unwrap();
+    net.stabilize();
+    assert_eq!(net.applied(2).len(), 3, "the limit frees up once entries commit");
+}
+
+#[test]
+fn a_removed_follower_stops_receiving_entries() {
+    let mut net = elected(three(), 1);
+    net.raw(1).propose_conf_change(&cc(ConfChangeType::ConfChangeRemoveNode, 3)).unwrap();
+    net.stabilize();
+    assert_eq!(net.node(1).conf_state.voters, vec![1, 2]);
+    net.raw(1).propose(&b"x"[..]).unwrap();
+    net.stabilize();
+    assert_eq!(net.applied(2), vec![&b"x"[..]]);
+    assert!(net.applied(3).is_empty());
+    assert!(net.raw(1).status().progress.iter().all(|(id, _)| *id != 3));
+}
