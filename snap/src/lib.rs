@@ -93,14 +93,18 @@ impl Snapshotter {
         &self.dir
     }
 
-    /// Writes `<term>-<index>.snap` durably and returns its path.
+    /// Writes `<term>-<index>.snap` durably and returns its path. Empty `data` is refused: it could never be
+    /// loaded back (etcd treats an empty snapshot file as broken).
     pub fn save_snap(&self, term: u64, index: u64, data: &[u8]) -> Result<PathBuf, Error> {
+        let name = format!("{term:016x}-{index:016x}{SNAP_SUFFIX}");
+        let path = self.dir.join(&name);
+        if data.is_empty() {
+            return Err(Error::Empty(path));
+        }
         let file = SnapshotFile {
             crc: u64::from(crc32c::crc32c(data)),
             data: Some(data.to_vec()),
         };
-        let name = format!("{term:016x}-{index:016x}{SNAP_SUFFIX}");
-        let path = self.dir.join(&name);
         self.write_atomically(&name, &mut file.encode_to_vec().as_slice())?;
         tracing::debug!(file = %path.display(), "saved snapshot");
         Ok(path)

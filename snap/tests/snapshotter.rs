@@ -70,6 +70,17 @@ fn a_broken_newest_snapshot_is_renamed_and_the_next_one_loaded() {
 }
 
 #[test]
+fn an_empty_snapshot_is_refused_rather_than_written_broken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshotter = Snapshotter::new(tmp.path()).unwrap();
+    assert!(matches!(
+        snapshotter.save_snap(1, 1, b""),
+        Err(snap::Error::Empty(_))
+    ));
+    assert!(names(tmp.path()).is_empty());
+}
+
+#[test]
 fn every_snapshot_broken_means_none() {
     let tmp = tempfile::tempdir().unwrap();
     let snapshotter = Snapshotter::new(tmp.path()).unwrap();
