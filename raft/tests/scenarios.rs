@@ -994,18 +994,27 @@ fn proposals_beyond_the_uncommitted_size_limit_are_dropped() {
     net.isolate(1); // nothing commits, so the uncommitted tail only grows
     net.raw(1).propose(vec![0u8; 600]).unwrap();
     net.raw(1).propose(vec![0u8; 300]).unwrap();
-    assert_eq!(net.raw(1).propose(vec![0u8; 200]), Err(Error::ProposalDropped));
+    assert_eq!(
+        net.raw(1).propose(vec![0u8; 200]),
+        Err(Error::ProposalDropped)
+    );
     net.heal();
     net.tick_all(2);
     net.raw(1).propose(vec![0u8; 200]).unwrap();
     net.stabilize();
-    assert_eq!(net.applied(2).len(), 3, "the limit frees up once entries commit");
+    assert_eq!(
+        net.applied(2).len(),
+        3,
+        "the limit frees up once entries commit"
+    );
 }
 
 #[test]
 fn a_removed_follower_stops_receiving_entries() {
     let mut net = elected(three(), 1);
-    net.raw(1).propose_conf_change(&cc(ConfChangeType::ConfChangeRemoveNode, 3)).unwrap();
+    net.raw(1)
+        .propose_conf_change(&cc(ConfChangeType::ConfChangeRemoveNode, 3))
+        .unwrap();
     net.stabilize();
     assert_eq!(net.node(1).conf_state.voters, vec![1, 2]);
     net.raw(1).propose(&b"x"[..]).unwrap();

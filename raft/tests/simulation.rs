@@ -856,6 +856,18 @@ impl Sim {
             if self.heal_at == 0 && self.rng.chance(0.004) {
                 self.partition();
             }
+            // Crash a leader while it holds unpersisted entries it already sent: the window where a leader that
+            // counted its own unsynced log would lose committed entries.
+            if let Some(l) = self.leader() {
+                if self.nodes[&l]
+                    .pending
+                    .as_ref()
+                    .is_some_and(|rd| !rd.entries.is_empty())
+                    && self.rng.chance(0.01)
+                {
+                    self.crash(l);
+                }
+            }
             if self.rng.chance(self.p.crash) {
                 // Leaders are the most interesting victims: they send before they persist.
                 let victim = if self.rng.chance(0.5) {
