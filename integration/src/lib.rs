@@ -10,6 +10,13 @@
 //! # Ok::<(), integration::Error>(())
 //! ```
 //!
+//! Our own binaries run the same way: `ClusterSpec { server: ServerBinary::workspace("etcd")?, .. }` boots
+//! the workspace's `etcd` with the same flags (see [`Cluster::command`]), and `bin_path("etcdctl")` finds
+//! our etcdctl next to the test executable, to run side by side with [`real_etcdctl`].
+//!
+//! Comparing outputs: etcdctl 3.4 may write a JSON `retrying of unary invoker failed` warning to stderr
+//! before an `Error: ...` line, so compare the last stderr line, not all of stderr.
+//!
 //! Guarantees every test relies on:
 //! - every port is below 32768 (outside the kernel's ephemeral range) and reserved with a lock file under
 //!   `/tmp/etcd-rs-test-ports/` for the cluster's lifetime, so tests in parallel threads or processes never
