@@ -129,11 +129,21 @@ impl Network {
 
     /// Handles one Ready of `id` completely and returns its outgoing messages (both kinds, in send order).
     pub fn process_ready(&mut self, id: u64) -> Vec<Message> {
+        self.process_ready_observed(id, |_| {})
+    }
+
+    /// Like [`Network::process_ready`], showing the Ready to `observe` before handling it.
+    pub fn process_ready_observed(
+        &mut self,
+        id: u64,
+        observe: impl FnOnce(&raft::Ready),
+    ) -> Vec<Message> {
         let n = self.nodes.get_mut(&id).unwrap();
         if !n.node.has_ready() {
             return Vec::new();
         }
         let mut rd = n.node.ready();
+        observe(&rd);
         let mut out = std::mem::take(&mut rd.messages);
         if let Some(s) = &rd.snapshot {
             n.storage.apply_snapshot(s.clone()).unwrap();
