@@ -14,7 +14,7 @@ use crate::printer::Display;
 const PREFIX_AND_FROM_KEY: &str =
     "`--prefix` and `--from-key` cannot be set at the same time, choose one";
 const TOO_MANY_WITH_PREFIX: &str =
-    "too many arguments, only accept one argument when `--prefix` or `--from-key` is set.";
+    "too many arguments, only accept one argument when `--prefix` or `--from-key` is set";
 
 /// How a command's `key [range_end]` arguments and `--prefix`/`--from-key` select keys.
 pub(crate) struct KeyRange {

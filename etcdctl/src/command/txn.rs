@@ -100,15 +100,19 @@ fn read_compares(input: &mut impl BufRead) -> Result<Vec<Compare>> {
     }
 }
 
+/// Every section, the last included, ends with an empty line; running out of input first is
+/// an error, as in etcdctl.
 fn read_ops(input: &mut impl BufRead) -> Result<Vec<RequestOp>> {
     let mut ops = Vec::new();
-    while let Some(line) = read_trimmed(input)? {
+    loop {
+        let Some(line) = read_trimmed(input)? else {
+            return Err(invalid_input("EOF"));
+        };
         if line.is_empty() {
-            break;
+            return Ok(ops);
         }
         ops.push(parse_op(&line)?);
     }
-    Ok(ops)
 }
 
 /// The get/put/del commands with their flags, as txn lines spell them.
@@ -240,21 +244,24 @@ fn parse_compare(line: &str) -> std::result::Result<Compare, String> {
             ))
         }
     };
+    // Like etcdctl, report a bad number as a bad compare line.
+    let number =
+        |value: &str| parse_i64(value).map_err(|_| format!("invalid txn compare request: {line}"));
     let (target, union) = match target {
         "ver" | "version" => (
             CompareTarget::Version,
-            TargetUnion::Version(parse_i64(&value)?),
+            TargetUnion::Version(number(&value)?),
         ),
         "c" | "create" => (
             CompareTarget::Create,
-            TargetUnion::CreateRevision(parse_i64(&value)?),
+            TargetUnion::CreateRevision(number(&value)?),
         ),
         "m" | "mod" => (
             CompareTarget::Mod,
-            TargetUnion::ModRevision(parse_i64(&value)?),
+            TargetUnion::ModRevision(number(&value)?),
         ),
         "val" | "value" => (CompareTarget::Value, TargetUnion::Value(value.into_bytes())),
-        "lease" => (CompareTarget::Lease, TargetUnion::Lease(parse_i64(&value)?)),
+        "lease" => (CompareTarget::Lease, TargetUnion::Lease(number(&value)?)),
         _ => {
             return Err(format!(
                 "malformed comparison: {line}; invalid target {}",

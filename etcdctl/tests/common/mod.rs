@@ -1,0 +1,141 @@
+//! Shared helpers: run our etcdctl and the reference one against the same cluster and compare.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use integration::{Background, Cli, Cluster, ClusterSpec, CmdOutput};
+
+pub fn ours() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_etcdctl"))
+}
+
+pub fn reference() -> PathBuf {
+    integration::real_etcdctl()
+}
+
+pub fn single() -> Cluster {
+    Cluster::start(ClusterSpec::new(1)).expect("start a one-member etcd")
+}
+
+/// Our etcdctl with `--endpoints` of `cluster`.
+pub fn ctl(cluster: &Cluster) -> Cli {
+    cluster.cli(ours())
+}
+
+pub fn run(cli: Cli) -> CmdOutput {
+    cli.run().expect("run etcdctl")
+}
+
+/// Runs our etcdctl and expects success; returns stdout.
+pub fn ok(cluster: &Cluster, args: &[&str]) -> String {
+    let out = run(ctl(cluster).args(args));
+    assert!(out.success(), "etcdctl {args:?} failed: {out:?}");
+    out.stdout
+}
+
+/// Drops the zap log lines the Go client writes to stderr (retries, snapshot progress).
+pub fn without_logs(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("{\"level\":"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Output with the parts that depend on when a command ran replaced: revisions and versions
+/// (a mutation done twice lands at different revisions) and durations.
+pub fn masked(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    const KEYS: [&str; 6] = [
+        "revision\":",
+        "Revision\" : ",
+        "\"version\":",
+        "Version\" : ",
+        "\"raft_term\":",
+        "RaftTerm\" : ",
+    ];
+    'outer: while !rest.is_empty() {
+        for key in KEYS {
+            if let Some(after) = rest.strip_prefix(key) {
+                out.push_str(key);
+                let digits = after
+                    .find(|c: char| !c.is_ascii_digit() && c != '-')
+                    .unwrap_or(after.len());
+                out.push('N');
+                rest = &after[digits..];
+                continue 'outer;
+            }
+        }
+        let c = rest.chars().next().expect("non-empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// What a run shows a user: exit code, stdout, stderr without log lines.
+pub fn shown(out: &CmdOutput) -> (Option<i32>, String, String) {
+    (out.code(), out.stdout.clone(), without_logs(&out.stderr))
+}
+
+/// Runs `args` with the reference etcdctl and with ours on the same cluster (reference first)
+/// and asserts they print the same and exit alike. Returns our output.
+pub fn same(cluster: &Cluster, args: &[&str]) -> CmdOutput {
+    same_with(cluster, &[], args, None, |s| s.to_string())
+}
+
+/// For commands that change the store: runs `setup` (with our etcdctl) before each of the
+/// two runs so both start from the same data, and masks revisions and versions.
+pub fn same_after(cluster: &Cluster, setup: &[&[&str]], args: &[&str]) -> CmdOutput {
+    same_with(cluster, setup, args, None, masked)
+}
+
+/// As [`same_after`], with `stdin` given to both.
+pub fn same_stdin(cluster: &Cluster, setup: &[&[&str]], args: &[&str], stdin: &str) -> CmdOutput {
+    same_with(cluster, setup, args, Some(stdin), masked)
+}
+
+fn same_with(
+    cluster: &Cluster,
+    setup: &[&[&str]],
+    args: &[&str],
+    stdin: Option<&str>,
+    normalize: impl Fn(&str) -> String,
+) -> CmdOutput {
+    let build = |bin: PathBuf| {
+        for step in setup {
+            ok(cluster, step);
+        }
+        let cli = cluster.cli(bin).args(args);
+        match stdin {
+            Some(input) => cli.stdin(input),
+            None => cli,
+        }
+    };
+    let theirs = run(build(reference()));
+    let ours = run(build(ours()));
+    let (their_code, their_out, their_err) = shown(&theirs);
+    let (our_code, our_out, our_err) = shown(&ours);
+    assert_eq!(
+        (our_code, normalize(&our_out), normalize(&our_err)),
+        (their_code, normalize(&their_out), normalize(&their_err)),
+        "etcdctl {args:?}: ours (left) differs from the reference (right)"
+    );
+    ours
+}
+
+/// Polls `condition` every 20 ms until it holds, failing after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(10);
