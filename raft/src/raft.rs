@@ -1009,11 +1009,20 @@ impl<S: Storage> Raft<S> {
             debug!(id = self.id, from, "no progress for peer");
             return Ok(());
         }
+        self.step_leader_from_peer(m);
+        Ok(())
+    }
+
+    /// Leader handling of messages about a peer that has a progress entry.
+    fn step_leader_from_peer(&mut self, m: Message) {
+        let from = m.from;
+        let Some(pr) = self.prs.progress.get_mut(&from) else {
+            return;
+        };
         match m.kind() {
             MessageType::MsgAppResp => self.handle_append_response(&m),
             MessageType::MsgHeartbeatResp => {
                 let last = self.raft_log.last_index();
-                let pr = self.prs.progress.get_mut(&from).expect("checked above");
                 pr.recent_active = true;
                 pr.probe_sent = false;
                 if pr.state == ProgressState::Replicate && pr.inflights.full() {
@@ -1024,23 +1033,22 @@ impl<S: Storage> Raft<S> {
                     self.send_append(from);
                 }
                 if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
-                    return Ok(());
+                    return;
                 }
                 let Some(acks) = self.read_only.recv_ack(from, &m.context) else {
-                    return Ok(());
+                    return;
                 };
                 let votes = acks.iter().map(|id| (*id, true)).collect();
                 if self.prs.config.vote_result(&votes) != VoteResult::Won {
-                    return Ok(());
+                    return;
                 }
                 for status in self.read_only.advance(&m.context) {
                     self.respond_to_read_index(status.request, status.index);
                 }
             }
             MessageType::MsgSnapStatus => {
-                let pr = self.prs.progress.get_mut(&from).expect("checked above");
                 if pr.state != ProgressState::Snapshot {
-                    return Ok(());
+                    return;
                 }
                 if m.reject {
                     pr.pending_snapshot = 0;
@@ -1055,35 +1063,38 @@ impl<S: Storage> Raft<S> {
                     "snapshot status reported"
                 );
             }
-            MessageType::MsgUnreachable => {
-                let pr = self.prs.progress.get_mut(&from).expect("checked above");
-                if pr.state == ProgressState::Replicate {
-                    pr.become_probe();
-                }
+            // An unreachable peer may have lost our optimistic stream: probe it again.
+            MessageType::MsgUnreachable if pr.state == ProgressState::Replicate => {
+                pr.become_probe()
             }
             MessageType::MsgTransferLeader => {
                 let transferee = from;
-                if self.prs.progress[&transferee].is_learner {
+                if pr.is_learner {
                     debug!(
                         id = self.id,
                         transferee, "refusing to transfer leadership to a learner"
                     );
-                    return Ok(());
+                    return;
                 }
                 if let Some(current) = self.lead_transferee {
                     if current == transferee {
-                        return Ok(());
+                        return;
                     }
                     self.lead_transferee = None;
                 }
                 if transferee == self.id {
-                    return Ok(());
+                    return;
                 }
                 info!(id = self.id, transferee, "starting leader transfer");
                 // The transfer must finish within one election timeout.
                 self.election_elapsed = 0;
                 self.lead_transferee = Some(transferee);
-                if self.prs.progress[&transferee].matched == self.raft_log.last_index() {
+                let caught_up = self
+                    .prs
+                    .progress
+                    .get(&transferee)
+                    .is_some_and(|p| p.matched == self.raft_log.last_index());
+                if caught_up {
                     self.send(msg(MessageType::MsgTimeoutNow, transferee));
                 } else {
                     self.send_append(transferee);
@@ -1091,12 +1102,13 @@ impl<S: Storage> Raft<S> {
             }
             _ => {}
         }
-        Ok(())
     }
 
     fn handle_append_response(&mut self, m: &Message) {
         let from = m.from;
-        let pr = self.prs.progress.get_mut(&from).expect("caller checked");
+        let Some(pr) = self.prs.progress.get_mut(&from) else {
+            return;
+        };
         pr.recent_active = true;
         if m.reject {
             let mut next_probe = m.reject_hint;
@@ -1107,7 +1119,9 @@ impl<S: Storage> Raft<S> {
                     .find_conflict_by_term(m.reject_hint, m.log_term)
                     .0;
             }
-            let pr = self.prs.progress.get_mut(&from).expect("caller checked");
+            let Some(pr) = self.prs.progress.get_mut(&from) else {
+                return;
+            };
             if pr.maybe_decr_to(m.index, next_probe) {
                 debug!(
                     id = self.id,
@@ -1143,7 +1157,11 @@ impl<S: Storage> Raft<S> {
         // Fill the window as far as flow control allows.
         while self.maybe_send_append(from, false) {}
         if self.lead_transferee == Some(from)
-            && self.prs.progress[&from].matched == self.raft_log.last_index()
+            && self
+                .prs
+                .progress
+                .get(&from)
+                .is_some_and(|p| p.matched == self.raft_log.last_index())
         {
             info!(
                 id = self.id,
