@@ -19,7 +19,7 @@ mod tracker;
 
 pub use error::{Error, Result, StorageError};
 pub use raft::{decode_conf_change, Config, Raft, SoftState, StateRole};
-pub use raw_node::{PeerProgress, RawNode, Ready, SnapshotStatus, Status};
+pub use raw_node::{Peer, PeerProgress, RawNode, Ready, SnapshotStatus, Status};
 pub use read_only::{ReadOnlyOption, ReadState};
 pub use storage::{MemoryStorage, RaftState, Storage, StorageResult};
 pub use tracker::ProgressState;

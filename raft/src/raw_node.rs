@@ -81,6 +81,14 @@ impl From<&Progress> for PeerProgress {
     }
 }
 
+/// A member of a cluster being bootstrapped; `context` is stored in its ConfChange (etcd puts the member's
+/// JSON there).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Peer {
+    pub id: u64,
+    pub context: Bytes,
+}
+
 /// Outcome of a snapshot the application tried to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotStatus {
@@ -95,8 +103,10 @@ pub struct RawNode<S: Storage> {
 }
 
 impl<S: Storage> RawNode<S> {
-    /// Starts (or restarts) a node from what `store` holds. A new cluster is bootstrapped by giving every member
-    /// a storage whose snapshot carries the initial `ConfState`.
+    /// Starts (or restarts) a node from what `store` holds: HardState, and membership from the snapshot's
+    /// ConfState. On restart, pass the snapshot index as `config.applied` so committed conf changes after it are
+    /// handed out again and re-applied with [`RawNode::apply_conf_change`]. A new cluster is bootstrapped either
+    /// by a storage whose snapshot carries the initial ConfState, or with [`RawNode::bootstrap`] (etcd's way).
     pub fn new(config: &Config, store: S) -> Result<RawNode<S>> {
         let raft = Raft::new(config, store)?;
         let prev_hard_state = raft.hard_state();
@@ -105,6 +115,50 @@ impl<S: Storage> RawNode<S> {
             prev_hard_state,
             raft,
         })
+    }
+
+    /// Bootstraps a new cluster on an empty log as etcd's `StartNode` does: one committed `ConfChangeAddNode`
+    /// entry per peer (term 1, indexes 1..=n, `context` as given), applied to the membership right away so the
+    /// node can campaign once the first Ready is handled. The entries come out in the first Ready to persist and,
+    /// once persisted, as committed entries to apply (re-applying them is a no-op).
+    pub fn bootstrap(&mut self, peers: &[Peer]) -> Result<()> {
+        if peers.is_empty() {
+            return Err(Error::ConfigInvalid(
+                "must bootstrap with at least one peer".into(),
+            ));
+        }
+        let r = &mut self.raft;
+        if r.raft_log.last_index() != 0 || r.term != 0 {
+            return Err(Error::ConfigInvalid(
+                "can only bootstrap an empty log".into(),
+            ));
+        }
+        let entries: Vec<Entry> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let cc = ConfChange {
+                    change_type: raftpb::ConfChangeType::ConfChangeAddNode as i32,
+                    node_id: p.id,
+                    context: p.context.clone(),
+                    id: 0,
+                };
+                Entry {
+                    term: 1,
+                    index: i as u64 + 1,
+                    entry_type: EntryType::EntryConfChange as i32,
+                    data: cc.encode_to_vec().into(),
+                }
+            })
+            .collect();
+        r.become_follower(1, 0);
+        r.raft_log.append(&entries);
+        r.raft_log.committed = entries.len() as u64;
+        for e in &entries {
+            let cc = crate::raft::decode_conf_change(e)?;
+            r.apply_conf_change(&cc)?;
+        }
+        Ok(())
     }
 
     pub fn raft(&self) -> &Raft<S> {

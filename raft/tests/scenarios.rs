@@ -1023,3 +1023,52 @@ fn a_removed_follower_stops_receiving_entries() {
     assert!(net.applied(3).is_empty());
     assert!(net.raw(1).status().progress.iter().all(|(id, _)| *id != 3));
 }
+
+#[test]
+fn an_etcd_style_bootstrap_commits_the_membership_as_conf_change_entries() {
+    use raft::{MemoryStorage, Peer, RawNode};
+    let peers: Vec<Peer> = (1..=3)
+        .map(|id| Peer {
+            id,
+            context: Bytes::from(format!("member-{id}")),
+        })
+        .collect();
+    let mut net = Network::new(&[], &[], |_| {});
+    for id in 1..=3 {
+        let storage = MemoryStorage::new();
+        let mut node = RawNode::new(&common::config(id), storage.clone()).unwrap();
+        node.bootstrap(&peers).unwrap();
+        assert!(
+            node.bootstrap(&peers).is_err(),
+            "only an empty log can be bootstrapped"
+        );
+        let conf_state = Default::default();
+        net.nodes.insert(
+            id,
+            common::TestNode {
+                node,
+                storage,
+                applied: Vec::new(),
+                read_states: Vec::new(),
+                conf_state,
+                keep_applied: true,
+            },
+        );
+    }
+    net.stabilize(); // persist and apply the bootstrap entries
+    assert_eq!(net.node(2).conf_state.voters, vec![1, 2, 3]);
+    assert_eq!(net.node(2).storage.hard_state().commit, 3);
+    net.campaign(1);
+    assert_eq!(net.leader(), Some(1));
+    // A member added later learns the whole membership from the log: no snapshot needed.
+    net.add_empty_node(4, |_| {});
+    net.raw(1)
+        .propose_conf_change(&cc(ConfChangeType::ConfChangeAddLearnerNode, 4))
+        .unwrap();
+    net.raw(1).propose(&b"x"[..]).unwrap();
+    net.stabilize();
+    net.tick_all(2);
+    assert_eq!(net.node(4).conf_state.voters, vec![1, 2, 3]);
+    assert_eq!(net.node(4).conf_state.learners, vec![4]);
+    assert_eq!(net.applied(4), vec![&b"x"[..]]);
+}
