@@ -24,7 +24,8 @@ use raft::raftpb::{
     EntryType, Message, MessageType,
 };
 use raft::{
-    decode_conf_change, Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole, Storage,
+    decode_conf_change, Config, MemoryStorage, Peer, RawNode, Ready, SnapshotStatus, StateRole,
+    Storage,
 };
 
 const ROUNDS_PER_TICK: u64 = 3;
@@ -221,8 +222,31 @@ impl Sim {
             stats: Stats::default(),
         };
         let voters: Vec<u64> = (1..=n).collect();
-        for id in 1..=n {
-            sim.start(id, common::bootstrap_storage(&voters, &[]));
+        if (seed / 3) % 2 == 0 {
+            // Membership in a bootstrap snapshot at index 1.
+            for id in 1..=n {
+                sim.start(id, common::bootstrap_storage(&voters, &[]));
+            }
+        } else {
+            // etcd's way: committed ConfChange entries 1..n in the log, re-applied after every restart.
+            sim.applied = vec![None];
+            let peers: Vec<Peer> = voters
+                .iter()
+                .map(|&id| Peer {
+                    id,
+                    context: Bytes::new(),
+                })
+                .collect();
+            for id in 1..=n {
+                sim.start(id, MemoryStorage::new());
+                let bootstrapped = sim
+                    .nodes
+                    .get_mut(&id)
+                    .map(|node| node.raw.bootstrap(&peers));
+                if let Some(Err(e)) = bootstrapped {
+                    sim.violation(format!("node {id} cannot bootstrap: {e}"));
+                }
+            }
         }
         sim
     }
