@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use integration::{Background, Cli, Cluster, ClusterSpec, CmdOutput};
 
 pub fn ours() -> PathBuf {
@@ -139,3 +140,26 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
 }
 
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The store's current revision.
+pub fn current_revision(cluster: &Cluster) -> i64 {
+    let json = ok(cluster, &["get", "x", "-w", "json"]);
+    let at = json.find("\"revision\":").expect("header revision") + "\"revision\":".len();
+    json[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a revision number")
+}
+
+/// Reads `count` stdout lines of a background command.
+pub fn lines(child: &mut Background, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|_| {
+            child
+                .next_line(LINE_TIMEOUT)
+                .expect("a line in time")
+                .expect("stdout still open")
+        })
+        .collect()
+}
