@@ -222,7 +222,7 @@ impl Sim {
             stats: Stats::default(),
         };
         let voters: Vec<u64> = (1..=n).collect();
-        if (seed / 3) % 2 == 0 {
+        if (seed / 3).is_multiple_of(2) {
             // Membership in a bootstrap snapshot at index 1.
             for id in 1..=n {
                 sim.start(id, common::bootstrap_storage(&voters, &[]));
