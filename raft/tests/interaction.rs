@@ -6,7 +6,7 @@
 //! `add-nodes <voters> [learners=a,b] [pre-vote=false] [check-quorum=false] [read-only=lease]`,
 //! `campaign <id>`, `tick <id> <n>`, `propose <id> <data>`, `propose-conf-change <id> [explicit|implicit] <ops>`
 //! (ops `v4` add voter, `l4` add learner, `r4` remove), `process-ready <id>`, `deliver-msgs`, `stabilize`,
-//! `isolate <id>`, `heal`, `transfer-leader <leader> <to>`, `read-index <id> <ctx>`, `raft-state`, `applied <id>`.
+//! `isolate <id>`, `heal`, `compact <id>` (snapshot at the applied index, drop the log before it), `transfer-leader <leader> <to>`, `read-index <id> <ctx>`, `raft-state`, `applied <id>`.
 
 mod common;
 
@@ -296,6 +296,16 @@ impl Runner {
                         n.conf_state.voters_outgoing
                     );
                 }
+            }
+            "compact" => {
+                let n = self.net().nodes.get_mut(&id(1)).unwrap();
+                let applied = n.node.raft().applied();
+                let cs = n.conf_state.clone();
+                n.storage
+                    .create_snapshot(applied, Some(cs), Bytes::from_static(b"sm"))
+                    .unwrap();
+                n.storage.compact(applied).unwrap();
+                let _ = writeln!(out, "snapshot and compact at {applied}");
             }
             "applied" => {
                 let applied: Vec<String> = self
