@@ -859,11 +859,10 @@ impl<S: Storage> Raft<S> {
                 _ => self.become_follower(m.term, 0),
             }
         } else if m.term < self.term {
-            if (self.check_quorum || self.pre_vote)
-                && matches!(t, MessageType::MsgHeartbeat | MessageType::MsgApp)
-            {
-                // A stale leader (e.g. back from a partition) learns our term and steps down; without this it
-                // could never rejoin when pre-vote or check-quorum stop it from raising its term.
+            if matches!(t, MessageType::MsgHeartbeat | MessageType::MsgApp) {
+                // Tell a stale leader our term so it steps down (the Raft paper's rule). etcd answers only with
+                // pre-vote or check-quorum on, relying otherwise on our own campaigns to spread the term; but a
+                // node that is a learner cannot campaign, and the simulator found that it then never catches up.
                 self.send(msg(MessageType::MsgAppResp, m.from));
             } else if t == MessageType::MsgPreVote {
                 let mut resp = msg(MessageType::MsgPreVoteResp, m.from);

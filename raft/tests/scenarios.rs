@@ -1072,3 +1072,26 @@ fn an_etcd_style_bootstrap_commits_the_membership_as_conf_change_entries() {
     assert_eq!(net.node(4).conf_state.learners, vec![4]);
     assert_eq!(net.applied(4), vec![&b"x"[..]]);
 }
+
+#[test]
+fn a_learner_with_a_higher_term_is_not_left_behind_without_pre_vote_or_check_quorum() {
+    // Found by the simulator: a learner cannot campaign, so if it alone holds a higher term (from before it was
+    // demoted), the leader must learn that term from its answer to a stale MsgApp, or the learner never catches up.
+    let mut net = Network::new(&[1, 2], &[3], |c| {
+        c.pre_vote = false;
+        c.check_quorum = false;
+    });
+    net.campaign(1);
+    net.raw(3).step(vote_req(2, 3, 9, 1, 1)).unwrap();
+    net.process_ready(3); // the vote answer is lost
+    assert_eq!(net.node(3).term(), 9);
+    net.tick_all(30);
+    let leader = net.leader().unwrap();
+    assert!(
+        net.node(leader).term() > 9,
+        "the leader stepped down and a new term began"
+    );
+    net.raw(leader).propose(&b"x"[..]).unwrap();
+    net.stabilize();
+    assert_eq!(net.applied(3), vec![&b"x"[..]]);
+}
