@@ -309,9 +309,10 @@ impl ConfChangeV2 {
         Some(transition != ConfChangeTransition::ConfChangeTransitionJointExplicit)
     }
 
-    /// An empty change is the request to leave a joint configuration, as etcd's `LeaveJoint`.
+    /// A change with nothing but (optionally) a context is the request to leave a joint configuration, as
+    /// etcd's `LeaveJoint`.
     pub fn leave_joint(&self) -> bool {
-        self.changes.is_empty() && self.context.is_empty() && self.transition == 0
+        self.changes.is_empty() && self.transition == 0
     }
 }
 
@@ -413,5 +414,14 @@ mod tests {
         };
         assert_eq!(explicit.enter_joint(), Some(false));
         assert!(ConfChangeV2::default().leave_joint());
+        let with_context = ConfChangeV2 {
+            context: Bytes::from_static(b"why"),
+            ..Default::default()
+        };
+        assert!(
+            with_context.leave_joint(),
+            "the context may carry an application payload"
+        );
+        assert!(!explicit.leave_joint());
     }
 }
