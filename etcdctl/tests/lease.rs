@@ -72,6 +72,10 @@ fn lease_commands_print_like_the_reference() {
             &["lease", "keep-alive", "--once", &id, "-w", format],
         );
         same(&cluster, &["lease", "list", "-w", format]);
+        same(
+            &cluster,
+            &["lease", "keep-alive", "--once", &id, "-w", "protobuf"],
+        );
         same(&cluster, &["lease", "timetolive", "1234", "-w", format]);
     }
     for args in [

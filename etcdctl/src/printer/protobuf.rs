@@ -1,10 +1,10 @@
 //! `-w protobuf`: the response re-encoded as protobuf bytes (watch: each event), for the
-//! results that are protobuf messages in etcdctl.
+//! results that have a protobuf form in etcdctl.
 
 use prost::Message;
 
 use super::Display;
-use crate::error::{CommandError, ExitCode, Result};
+use crate::error::{CommandError, Result};
 
 pub(super) fn render(item: &Display) -> Result<Vec<u8>> {
     let bytes = match item {
@@ -33,19 +33,15 @@ pub(super) fn render(item: &Display) -> Result<Vec<u8>> {
         Display::UserGrantRole { response, .. } => response.encode_to_vec(),
         Display::UserRevokeRole { response, .. } => response.encode_to_vec(),
         Display::UserDelete { response, .. } => response.encode_to_vec(),
-        // etcdctl passes its own client-side structs here, which have no protobuf form.
-        Display::LeaseGrant(_)
-        | Display::KeepAlive(_)
-        | Display::TimeToLive { .. }
-        | Display::Leases(_)
-        | Display::MoveLeader { .. } => {
-            return Err(CommandError::unsupported_format("protobuf"));
-        }
+        Display::MoveLeader { response, .. } => response.encode_to_vec(),
+        // etcdctl's lease results are client-side structs that embed the header, whose
+        // Marshal method is what gets called: only the header is printed.
+        Display::LeaseGrant(r) => r.header.unwrap_or_default().encode_to_vec(),
+        Display::KeepAlive(r) => r.header.unwrap_or_default().encode_to_vec(),
+        Display::TimeToLive { response, .. } => response.header.unwrap_or_default().encode_to_vec(),
+        Display::Leases(r) => r.header.unwrap_or_default().encode_to_vec(),
         Display::EndpointHealth(_) | Display::EndpointStatus(_) | Display::EndpointHashKv(_) => {
-            return Err(CommandError::new(
-                ExitCode::BadFeature,
-                "only support simple or json as output format",
-            ));
+            return Err(CommandError::unsupported_format("protobuf"));
         }
     };
     Ok(bytes)

@@ -87,6 +87,24 @@ pub fn same(cluster: &Cluster, args: &[&str]) -> CmdOutput {
     same_with(cluster, &[], args, None, |s| s.to_string())
 }
 
+/// As [`same`], with `--endpoints` set to the one `endpoint` (a client with several endpoints
+/// asks any of them, and headers name the member that answered).
+pub fn same_at(endpoint: &str, args: &[&str]) -> CmdOutput {
+    let run_with = |bin: PathBuf| {
+        run(Cli::new(bin)
+            .arg(format!("--endpoints={endpoint}"))
+            .args(args))
+    };
+    let theirs = run_with(reference());
+    let ours = run_with(ours());
+    assert_eq!(
+        shown(&ours),
+        shown(&theirs),
+        "etcdctl {args:?}: ours (left) differs from the reference (right)"
+    );
+    ours
+}
+
 /// For commands that change the store: runs `setup` (with our etcdctl) before each of the
 /// two runs so both start from the same data, and masks revisions and versions.
 pub fn same_after(cluster: &Cluster, setup: &[&[&str]], args: &[&str]) -> CmdOutput {
