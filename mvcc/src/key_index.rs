@@ -155,11 +155,17 @@ impl KeyIndex {
     }
 
     fn do_compact(&self, at_rev: i64, available: &mut HashSet<Revision>) -> (usize, Option<usize>) {
-        // The first generation that ends at or after at_rev (or the live one).
+        // The first generation that ends at or after at_rev (or the live one). A generation
+        // ending exactly at at_rev does not count when the next one also starts there (a
+        // delete and a put of the key in one transaction): the key is live at at_rev.
         let mut gen_idx = 0;
         while gen_idx < self.generations.len() - 1 {
             let ends = self.generations[gen_idx].tombstone().map_or(0, |t| t.main);
-            if ends >= at_rev {
+            let next_starts = self.generations[gen_idx + 1]
+                .revs
+                .first()
+                .is_some_and(|r| r.main <= at_rev);
+            if ends > at_rev || (ends == at_rev && !next_starts) {
                 break;
             }
             gen_idx += 1;
@@ -259,6 +265,23 @@ mod tests {
         assert!(!ki.is_empty());
         ki.compact(4, &mut avail);
         assert!(ki.is_empty());
+    }
+
+    #[test]
+    fn delete_and_put_in_one_revision_compacts_to_the_put() {
+        let mut ki = KeyIndex::new();
+        ki.put(r(6));
+        ki.tombstone(r(7));
+        ki.put(Revision::new(7, 1));
+        ki.put(r(12));
+        let mut avail = HashSet::new();
+        ki.keep(7, &mut avail);
+        assert_eq!(avail, HashSet::from([Revision::new(7, 1)]));
+        let mut avail = HashSet::new();
+        ki.compact(7, &mut avail);
+        assert_eq!(avail, HashSet::from([Revision::new(7, 1)]));
+        assert_eq!(ki.get(7).unwrap().modified, Revision::new(7, 1));
+        assert_eq!(ki.get(12).unwrap().version, 2);
     }
 
     #[test]

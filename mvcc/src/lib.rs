@@ -22,3 +22,16 @@ pub use request::*;
 pub use revision::{is_tombstone, Revision};
 pub use store::{Compaction, KvHash, Store, StoreConfig, WriteTxn};
 pub use watch::{WatchError, WatchId, WatchRequest, WatchResponse, WatchStream};
+
+#[cfg(test)]
+mod tests {
+    /// The server shares the store across threads and moves watch streams into tasks.
+    #[test]
+    fn handles_cross_threads() {
+        fn shared<T: Send + Sync>() {}
+        fn movable<T: Send>() {}
+        shared::<super::Store>();
+        movable::<super::WatchStream>();
+        shared::<backend::Backend>();
+    }
+}

@@ -728,7 +728,12 @@ impl<'a> WriteTxn<'a> {
     ) -> Result<TxnResponse> {
         let mut path = Vec::new();
         self.compare_path(req, &mut path)?;
-        self.check_path(req, &mut path.iter().copied(), lease_exists)?;
+        self.check_path(
+            req,
+            &mut path.iter().copied(),
+            lease_exists,
+            &mut Vec::new(),
+        )?;
         self.execute(req, &mut path.into_iter())
     }
 
@@ -760,11 +765,15 @@ impl<'a> WriteTxn<'a> {
         Ok(resp.kvs.iter().all(|kv| compare_kv(c, kv)))
     }
 
+    /// Checks the ops of the chosen path in order, tracking which keys earlier ops of the
+    /// path create (`true`) or delete (`false`), so an `ignore_*` put after a delete of its key
+    /// is refused before anything is written.
     fn check_path(
         &self,
         req: &TxnRequest,
         path: &mut impl Iterator<Item = bool>,
         lease_exists: &dyn Fn(i64) -> bool,
+        effects: &mut Vec<(KeyRange, bool)>,
     ) -> Result<()> {
         let ops = if path.next().unwrap_or(false) {
             &req.success
@@ -775,25 +784,47 @@ impl<'a> WriteTxn<'a> {
         for op in ops {
             match op {
                 RequestOp::Put(p) => {
-                    if (p.ignore_value || p.ignore_lease)
-                        && self.inner.index.get(&p.key, self.begin).is_none()
-                    {
-                        return Err(Error::KeyNotFound);
+                    if p.ignore_value || p.ignore_lease {
+                        let exists = effects
+                            .iter()
+                            .rev()
+                            .find(|(range, _)| range.contains(&p.key))
+                            .map_or_else(
+                                || self.inner.index.get(&p.key, self.begin).is_some(),
+                                |e| e.1,
+                            );
+                        if !exists {
+                            return Err(Error::KeyNotFound);
+                        }
                     }
                     if !p.ignore_lease && p.lease != 0 && !lease_exists(p.lease) {
                         return Err(Error::LeaseNotFound(p.lease));
                     }
+                    effects.push((KeyRange::Single(p.key.clone()), true));
+                }
+                RequestOp::DeleteRange(d) => {
+                    effects.push((KeyRange::new(&d.key, &d.range_end), false));
                 }
                 RequestOp::Range(r) if r.revision > 0 => {
                     if r.revision < compact {
                         return Err(Error::Compacted);
                     }
-                    if r.revision > self.begin {
+                    // The txn's own revision is readable once it has written something.
+                    let writes_before = effects.iter().any(|(_, created)| *created)
+                        || effects
+                            .iter()
+                            .any(|(range, _)| !self.inner.index.keys(range, self.begin).is_empty());
+                    let newest = if writes_before {
+                        self.begin + 1
+                    } else {
+                        self.begin
+                    };
+                    if r.revision > newest {
                         return Err(Error::FutureRevision);
                     }
                 }
-                RequestOp::Txn(nested) => self.check_path(nested, path, lease_exists)?,
-                RequestOp::Range(_) | RequestOp::DeleteRange(_) => {}
+                RequestOp::Txn(nested) => self.check_path(nested, path, lease_exists, effects)?,
+                RequestOp::Range(_) => {}
             }
         }
         Ok(())

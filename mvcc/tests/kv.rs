@@ -387,6 +387,43 @@ fn a_failed_txn_check_changes_nothing() {
     ));
     assert_eq!(s.current_revision(), 2);
     assert_eq!(get(&s, "b"), None);
+    // The check follows the path: a key deleted earlier in the txn is missing for ignore_value.
+    let deleted_first = TxnRequest {
+        success: vec![
+            RequestOp::DeleteRange(DeleteRangeRequest::new("a", "b")),
+            RequestOp::Put(PutRequest {
+                key: b"a".to_vec(),
+                ignore_value: true,
+                ..Default::default()
+            }),
+        ],
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.txn(&deleted_first, &no_leases),
+        Err(Error::KeyNotFound)
+    ));
+    assert_eq!(get(&s, "a").unwrap().value, b"1");
+    assert_eq!(s.current_revision(), 2);
+    // ... and a key put earlier in the txn exists for it.
+    let put_first = TxnRequest {
+        success: vec![
+            RequestOp::Put(PutRequest::new("new", "v")),
+            RequestOp::Put(PutRequest {
+                key: b"new".to_vec(),
+                ignore_value: true,
+                lease: 3,
+                ..Default::default()
+            }),
+        ],
+        ..Default::default()
+    };
+    let rev = s.txn(&put_first, &any_lease).unwrap().revision;
+    let kv = get(&s, "new").unwrap();
+    assert_eq!(
+        (kv.value.as_slice(), kv.lease, kv.version, kv.mod_revision),
+        (&b"v"[..], 3, 2, rev)
+    );
     // The lease is only checked on the chosen branch.
     let other_branch = TxnRequest {
         compare: vec![cmp(
