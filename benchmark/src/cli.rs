@@ -50,10 +50,10 @@ pub struct GlobalOptions {
     /// Number of distinct keys requests are spread over.
     #[arg(long, global = true, default_value_t = 1)]
     pub key_space_size: u64,
-    /// Use keys in order instead of at random.
+    /// Use keys in order instead of at random (txn-put always does).
     #[arg(long, global = true)]
     pub sequential_keys: bool,
-    /// Maximum requests per second (0 is no limit).
+    /// Maximum requests per second (0 is no limit); watch uses --put-rate instead.
     #[arg(long, global = true, default_value_t = 0)]
     pub rate: u64,
     /// Format of the report on stdout.

@@ -31,6 +31,8 @@ fn run_ok(cli: Cli) -> CmdOutput {
         out.stdout,
         out.stderr
     );
+    // Nothing else goes to stderr, and the progress bar stays hidden off a terminal.
+    assert_eq!(out.stderr, "", "stderr of a successful run");
     out
 }
 
