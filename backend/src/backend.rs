@@ -13,6 +13,9 @@ use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use crate::snapshot::write_snapshot;
 use crate::{Batch, Engine, EngineView, MemoryEngine, RedbEngine, Result, SnapshotInfo, Table};
 
+/// Meta keys `hash` skips (etcd's `schema.DefaultIgnores`).
+const HASH_IGNORED_META_KEYS: [&[u8]; 2] = [b"consistent_index", b"term"];
+
 /// When the pending batch is committed.
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
@@ -166,13 +169,18 @@ impl Backend {
     }
 
     /// crc32c over every table's name, then its keys and values in key order, of the
-    /// committed state (everything pending is committed first).
+    /// committed state (everything pending is committed first). Like etcd's
+    /// `schema.DefaultIgnores`, the meta table's `consistent_index` and `term` are left out:
+    /// they differ between members holding the same data.
     pub fn hash(&self) -> Result<u32> {
         let view = self.committed_view()?;
         let mut crc = 0u32;
         for table in Table::ALL {
             crc = crc32c::crc32c_append(crc, table.name().as_bytes());
             view.scan(table, &[], None, &mut |k, v| {
+                if table == Table::Meta && HASH_IGNORED_META_KEYS.contains(&k) {
+                    return true;
+                }
                 crc = crc32c::crc32c_append(crc, k);
                 crc = crc32c::crc32c_append(crc, v);
                 true

@@ -225,8 +225,20 @@ fn hash_depends_on_content_only_not_on_engine_or_commit_timing() {
     engines[1].0.force_commit().unwrap();
     let h0 = engines[0].0.hash().unwrap();
     assert_eq!(h0, engines[1].0.hash().unwrap());
-    engines[0].0.batch_tx().put(Table::Key, b"k1", b"v2");
+    // The consistent index and term differ between members with the same data.
+    engines[0]
+        .0
+        .batch_tx()
+        .put(Table::Meta, b"consistent_index", b"12345678");
+    engines[0]
+        .0
+        .batch_tx()
+        .put(Table::Meta, b"term", b"00000002");
+    assert_eq!(engines[0].0.hash().unwrap(), h0);
+    engines[0].0.batch_tx().put(Table::Meta, b"other", b"x");
     assert_ne!(engines[0].0.hash().unwrap(), h0);
+    engines[1].0.batch_tx().put(Table::Key, b"k1", b"v2");
+    assert_ne!(engines[1].0.hash().unwrap(), h0);
     // The same key in another table hashes differently.
     let (other, _) = &both_engines(manual())[0];
     {
@@ -390,6 +402,9 @@ fn kill9_never_loses_acknowledged_commits() {
                 }
             }
         }
+        // Let it run on a little (a different while each round), so the kill also lands
+        // between acknowledgements and during background commits.
+        std::thread::sleep(Duration::from_millis(2 * round as u64));
         // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGKILL);
@@ -400,6 +415,7 @@ fn kill9_never_loses_acknowledged_commits() {
         let b = Backend::open(dir.path().join("db"), manual()).unwrap();
         let last = b.read().get(Table::Meta, b"last").unwrap().unwrap();
         let last = u64::from_be_bytes(last.try_into().unwrap());
+        println!("round {round}: acknowledged {acked}, recovered {last}");
         assert!(
             last >= acked,
             "lost commits: last {last} < acknowledged {acked}"

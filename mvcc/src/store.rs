@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub index: TreeIndex,
     pub config: StoreConfig,
     write_lock: Mutex<()>,
+    /// Held by a running compaction job, so jobs remove rows one after the other.
+    compaction_lock: Mutex<()>,
     pub revs: RwLock<Revs>,
     pub hub: Mutex<Hub>,
     consistent_index: AtomicU64,
@@ -160,6 +162,7 @@ impl Store {
             index,
             config,
             write_lock: Mutex::new(()),
+            compaction_lock: Mutex::new(()),
             revs: RwLock::new(Revs { current, compact }),
             hub: Mutex::new(Hub::default()),
             consistent_index: AtomicU64::new(read_meta.0),
@@ -242,7 +245,7 @@ impl Store {
             inner: &self.inner,
             changes: Vec::new(),
             begin,
-            tx: Some(tx),
+            tx,
             _guard: guard,
         }
     }
@@ -606,7 +609,8 @@ pub struct WriteTxn<'a> {
     inner: &'a Inner,
     changes: Vec<Event>,
     begin: i64,
-    tx: Option<BatchTx<'a>>,
+    // Fields drop in order: the backend batch is released before the write lock.
+    tx: BatchTx<'a>,
     _guard: MutexGuard<'a, ()>,
 }
 
@@ -627,10 +631,7 @@ impl<'a> WriteTxn<'a> {
 
     /// The backend transaction, for the server's own tables (lease, auth, members...).
     pub fn backend_tx(&mut self) -> &mut BatchTx<'a> {
-        // Invariant: `tx` is only taken in drop.
-        self.tx
-            .as_mut()
-            .expect("backend transaction taken before drop")
+        &mut self.tx
     }
 
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
@@ -890,7 +891,6 @@ impl Drop for WriteTxn<'_> {
             hub.notify(rev, &events);
             self.inner.revs.write().current = rev;
         }
-        drop(self.tx.take());
     }
 }
 
@@ -927,6 +927,7 @@ impl Compaction {
     /// Removes rows at or below the compaction revision that nothing can read any more, in
     /// batches with the backend released in between; records the compaction as finished.
     pub fn run(self) -> Result<()> {
+        let _one_at_a_time = self.inner.compaction_lock.lock();
         let end = Revision::new(self.rev + 1, 0).to_bytes();
         let batch = self.inner.config.compaction_batch_limit.max(1);
         let mut start = Vec::new();
@@ -951,11 +952,20 @@ impl Compaction {
                     }
                 }
                 if done {
-                    tx.put(
-                        Table::Meta,
-                        META_FINISHED_COMPACT,
-                        &Revision::new(self.rev, 0).to_bytes(),
-                    );
+                    // Jobs may be run out of order; the record only moves forward.
+                    let finished = meta_rev(
+                        self.inner
+                            .backend
+                            .read()
+                            .get(Table::Meta, META_FINISHED_COMPACT)?,
+                    )?;
+                    if finished.is_none_or(|f| f < self.rev) {
+                        tx.put(
+                            Table::Meta,
+                            META_FINISHED_COMPACT,
+                            &Revision::new(self.rev, 0).to_bytes(),
+                        );
+                    }
                 }
             }
             if done {

@@ -330,8 +330,9 @@ fn sync_unsynced(inner: &Inner) -> Result<bool> {
             .cloned()
             .collect();
         let delivered = if evs.is_empty() {
-            let w = hub.watchers.get_mut(&wk).expect("checked above");
-            w.min_rev = w.min_rev.max(upto + 1);
+            if let Some(w) = hub.watchers.get_mut(&wk) {
+                w.min_rev = w.min_rev.max(upto + 1);
+            }
             true
         } else {
             let resp = WatchResponse {

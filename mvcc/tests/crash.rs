@@ -90,6 +90,9 @@ fn kill9_then_replay_applies_every_entry_exactly_once() {
                 }
             }
         }
+        // Let it run on a little (a different while each round), so the kill also lands
+        // between acknowledgements and during background commits.
+        std::thread::sleep(Duration::from_millis(2 * round as u64));
         // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGKILL);
@@ -98,6 +101,7 @@ fn kill9_then_replay_applies_every_entry_exactly_once() {
 
         let s = open(dir.path(), Duration::from_secs(3600));
         let (ci, _) = s.consistent_index();
+        println!("round {round}: acknowledged {acked}, recovered consistent index {ci}");
         assert!(
             ci >= acked,
             "lost acknowledged entries: index {ci} < {acked}"
