@@ -404,7 +404,7 @@ fn kill9_never_loses_acknowledged_commits() {
         }
         // Let it run on a little (a different while each round), so the kill also lands
         // between acknowledgements and during background commits.
-        std::thread::sleep(Duration::from_millis(2 * round as u64));
+        std::thread::sleep(Duration::from_millis(2 * round));
         // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGKILL);

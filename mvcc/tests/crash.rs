@@ -92,7 +92,7 @@ fn kill9_then_replay_applies_every_entry_exactly_once() {
         }
         // Let it run on a little (a different while each round), so the kill also lands
         // between acknowledgements and during background commits.
-        std::thread::sleep(Duration::from_millis(2 * round as u64));
+        std::thread::sleep(Duration::from_millis(2 * round));
         // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGKILL);
