@@ -277,7 +277,7 @@ impl UserCommand {
             UserCommand::RevokeRole(Positional { args }) => {
                 let [user, role] = args.as_slice() else {
                     return Err(CommandError::bad_args(
-                        "user revoke-role requires user name and role name",
+                        "user revoke-role requires user name and role name as its argument",
                     ));
                 };
                 let client = global.client().await?;
@@ -368,9 +368,8 @@ impl PermissionArgs {
 }
 
 fn permission_type(name: &str) -> Result<PermissionType> {
-    PermissionType::from_str_name(&name.to_uppercase()).ok_or_else(|| {
-        CommandError::bad_args(format!("invalid permission type: {}", name.to_uppercase()))
-    })
+    PermissionType::from_str_name(&name.to_uppercase())
+        .ok_or_else(|| CommandError::bad_args(format!("invalid permission type: {name}")))
 }
 
 impl RoleCommand {
