@@ -612,3 +612,69 @@ fn leased_keys_lists_live_keys_with_leases() {
     s.delete_range(&DeleteRangeRequest::new("c", "")).unwrap();
     assert_eq!(s.leased_keys().unwrap(), vec![(b"a".to_vec(), 1)]);
 }
+
+#[test]
+fn compaction_reads_and_writes_run_concurrently() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let s = Arc::new(memory_store()); // compaction batches of 7 rows
+    let done = Arc::new(AtomicBool::new(false));
+    let compactions = Arc::new(AtomicUsize::new(0));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let compactor = {
+        let (s, done, compactions) = (s.clone(), done.clone(), compactions.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                let target = s.current_revision() - 20;
+                if target > s.compact_revision() {
+                    s.compact(target).unwrap().run().unwrap();
+                    compactions.fetch_add(1, Ordering::Release);
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let reader = {
+        let (s, done, reads) = (s.clone(), done.clone(), reads.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                let rev = (s.current_revision() - 30).max(1);
+                match s.range(&RangeRequest::range("k", "\0").at_revision(rev)) {
+                    Ok(resp) => {
+                        // Each key's value is the revision it was written at.
+                        for kv in &resp.kvs {
+                            assert_eq!(kv.value, kv.mod_revision.to_string().into_bytes());
+                            assert!(kv.mod_revision <= rev);
+                        }
+                        reads.fetch_add(1, Ordering::Release);
+                    }
+                    Err(Error::Compacted) => {}
+                    Err(e) => panic!("read at {rev}: {e}"),
+                }
+            }
+        })
+    };
+    // Write until both other threads have done a fair amount of work alongside.
+    let mut i = 0u64;
+    while (compactions.load(Ordering::Acquire) < 20 || reads.load(Ordering::Acquire) < 20)
+        && i < 1_000_000
+    {
+        let rev = s.current_revision() + 1;
+        let key = format!("k{}", i % 50);
+        assert_eq!(
+            s.put(&PutRequest::new(key, rev.to_string()))
+                .unwrap()
+                .revision,
+            rev
+        );
+        i += 1;
+    }
+    done.store(true, Ordering::Release);
+    compactor.join().unwrap();
+    reader.join().unwrap();
+    assert!(compactions.load(Ordering::Acquire) >= 20 && reads.load(Ordering::Acquire) >= 20);
+    let all = s.range(&RangeRequest::range("k", "\0")).unwrap();
+    assert_eq!(all.count, 50.min(i as i64));
+    let latest = s.current_revision();
+    assert!(all.kvs.iter().all(|kv| kv.mod_revision > latest - 50));
+}

@@ -1,5 +1,6 @@
 //! Property test: the store against a model that keeps every key's history as a vector, over
-//! random puts, deletes, txns (nested), compactions and reopens.
+//! random puts, deletes, txns (nested), compactions and reopens; an in-memory mirror must give
+//! the same responses and hashes, and a watcher on it the model's events of every revision.
 
 mod common;
 
@@ -64,6 +65,8 @@ struct Model {
     history: BTreeMap<Vec<u8>, Vec<(i64, Option<KeyValue>)>>,
     current: i64,
     compact: i64,
+    /// The watch events of the transaction being applied, in order.
+    events: Vec<Event>,
 }
 
 impl Model {
@@ -106,6 +109,7 @@ impl Model {
                     value: vec![*value],
                     lease: *lease,
                 };
+                self.events.push(Event::new(EventType::Put, kv.clone()));
                 self.record(k, rev, Some(kv));
                 true
             }
@@ -113,6 +117,14 @@ impl Model {
                 let end = end.map(key);
                 let live = self.live_in(&key(*k), end.as_deref(), rev);
                 for kv in &live {
+                    self.events.push(Event::new(
+                        EventType::Delete,
+                        KeyValue {
+                            key: kv.key.clone(),
+                            mod_revision: rev,
+                            ..Default::default()
+                        },
+                    ));
                     self.record(kv.key.clone(), rev, None);
                 }
                 !live.is_empty()
@@ -186,15 +198,42 @@ fn check_all(s: &Store, m: &Model) {
     ));
 }
 
+/// Receives the events of revision `rev` from a watcher that had everything before it.
+fn expect_events(stream: &mut WatchStream, rev: i64, expected: &[Event]) {
+    let mut got: Vec<Event> = Vec::new();
+    while got.last().map(Event::revision) != Some(rev) {
+        let resp = stream
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no events for revision {rev}; got {got:?}"));
+        assert_eq!(resp.compact_revision, 0);
+        got.extend(resp.events);
+    }
+    assert_eq!(got, expected, "events of revision {rev}");
+}
+
+/// Runs `ops` on a redb store (reopened on `Reopen`) and on an in-memory mirror with a watcher
+/// on every key, checking both against the model after every op.
 fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let mut store = open_redb(&path);
+    let mirror = memory_store();
+    let mut stream = mirror.watch_stream();
+    stream
+        .watch(&WatchRequest {
+            key: vec![0],
+            range_end: vec![0],
+            start_revision: 1,
+            ..Default::default()
+        })
+        .unwrap();
     let mut model = Model {
         current: 1,
         ..Default::default()
     };
     for op in &ops {
+        model.events.clear();
+        let before = model.current;
         match op {
             Op::Write(w) => {
                 let rev = model.current + 1;
@@ -203,7 +242,8 @@ fn run(ops: Vec<Op>) {
                     success: vec![request(w)],
                     ..Default::default()
                 };
-                store.txn(&txn, &any_lease).unwrap();
+                let resp = store.txn(&txn, &any_lease).unwrap();
+                assert_eq!(mirror.txn(&txn, &any_lease).unwrap(), resp);
                 if changed {
                     model.current = rev;
                 }
@@ -256,6 +296,7 @@ fn run(ops: Vec<Op>) {
                     changed |= model.apply(w, rev);
                 }
                 let resp = store.txn(&txn, &any_lease).unwrap();
+                assert_eq!(mirror.txn(&txn, &any_lease).unwrap(), resp);
                 assert_eq!(resp.succeeded, ok);
                 if let (Some(n_ok), Some(ResponseOp::Txn(n))) = (nested_ok, resp.responses.last()) {
                     assert_eq!(n.succeeded, n_ok);
@@ -273,6 +314,7 @@ fn run(ops: Vec<Op>) {
                 }
                 let rev = lo + 1 + (*pick as i64) % (model.current - lo);
                 store.compact(rev).unwrap().run().unwrap();
+                mirror.compact(rev).unwrap().run().unwrap();
                 model.compact = rev;
             }
             Op::Reopen => {
@@ -281,6 +323,11 @@ fn run(ops: Vec<Op>) {
             }
         }
         check_all(&store, &model);
+        check_all(&mirror, &model);
+        if model.current != before {
+            expect_events(&mut stream, model.current, &model.events);
+        }
+        assert_eq!(store.hash_kv(0).unwrap(), mirror.hash_kv(0).unwrap());
     }
 }
 
