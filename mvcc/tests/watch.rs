@@ -431,3 +431,37 @@ fn concurrent_writes_reach_every_watcher_ordered_gapless_and_whole() {
         }
     }
 }
+
+#[test]
+fn a_victim_whose_next_events_are_compacted_gets_the_compaction() {
+    let s = memory_store(); // stream capacity 16
+    let mut stream = s.watch_stream();
+    let id = watch(&mut stream, "k", b"", 0);
+    for i in 0..100 {
+        put(&s, "k", &i.to_string()); // 2..=101
+    }
+    s.compact(90).unwrap().run().unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut revs = Vec::new();
+    let compacted = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no compaction notice after {revs:?}"
+        );
+        let Some(r) = stream.recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        assert_eq!(r.watch_id, id);
+        if r.compact_revision != 0 {
+            break r.compact_revision;
+        }
+        revs.extend(r.events.iter().map(Event::revision));
+    };
+    assert_eq!(compacted, 90);
+    // What was buffered before arrives in order without gaps, then the watcher is closed.
+    let want: Vec<i64> = (2..2 + revs.len() as i64).collect();
+    assert_eq!(revs, want);
+    assert!(revs.len() >= 16 && revs.len() < 89);
+    put(&s, "k", "after");
+    assert!(stream.recv_timeout(Duration::from_millis(100)).is_none());
+}
