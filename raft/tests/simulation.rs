@@ -173,6 +173,8 @@ struct Sim {
     /// Per index: lowest term of a leader seen committing it, and the entry's term.
     commit_term: Vec<(u64, u64)>,
     max_acked: u64,
+    /// Index of the first entry proposed after healing that some node applied (0 before that).
+    first_heal_applied: u64,
     next_payload: u64,
     reads: HashMap<Bytes, u64>,
     durable_commit: HashMap<u64, u64>,
@@ -215,6 +217,7 @@ impl Sim {
             applied: vec![None, Some((1, 0, 0))],
             commit_term: Vec::new(),
             max_acked: 0,
+            first_heal_applied: 0,
             next_payload: 1,
             reads: HashMap::new(),
             durable_commit: HashMap::new(),
@@ -578,6 +581,8 @@ impl Sim {
             }
         } else if e.data.len() == 8 {
             self.max_acked = self.max_acked.max(e.index);
+        } else if &e.data[..] == b"heal" && self.first_heal_applied == 0 {
+            self.first_heal_applied = e.index;
         }
         self.removed.extend(removed_ids);
         self.check_chain(id, e.index, Some((e.term, d)), hash);
@@ -940,8 +945,8 @@ impl Sim {
         }
     }
 
-    /// Every member of the leader's (non-joint) configuration applied every acknowledged proposal and the first
-    /// entry proposed after healing, `target`.
+    /// Every member of the leader's (non-joint) configuration applied every acknowledged proposal and `target`,
+    /// the first entry proposed after healing that committed (so the current term has committed something).
     fn converged(&self, target: u64) -> bool {
         let Some(leader) = self.leader() else {
             return false;
@@ -964,7 +969,7 @@ impl Sim {
         self.heal();
         let acked_before_heal = self.max_acked;
         let deadline = self.round + 400 * ROUNDS_PER_TICK;
-        let mut target = None;
+
         while self.violations.is_empty() {
             if self.round >= deadline {
                 let leader = self.leader();
@@ -1020,13 +1025,12 @@ impl Sim {
                     let node = &mut self.nodes.get_mut(&l).unwrap().raw;
                     if !cs.voters_outgoing.is_empty() && !cs.auto_leave {
                         let _ = node.propose_conf_change_v2(&ConfChangeV2::default());
-                    } else if node.propose(Bytes::from_static(b"heal")).is_ok() && target.is_none()
-                    {
-                        target = Some(node.raft().last_index());
+                    } else {
+                        let _ = node.propose(Bytes::from_static(b"heal"));
                     }
                 }
             }
-            if target.is_some_and(|t| self.converged(t)) {
+            if self.first_heal_applied != 0 && self.converged(self.first_heal_applied) {
                 break;
             }
         }
