@@ -15,10 +15,8 @@ use crate::printer::{Display, Printer};
 const DEFAULT_SESSION_TTL: i64 = 60;
 
 #[derive(Debug, Args)]
-#[command(trailing_var_arg = true)]
 pub struct LockArgs {
-    /// <lockname> [exec-command arg1 arg2 ...]
-    #[arg(allow_hyphen_values = true)]
+    /// <lockname> [exec-command arg1 arg2 ...] (a command with flags goes after `--`)
     args: Vec<String>,
     /// timeout for session
     #[arg(long, default_value_t = 10)]
@@ -29,7 +27,7 @@ impl LockArgs {
     pub async fn run(self, global: &GlobalArgs) -> Result<()> {
         let Some((name, command)) = self.args.split_first() else {
             return Err(CommandError::bad_args(
-                "lock takes a lock name argument and an optional command to execute.",
+                "lock takes a lock name argument and an optional command to execute",
             ));
         };
         let client = global.client().await?;
@@ -87,7 +85,7 @@ impl ElectArgs {
             [name, proposal] => (name, Some(proposal)),
             _ => {
                 return Err(CommandError::bad_args(
-                    "elect takes one election name argument and an optional proposal argument.",
+                    "elect takes one election name argument and an optional proposal argument",
                 ))
             }
         };
