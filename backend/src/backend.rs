@@ -168,6 +168,36 @@ impl Backend {
         result
     }
 
+    /// Replaces every table's contents with `source`'s (e.g. a received snapshot restored with
+    /// [`crate::restore_snapshot`] and opened as a backend) in one engine commit, so a crash
+    /// leaves either the old or the new contents. Readers and writers wait meanwhile; the whole
+    /// difference is held in memory.
+    pub fn replace_contents(&self, source: &dyn EngineView) -> Result<()> {
+        let shared = &self.shared;
+        let _commit = shared.commit.lock();
+        let _batch = shared.batch.lock();
+        let mut buffers = shared.buffers.write();
+        let mut batch = Batch::default();
+        for table in Table::ALL {
+            buffers.view.scan(table, &[], None, &mut |k, _| {
+                batch.delete(table, k);
+                true
+            })?;
+            for k in buffers.pending.table(table).keys() {
+                batch.delete(table, k);
+            }
+            source.scan(table, &[], None, &mut |k, v| {
+                batch.put(table, k, v);
+                true
+            })?;
+        }
+        shared.engine.commit(&batch)?;
+        buffers.view = Arc::from(shared.engine.view()?);
+        buffers.pending = Batch::default();
+        shared.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// crc32c over every table's name, then its keys and values in key order, of the
     /// committed state (everything pending is committed first). Like etcd's
     /// `schema.DefaultIgnores`, the meta table's `consistent_index` and `term` are left out:

@@ -435,3 +435,36 @@ fn kill9_never_loses_acknowledged_commits() {
         std::fs::remove_file(dir.path().join("db")).unwrap();
     }
 }
+
+#[test]
+fn replace_contents_swaps_everything_in_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let b = Backend::open(&path, manual()).unwrap();
+    {
+        let mut tx = b.batch_tx();
+        tx.put(Table::Key, b"old", b"1");
+        tx.put(Table::Meta, b"keep?", b"no");
+    }
+    b.force_commit().unwrap();
+    b.batch_tx().put(Table::Lease, b"pending", b"2");
+    let source = Backend::in_memory(manual()).unwrap();
+    {
+        let mut tx = source.batch_tx();
+        tx.put(Table::Key, b"new", b"3");
+        tx.put(Table::Members, b"m", b"4");
+    }
+    let commits = b.commit_count();
+    b.replace_contents(source.committed_view().unwrap().as_ref())
+        .unwrap();
+    assert_eq!(b.commit_count(), commits + 1);
+    assert_eq!(b.hash().unwrap(), source.hash().unwrap());
+    drop(b);
+    let b = Backend::open(&path, manual()).unwrap();
+    assert_eq!(b.hash().unwrap(), source.hash().unwrap());
+    assert_eq!(
+        b.read().get(Table::Key, b"new").unwrap(),
+        Some(b"3".to_vec())
+    );
+    assert_eq!(b.read().get(Table::Lease, b"pending").unwrap(), None);
+}

@@ -59,6 +59,11 @@ impl TreeIndex {
             .is_some_and(|ki| ki.tombstone(rev))
     }
 
+    /// Takes over `other`'s keys, dropping its own.
+    pub fn replace(&self, other: TreeIndex) {
+        *self.tree.write() = other.tree.into_inner();
+    }
+
     /// Inserts a key index rebuilt from the backend (used at open).
     pub fn restore(&self, key: Vec<u8>, ki: KeyIndex) {
         self.tree.write().insert(key, ki);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use backend::{Backend, BatchTx, Table};
+use backend::{Backend, BatchTx, EngineView, Table};
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use prost::Message;
@@ -95,6 +95,8 @@ pub(crate) struct Inner {
     write_lock: Mutex<()>,
     /// Held by a running compaction job, so jobs remove rows one after the other.
     compaction_lock: Mutex<()>,
+    /// Bumped by `restore`: a compaction job of older contents must stop.
+    epoch: AtomicU64,
     pub revs: RwLock<Revs>,
     pub hub: Mutex<Hub>,
     consistent_index: AtomicU64,
@@ -144,18 +146,14 @@ impl Store {
     /// Opens the store on `backend`: rebuilds the key index from the key table, restores the
     /// compaction state and finishes a compaction a crash interrupted.
     pub fn open(backend: Arc<Backend>, config: StoreConfig) -> Result<Store> {
-        let (read_meta, finished, scheduled) = {
-            let r = backend.read();
-            let ci = meta_u64(r.get(Table::Meta, META_CONSISTENT_INDEX)?)?;
-            let term = meta_u64(r.get(Table::Meta, META_TERM)?)?;
-            let finished = meta_rev(r.get(Table::Meta, META_FINISHED_COMPACT)?)?;
-            let scheduled = meta_rev(r.get(Table::Meta, META_SCHEDULED_COMPACT)?)?;
-            ((ci, term), finished, scheduled)
-        };
-        let index = TreeIndex::default();
-        let last = restore_index(&backend, &index)?;
-        let compact = finished.unwrap_or(-1);
-        let current = last.max(1).max(compact);
+        let (index, meta) = load(&backend)?;
+        let Loaded {
+            consistent_index,
+            term,
+            current,
+            compact,
+            scheduled_compact,
+        } = meta;
         let (wake_tx, wake_rx) = crossbeam_channel::unbounded();
         let inner = Arc::new(Inner {
             backend,
@@ -163,19 +161,15 @@ impl Store {
             config,
             write_lock: Mutex::new(()),
             compaction_lock: Mutex::new(()),
+            epoch: AtomicU64::new(0),
             revs: RwLock::new(Revs { current, compact }),
             hub: Mutex::new(Hub::default()),
-            consistent_index: AtomicU64::new(read_meta.0),
-            consistent_term: AtomicU64::new(read_meta.1),
+            consistent_index: AtomicU64::new(consistent_index),
+            consistent_term: AtomicU64::new(term),
             sync_wake: wake_tx,
         });
-        tracing::info!(
-            current,
-            compact,
-            consistent_index = read_meta.0,
-            "mvcc store restored"
-        );
-        if let Some(scheduled) = scheduled.filter(|&s| s > compact) {
+        tracing::info!(current, compact, consistent_index, "mvcc store restored");
+        if let Some(scheduled) = scheduled_compact {
             tracing::info!(scheduled, "resuming interrupted compaction");
             Compaction::schedule(&inner, scheduled)?.run()?;
         }
@@ -366,6 +360,43 @@ impl Store {
             .collect())
     }
 
+    /// Installs a raft snapshot: replaces the backend's contents with `source`'s (see
+    /// [`Backend::replace_contents`]) and reloads the index, revisions, compaction state and
+    /// consistent index from it. Watchers stay: each catches up from its next revision (or
+    /// learns that it was compacted). A compaction job of the old contents stops.
+    pub fn restore(&self, source: &dyn EngineView) -> Result<()> {
+        let _w = self.inner.write_lock.lock();
+        // Before the contents change: compaction batches check it under the backend batch.
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        self.inner.backend.replace_contents(source)?;
+        let (index, meta) = load(&self.inner.backend)?;
+        {
+            let mut hub = self.inner.hub.lock();
+            self.inner.index.replace(index);
+            *self.inner.revs.write() = Revs {
+                current: meta.current,
+                compact: meta.compact,
+            };
+            self.inner
+                .consistent_index
+                .store(meta.consistent_index, Ordering::Release);
+            self.inner
+                .consistent_term
+                .store(meta.term, Ordering::Release);
+            hub.unsync_all();
+        }
+        tracing::info!(
+            current = meta.current,
+            compact = meta.compact,
+            "mvcc store restored from a snapshot"
+        );
+        if let Some(scheduled) = meta.scheduled_compact {
+            Compaction::schedule(&self.inner, scheduled)?.run()?;
+        }
+        let _ = self.inner.sync_wake.send(SyncMsg::Wake);
+        Ok(())
+    }
+
     /// Makes everything written so far durable.
     pub fn commit(&self) -> Result<()> {
         Ok(self.inner.backend.force_commit()?)
@@ -398,6 +429,43 @@ fn set_revision(resp: &mut TxnResponse, rev: i64) {
             ResponseOp::Txn(t) => set_revision(t, rev),
         }
     }
+}
+
+/// What [`load`] finds in the backend besides the index.
+struct Loaded {
+    consistent_index: u64,
+    term: u64,
+    current: i64,
+    compact: i64,
+    /// A compaction that was scheduled but not finished.
+    scheduled_compact: Option<i64>,
+}
+
+fn load(backend: &Backend) -> Result<(TreeIndex, Loaded)> {
+    let (consistent_index, term, finished, scheduled) = {
+        let r = backend.read();
+        (
+            meta_u64(r.get(Table::Meta, META_CONSISTENT_INDEX)?)?,
+            meta_u64(r.get(Table::Meta, META_TERM)?)?,
+            meta_rev(r.get(Table::Meta, META_FINISHED_COMPACT)?)?,
+            meta_rev(r.get(Table::Meta, META_SCHEDULED_COMPACT)?)?,
+        )
+    };
+    let index = TreeIndex::default();
+    let last = restore_index(backend, &index)?;
+    let compact = finished.unwrap_or(-1);
+    // Compaction may have removed every row up to its revision.
+    let current = last.max(1).max(compact);
+    Ok((
+        index,
+        Loaded {
+            consistent_index,
+            term,
+            current,
+            compact,
+            scheduled_compact: scheduled.filter(|&s| s > compact),
+        },
+    ))
 }
 
 /// Rebuilds the index from the key table; returns the largest main revision seen (0: none).
@@ -899,6 +967,7 @@ pub struct Compaction {
     inner: Arc<Inner>,
     rev: i64,
     keep: HashSet<Revision>,
+    epoch: u64,
 }
 
 impl Compaction {
@@ -917,6 +986,7 @@ impl Compaction {
             inner: inner.clone(),
             rev,
             keep,
+            epoch: inner.epoch.load(Ordering::Acquire),
         })
     }
 
@@ -944,6 +1014,13 @@ impl Compaction {
             let done = keys.len() < batch;
             {
                 let mut tx = self.inner.backend.batch_tx();
+                if self.inner.epoch.load(Ordering::Acquire) != self.epoch {
+                    tracing::info!(
+                        rev = self.rev,
+                        "compaction abandoned: the store was restored"
+                    );
+                    return Ok(());
+                }
                 for k in &keys {
                     let keep = Revision::from_bytes(k).is_some_and(|r| self.keep.contains(&r));
                     if !keep {

@@ -38,6 +38,7 @@ pub struct WatchResponse {
 /// What to watch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WatchRequest {
+    /// Empty means `"\0"`.
     pub key: Vec<u8>,
     /// etcd's convention (see [`KeyRange::new`]).
     pub range_end: Vec<u8>,
@@ -160,6 +161,20 @@ impl Hub {
             }
         }
         true
+    }
+
+    /// Sends every synced watcher back to catching up (after the store's contents changed
+    /// under it).
+    pub(crate) fn unsync_all(&mut self) {
+        let synced: Vec<WatcherKey> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.group == Group::Synced)
+            .map(|(wk, _)| *wk)
+            .collect();
+        for wk in synced {
+            self.set_group(wk, Group::Unsynced);
+        }
     }
 
     /// Hands the events of revision `rev` to the synced watchers; a full stream makes its
@@ -431,7 +446,9 @@ impl WatchStream {
 
     /// Adds a watcher; events from its start revision on arrive on this stream.
     pub fn watch(&mut self, req: &WatchRequest) -> Result<WatchId, WatchError> {
-        let range = KeyRange::new(&req.key, &req.range_end);
+        // As etcd's watch server: an empty key means "\0".
+        let key: &[u8] = if req.key.is_empty() { &[0] } else { &req.key };
+        let range = KeyRange::new(key, &req.range_end);
         if range.is_empty() {
             return Err(WatchError::EmptyRange);
         }

@@ -678,3 +678,98 @@ fn compaction_reads_and_writes_run_concurrently() {
     let latest = s.current_revision();
     assert!(all.kvs.iter().all(|kv| kv.mod_revision > latest - 50));
 }
+
+#[test]
+fn restore_installs_a_snapshot_and_keeps_watchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |s: &Store, i: u64| {
+        s.apply(100 + i, 3, |t| {
+            t.put(&PutRequest::new(format!("k{}", i % 5), i.to_string()))
+                .unwrap();
+        })
+    };
+    // The leader applies 30 entries (revisions 2..=31), compacts, streams a snapshot.
+    let leader = open_redb(&dir.path().join("leader"));
+    for i in 0..30 {
+        entry(&leader, i);
+    }
+    leader.compact(10).unwrap().run().unwrap();
+    let mut stream = Vec::new();
+    leader.backend().snapshot_to(&mut stream).unwrap();
+    let received = dir.path().join("received.snap.db");
+    backend::restore_snapshot(&mut stream.as_slice(), &received).unwrap();
+    let source = backend::Backend::open(&received, backend::BackendConfig::default()).unwrap();
+
+    // A follower that applied only the first 14 entries (revision 15), with a watcher.
+    let follower = open_redb(&dir.path().join("follower"));
+    for i in 0..14 {
+        entry(&follower, i);
+    }
+    follower
+        .backend()
+        .batch_tx()
+        .put(Table::Alarm, b"only-here", b"x");
+    let mut watches = follower.watch_stream();
+    let live = watches
+        .watch(&WatchRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+    follower
+        .restore(source.committed_view().unwrap().as_ref())
+        .unwrap();
+
+    assert_eq!(follower.current_revision(), 31);
+    assert_eq!(follower.compact_revision(), 10);
+    assert_eq!(follower.consistent_index(), (129, 3));
+    let alarm = follower
+        .backend()
+        .read()
+        .get(Table::Alarm, b"only-here")
+        .unwrap();
+    assert_eq!(alarm, None);
+    let all = RangeRequest::range("\0", "\0");
+    assert_eq!(follower.range(&all).unwrap(), leader.range(&all).unwrap());
+    assert_eq!(follower.hash_kv(0).unwrap(), leader.hash_kv(0).unwrap());
+    // Entries the snapshot covers are not applied again.
+    assert_eq!(entry(&follower, 29), None);
+
+    // The watcher gets the revisions it missed from the snapshot's history, then new ones;
+    // a watcher from before the snapshot's compaction learns about it.
+    let old = watches
+        .watch(&WatchRequest {
+            key: b"k0".to_vec(),
+            start_revision: 5,
+            ..Default::default()
+        })
+        .unwrap();
+    let next = put(&follower, "k9", "new");
+    assert_eq!(next, 32);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (mut compacted, mut live_revs) = (None, Vec::new());
+    while compacted.is_none() || live_revs.last() != Some(&next) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{compacted:?} {live_revs:?}"
+        );
+        let Some(r) = watches.recv_timeout(std::time::Duration::from_millis(50)) else {
+            continue;
+        };
+        if r.watch_id == old {
+            compacted = Some(r.compact_revision);
+        } else if r.watch_id == live {
+            live_revs.extend(r.events.iter().map(Event::revision));
+        }
+    }
+    assert_eq!(compacted, Some(10));
+    assert_eq!(live_revs, (16..=32).collect::<Vec<_>>());
+    drop(source);
+    // Durable: a reopen sees the installed contents.
+    drop(watches);
+    drop(follower);
+    let reopened = open_redb(&dir.path().join("follower"));
+    assert_eq!(reopened.consistent_index(), (129, 3));
+    assert_eq!(get(&reopened, "k9").unwrap().value, b"new");
+}
