@@ -168,7 +168,7 @@ fn alarms_list_and_disarm_like_the_reference() {
 
 #[test]
 fn defrag_snapshot_and_move_leader() {
-    let mut cluster = three();
+    let cluster = three();
     let first = cluster.client_url(0).to_string();
     same(&cluster, &["defrag"]);
     same(&cluster, &["defrag", "--cluster"]);
