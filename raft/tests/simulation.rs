@@ -897,6 +897,19 @@ impl Sim {
                     self.crash(l);
                 }
             }
+            // Likewise a node whose unpersisted Ready changed its vote or log: if it had answered before
+            // persisting, the crash would make it forget a vote or an acknowledged entry.
+            if self.rng.chance(0.02) {
+                let unsynced: Vec<u64> = self
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.pending.as_ref().is_some_and(|rd| rd.must_sync))
+                    .map(|(id, _)| *id)
+                    .collect();
+                if let Some(id) = self.rng.pick(&unsynced) {
+                    self.crash(id);
+                }
+            }
             if self.rng.chance(self.p.crash) {
                 // Leaders are the most interesting victims: they send before they persist.
                 let victim = if self.rng.chance(0.5) {
