@@ -7,7 +7,8 @@ mod format;
 mod global;
 mod printer;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 pub use error::{CommandError, ExitCode};
 pub use global::GlobalArgs;
@@ -30,6 +31,27 @@ struct Cli {
     command: command::Command,
 }
 
+/// etcdctl refuses a global flag given both on the command line and in its `ETCDCTL_*`
+/// variable, rather than silently preferring one.
+fn shadowed_environment_variable(matches: &ArgMatches) -> Option<String> {
+    let command = Cli::command();
+    let shadowed = command.get_arguments().find_map(|arg| {
+        let variable = arg.get_env()?;
+        let set = std::env::var_os(variable).is_some_and(|v| !v.is_empty());
+        let on_command_line = matches!(
+            matches.value_source(arg.get_id().as_str()),
+            Some(ValueSource::CommandLine)
+        );
+        (set && on_command_line).then(|| {
+            format!(
+                "conflicting environment variable {:?} is shadowed by corresponding command-line flag (either unset environment variable or disable flag)",
+                variable.to_string_lossy()
+            )
+        })
+    });
+    shadowed
+}
+
 /// Parses `args` (with the program name first), runs the command and returns the process
 /// exit code, having printed any error as `Error: <message>` on stderr.
 pub fn run<I, T>(args: I) -> i32
@@ -37,8 +59,17 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let cli = match parsed {
+        Ok((cli, matches)) => {
+            if let Some(message) = shadowed_environment_variable(&matches) {
+                eprintln!("Error: {message}");
+                return ExitCode::Error as i32;
+            }
+            cli
+        }
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(

@@ -233,13 +233,18 @@ fn global_flags_come_from_the_environment() {
         .env("ETCDCTL_API", "3"));
     assert!(out.success(), "{out:?}");
     assert!(out.stdout.contains("\"Key\" : \"k\"\n"), "{}", out.stdout);
-    // A flag wins over its variable.
-    let out = run(Cli::new(ours())
-        .args(["get", "k", "-w", "simple", "--hex=false"])
-        .env("ETCDCTL_ENDPOINTS", cluster.endpoints())
-        .env("ETCDCTL_WRITE_OUT", "json")
-        .env("ETCDCTL_HEX", "true"));
-    assert_eq!(out.stdout, "k\nv\n");
+    // A flag given both ways is refused, as etcdctl does.
+    let both_ways = |bin| {
+        run(Cli::new(bin)
+            .args(["get", "k", "--hex=false"])
+            .env("ETCDCTL_ENDPOINTS", cluster.endpoints())
+            .env("ETCDCTL_HEX", "true"))
+    };
+    let message = "conflicting environment variable \"ETCDCTL_HEX\" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)\n";
+    for out in [both_ways(ours()), both_ways(reference())] {
+        assert_eq!((out.code(), out.stdout.as_str()), (Some(1), ""));
+        assert!(out.stderr.ends_with(message), "{out:?}");
+    }
     // Every global flag is accepted.
     let out = run(ctl(&cluster).args([
         "--dial-timeout=1s",
