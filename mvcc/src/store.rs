@@ -95,8 +95,9 @@ pub(crate) struct Inner {
     write_lock: Mutex<()>,
     /// Held by a running compaction job, so jobs remove rows one after the other.
     compaction_lock: Mutex<()>,
-    /// Bumped by `restore`: a compaction job of older contents must stop.
-    epoch: AtomicU64,
+    /// Bumped by `restore`: a compaction job or a watcher catch-up round that read the older
+    /// contents must not go on.
+    pub epoch: AtomicU64,
     pub revs: RwLock<Revs>,
     pub hub: Mutex<Hub>,
     consistent_index: AtomicU64,

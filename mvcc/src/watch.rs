@@ -8,6 +8,7 @@
 //! covered, so events arrive in revision order without gaps or duplicates.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,25 @@ pub enum WatchError {
 }
 
 type WatcherKey = (u64, WatchId);
+
+/// An unsynced watcher as one catch-up round sees it.
+struct Target {
+    wk: WatcherKey,
+    min_rev: i64,
+    range: KeyRange,
+    no_put: bool,
+    no_delete: bool,
+}
+
+impl Target {
+    fn wants(&self, ev: &Event) -> bool {
+        if ev.is_put() {
+            !self.no_put
+        } else {
+            !self.no_delete
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Group {
@@ -290,7 +310,7 @@ fn retry_victims(inner: &Inner) {
 /// One catch-up round; true when it made progress and unsynced watchers remain.
 fn sync_unsynced(inner: &Inner) -> Result<bool> {
     // 1. Under the hub lock: drop compacted watchers, note what to read.
-    let (targets, current) = {
+    let (targets, current, epoch) = {
         let mut hub = inner.hub.lock();
         let revs = *inner.revs.read();
         let keys: Vec<WatcherKey> = hub.unsynced.iter().copied().collect();
@@ -318,32 +338,50 @@ fn sync_unsynced(inner: &Inner) -> Result<bool> {
                 hub.set_group(wk, Group::Synced);
                 continue;
             }
-            targets.push((wk, w.min_rev));
+            targets.push(Target {
+                wk,
+                min_rev: w.min_rev,
+                range: w.range.clone(),
+                no_put: w.no_put,
+                no_delete: w.no_delete,
+            });
         }
-        (targets, revs.current)
+        (targets, revs.current, inner.epoch.load(Ordering::Acquire))
     };
-    let Some(from) = targets.iter().map(|t| t.1).min() else {
+    let Some(from) = targets.iter().map(|t| t.min_rev).min() else {
         return Ok(false);
     };
 
     // 2. Without it: read the revisions from the backend, whole revisions only.
     let (events, upto) = read_events(inner, from, current)?;
+    // Only this thread moves an unsynced watcher, so each one's events can be picked out
+    // before taking the hub lock again.
+    let picked: Vec<(Target, Vec<Event>)> = targets
+        .into_iter()
+        .map(|t| {
+            let evs = events
+                .iter()
+                .filter(|e| e.revision() >= t.min_rev && t.range.contains(e.key()) && t.wants(e))
+                .cloned()
+                .collect();
+            (t, evs)
+        })
+        .collect();
 
     // 3. Under the hub lock again: deliver and promote.
     let mut hub = inner.hub.lock();
+    if inner.epoch.load(Ordering::Acquire) != epoch {
+        return Ok(true); // the store was restored from a snapshot under us: read again
+    }
     let revs = *inner.revs.read();
-    for (wk, _) in targets {
+    for (target, evs) in picked {
+        let wk = target.wk;
         let Some(w) = hub.watchers.get(&wk) else {
             continue;
         };
-        if w.group != Group::Unsynced || w.min_rev < revs.compact {
-            continue; // cancelled, or compacted meanwhile: next round reports it
+        if w.group != Group::Unsynced || w.min_rev != target.min_rev || w.min_rev < revs.compact {
+            continue; // cancelled, moved, or compacted meanwhile: next round handles it
         }
-        let evs: Vec<Event> = events
-            .iter()
-            .filter(|e| e.revision() >= w.min_rev && w.range.contains(e.key()) && w.wants(e))
-            .cloned()
-            .collect();
         let delivered = if evs.is_empty() {
             if let Some(w) = hub.watchers.get_mut(&wk) {
                 w.min_rev = w.min_rev.max(upto + 1);
