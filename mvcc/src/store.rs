@@ -248,7 +248,8 @@ impl Store {
     /// Applies raft entry `index` with `f`, unless it was applied already: the index and term
     /// are written in the same backend batch as `f`'s changes, so after a crash an entry is
     /// applied either completely and exactly once or not at all. Returns `None` for an entry
-    /// at or below the consistent index.
+    /// at or below the consistent index. `f` must work through the transaction it is given:
+    /// calling the store's own write methods from it would wait for itself.
     pub fn apply<R>(
         &self,
         index: u64,
