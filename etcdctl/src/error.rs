@@ -37,6 +37,11 @@ impl CommandError {
         Self::new(ExitCode::Error, message)
     }
 
+    /// A failure already reported on stderr: exit with `code`, print nothing more.
+    pub fn reported(code: ExitCode) -> Self {
+        Self::new(code, "")
+    }
+
     /// An output format that cannot show this result.
     pub fn unsupported_format(format: &str) -> Self {
         Self::new(

@@ -109,7 +109,9 @@ where
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("Error: {}", e.message);
+            if !e.message.is_empty() {
+                eprintln!("Error: {}", e.message);
+            }
             e.code as i32
         }
     }

@@ -264,6 +264,6 @@ fn report(results: &Results, total_seconds: f64, limit: u32) -> Result<()> {
         Ok(())
     } else {
         println!("FAIL");
-        std::process::exit(ExitCode::Error as i32);
+        Err(CommandError::reported(ExitCode::Error))
     }
 }

@@ -121,7 +121,7 @@ impl EndpointCommand {
 /// etcdctl exits 1 without a further message after reporting per-endpoint failures.
 fn exit_error_if(failed: bool) -> Result<()> {
     if failed {
-        std::process::exit(ExitCode::Error as i32);
+        return Err(CommandError::reported(ExitCode::Error));
     }
     Ok(())
 }

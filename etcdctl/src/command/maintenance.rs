@@ -96,7 +96,7 @@ impl DefragArgs {
             }
         }
         if failures > 0 {
-            std::process::exit(ExitCode::Error as i32);
+            return Err(CommandError::reported(ExitCode::Error));
         }
         Ok(())
     }

@@ -80,7 +80,7 @@ impl WatchArgs {
         }
         let (key, options) = self.watch_request(&env)?;
         let stream = client.watch(key, options).await?;
-        print_events(stream, printer, &self.exec).await;
+        print_events(stream, printer, &self.exec).await?;
         Err(CommandError::new(
             ExitCode::Interrupted,
             "watch is canceled by the server",
@@ -177,7 +177,15 @@ async fn interactive(client: &Client, printer: Printer, env: &EnvRange) -> Resul
                         continue;
                     }
                 };
-                tokio::spawn(async move { print_events(stream, printer, &args.exec).await });
+                tokio::spawn(async move {
+                    if let Err(e) = print_events(stream, printer, &args.exec).await {
+                        // A failure in one watch ends the whole interactive session.
+                        if !e.message.is_empty() {
+                            eprintln!("Error: {}", e.message);
+                        }
+                        std::process::exit(e.code as i32);
+                    }
+                });
             }
             Ok(InteractiveLine::Progress) => watcher.request_progress(),
             Err(_) if words[0] == "watch" => {
@@ -199,13 +207,13 @@ fn is_progress_notify(response: &WatchResponse) -> bool {
 }
 
 /// Prints every response of `stream` (running `exec` per event) until the watch ends.
-async fn print_events(mut stream: WatchStream, printer: Printer, exec: &[String]) {
+async fn print_events(mut stream: WatchStream, printer: Printer, exec: &[String]) -> Result<()> {
     while let Some(message) = stream.message().await {
         let response = match message {
             Ok(response) => response,
             Err(e) => {
                 eprintln!("watch was canceled ({})", canceled_reason(&e));
-                return;
+                return Ok(());
             }
         };
         if is_progress_notify(&response) {
@@ -214,10 +222,7 @@ async fn print_events(mut stream: WatchStream, printer: Printer, exec: &[String]
                 response.header.as_ref().map_or(0, |h| h.revision)
             );
         }
-        if let Err(e) = printer.print(&Display::Watch(&response)) {
-            eprintln!("Error: {}", e.message);
-            std::process::exit(e.code as i32);
-        }
+        printer.print(&Display::Watch(&response))?;
         if exec.is_empty() {
             continue;
         }
@@ -236,10 +241,11 @@ async fn print_events(mut stream: WatchStream, printer: Printer, exec: &[String]
             ];
             if let Err(e) = exec::run(exec, &env).await {
                 eprintln!("command {} error ({})", exec::quote_argv(exec), e.message);
-                std::process::exit(ExitCode::Error as i32);
+                return Err(CommandError::reported(ExitCode::Error));
             }
         }
     }
+    Ok(())
 }
 
 /// What clientv3's `WatchResponse.Err()` says about a canceled watch.
