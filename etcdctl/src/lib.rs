@@ -10,13 +10,13 @@ mod printer;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-pub use error::{CommandError, ExitCode};
-pub use global::GlobalArgs;
+use error::ExitCode;
+use global::GlobalArgs;
 
 /// The API version etcdctl reports (`version`).
-pub const API_VERSION: &str = "3.4";
+const API_VERSION: &str = "3.4";
 /// The etcdctl release whose behaviour this one follows.
-pub const ETCDCTL_VERSION: &str = "3.4.23";
+const ETCDCTL_VERSION: &str = "3.4.23";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -182,10 +182,10 @@ impl Printer {
                 line.into_bytes()
             }
             Format::Fields => fields::render(item)
-                .ok_or_else(|| CommandError::unsupported_format("fields"))?
+                .ok_or_else(|| CommandError::unsupported_format(self.format.name()))?
                 .into_bytes(),
             Format::Table => table::render(item)
-                .ok_or_else(|| CommandError::unsupported_format("table"))?
+                .ok_or_else(|| CommandError::unsupported_format(self.format.name()))?
                 .into_bytes(),
             Format::Protobuf => protobuf::render(item)?,
         };
