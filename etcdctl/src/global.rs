@@ -118,10 +118,17 @@ impl GlobalArgs {
     }
 
     pub fn client_options(&self) -> Result<ClientOptions> {
+        // Refused rather than ignored: connecting elsewhere than asked would be worse.
         if self.cert.is_some() || self.key.is_some() || self.cacert.is_some() {
             return Err(CommandError::new(
                 ExitCode::BadFeature,
                 "TLS is not supported by this etcdctl yet",
+            ));
+        }
+        if self.discovery_srv.is_some() {
+            return Err(CommandError::new(
+                ExitCode::BadFeature,
+                "DNS SRV discovery (--discovery-srv) is not supported by this etcdctl yet",
             ));
         }
         Ok(ClientOptions {

@@ -262,6 +262,24 @@ fn global_flags_come_from_the_environment() {
 }
 
 #[test]
+fn tls_and_srv_discovery_are_refused_rather_than_ignored() {
+    let cluster = single();
+    for flag in [
+        "--cacert=/nonexistent",
+        "--cert=/x",
+        "--key=/y",
+        "--discovery-srv=example.com",
+    ] {
+        let out = run(ctl(&cluster).args([flag, "get", "a"]));
+        assert_eq!(out.code(), Some(4), "{flag}: {out:?}");
+        assert!(
+            out.stderr.starts_with("Error: ") && out.stderr.contains("not supported"),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
 fn an_unreachable_endpoint_times_out_with_the_reference_message() {
     let out = run(Cli::new(ours()).args([
         "--endpoints",
