@@ -91,8 +91,12 @@ where
                 let _ = e.print();
                 return 0;
             }
-            // Flag errors exit 1 in etcdctl (cobra), like every other command failure.
-            eprint!("{}", e.render());
+            // Flag errors exit 1 in etcdctl (cobra), like every other command failure, and
+            // read `Error: ...` like them.
+            eprint!(
+                "{}",
+                e.render().to_string().replacen("error: ", "Error: ", 1)
+            );
             return ExitCode::Error as i32;
         }
     };

@@ -123,6 +123,17 @@ fn bad_arguments_and_server_errors_exit_like_the_reference() {
     ] {
         same(&cluster, args);
     }
+    // Flag and command parsing errors: clap's words, etcdctl's exit code and prefix.
+    for args in [
+        &["get", "--bogus"][..],
+        &["get", "a", "--rev", "x"],
+        &["nosuch"],
+    ] {
+        let theirs = run(cluster.cli(reference()).args(args));
+        let ours = run(ctl(&cluster).args(args));
+        assert_eq!(ours.code(), theirs.code(), "{args:?}");
+        assert!(ours.stderr.starts_with("Error: "), "{ours:?}");
+    }
     // Values can come from stdin.
     let out = run(ctl(&cluster)
         .args(["put", "from-stdin"])
