@@ -86,6 +86,30 @@ fn member_list_and_endpoint_commands_print_like_the_reference() {
         )),
         "{out:?}"
     );
+    // A dead endpoint: reported, the others still shown, exit 1.
+    for command in ["status", "hashkv"] {
+        let args = [
+            &format!("--endpoints={first},127.0.0.1:1"),
+            "--command-timeout=1s",
+            "endpoint",
+            command,
+        ];
+        let theirs = run(Cli::new(reference()).args(args));
+        let ours = run(Cli::new(ours()).args(args));
+        assert_eq!(
+            (
+                ours.code(),
+                digits_masked(&ours.stdout),
+                without_logs(&ours.stderr)
+            ),
+            (
+                theirs.code(),
+                digits_masked(&theirs.stdout),
+                without_logs(&theirs.stderr)
+            ),
+            "{args:?}"
+        );
+    }
     // A dead endpoint is unhealthy, and the command fails.
     let out = run(Cli::new(ours()).args([
         "--endpoints",

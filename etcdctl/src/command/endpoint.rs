@@ -75,55 +75,76 @@ impl EndpointCommand {
                 Ok(())
             }
             EndpointCommand::Status(flag) => {
-                let client = global.client().await?;
-                let mut statuses = Vec::new();
-                let mut failed = false;
-                for endpoint in endpoints(global, flag.cluster).await? {
-                    let result = async {
-                        client
-                            .for_endpoint(&endpoint)?
-                            .status(StatusRequest {})
-                            .await
-                    };
-                    match result.await {
-                        Ok(status) => statuses.push(EndpointStatus { endpoint, status }),
-                        Err(e) => {
-                            failed = true;
-                            eprintln!("Failed to get the status of endpoint {endpoint} ({e})");
-                        }
-                    }
-                }
+                let endpoints = endpoints(global, flag.cluster).await?;
+                let (answers, failed) =
+                    ask_each(global, endpoints, "get the status", |member| async move {
+                        member.status(StatusRequest {}).await
+                    })
+                    .await?;
+                let statuses: Vec<EndpointStatus> = answers
+                    .into_iter()
+                    .map(|(endpoint, status)| EndpointStatus { endpoint, status })
+                    .collect();
                 printer.print(&Display::EndpointStatus(&statuses))?;
-                exit_error_if(failed)
+                // etcdctl exits 1 without a further message here.
+                match failed {
+                    Some(_) => Err(CommandError::reported(ExitCode::Error)),
+                    None => Ok(()),
+                }
             }
             EndpointCommand::Hashkv(args) => {
-                let client = global.client().await?;
-                let mut hashes = Vec::new();
-                let mut failed = false;
-                for endpoint in endpoints(global, args.cluster.cluster).await? {
-                    let request = HashKvRequest { revision: args.rev };
-                    let result = async { client.for_endpoint(&endpoint)?.hash_kv(request).await };
-                    match result.await {
-                        Ok(hash) => hashes.push(EndpointHashKv { endpoint, hash }),
-                        Err(e) => {
-                            failed = true;
-                            eprintln!("Failed to get the hash of endpoint {endpoint} ({e})");
-                        }
-                    }
-                }
+                let endpoints = endpoints(global, args.cluster.cluster).await?;
+                let request = HashKvRequest { revision: args.rev };
+                let (answers, failed) =
+                    ask_each(global, endpoints, "get the hash", |member| async move {
+                        member.hash_kv(request).await
+                    })
+                    .await?;
+                let hashes: Vec<EndpointHashKv> = answers
+                    .into_iter()
+                    .map(|(endpoint, hash)| EndpointHashKv { endpoint, hash })
+                    .collect();
                 printer.print(&Display::EndpointHashKv(&hashes))?;
-                exit_error_if(failed)
+                // ...but repeats the last failure here.
+                match failed {
+                    Some(e) => Err(e.into()),
+                    None => Ok(()),
+                }
             }
         }
     }
 }
 
-/// etcdctl exits 1 without a further message after reporting per-endpoint failures.
-fn exit_error_if(failed: bool) -> Result<()> {
-    if failed {
-        return Err(CommandError::reported(ExitCode::Error));
+/// Asks every endpoint in turn on its own connection. A failure is reported on stderr
+/// (`Failed to <what> of endpoint <ep> (<error>)`) and the others are still asked; the last
+/// failure is returned with the answers.
+async fn ask_each<T, F, Fut>(
+    global: &GlobalArgs,
+    endpoints: Vec<String>,
+    what: &str,
+    ask: F,
+) -> Result<(Vec<(String, T)>, Option<client::Error>)>
+where
+    F: Fn(client::Client) -> Fut,
+    Fut: std::future::Future<Output = client::Result<T>>,
+{
+    let client = global.client().await?;
+    let mut answers = Vec::new();
+    let mut failed = None;
+    for endpoint in endpoints {
+        let answer = match client.for_endpoint(&endpoint) {
+            Ok(member) => ask(member).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(answer) => answers.push((endpoint, answer)),
+            Err(e) => {
+                eprintln!("Failed to {what} of endpoint {endpoint} ({e})");
+                failed = Some(e);
+            }
+        }
     }
-    Ok(())
+    Ok((answers, failed))
 }
 
 /// A linearizable read of key "health" on its own connection: healthy if it succeeds or is
