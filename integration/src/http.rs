@@ -119,7 +119,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use crate::ports;
+    use std::net::{Ipv4Addr, TcpListener};
 
     #[test]
     fn parses_content_length_body() {
@@ -149,7 +150,8 @@ mod tests {
 
     #[test]
     fn get_talks_to_a_real_socket() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reserved = ports::reserve(1).unwrap();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, reserved[0].port())).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
@@ -177,14 +179,10 @@ mod tests {
 
     #[test]
     fn refused_connection_is_an_error() {
-        // Bind then drop to get a port that nothing listens on.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // A reserved port was free when reserved, and the reservation keeps other tests off it.
+        let reserved = ports::reserve(1).unwrap();
         let err = get(
-            &format!("http://127.0.0.1:{port}"),
+            &format!("http://127.0.0.1:{}", reserved[0].port()),
             "/health",
             Duration::from_secs(1),
         )

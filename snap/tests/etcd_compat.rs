@@ -1,76 +1,25 @@
 //! Compatibility with etcd itself (Debian's etcd 3.4, which CI installs): a `.snap` file written by etcd loads
-//! here, and etcd restarts from a `.snap` file written by this crate without calling it broken. Traffic stays on
-//! 127.0.0.1.
+//! here, and etcd restarts from a `.snap` file written by this crate without calling it broken. The
+//! `integration` harness runs etcd on reserved 127.0.0.1 ports and kills it when the test ends.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use integration::{real_etcdctl, Cluster, ClusterSpec};
 use snap::Snapshotter;
 
-const ETCD: &str = "/usr/bin/etcd";
-const ETCDCTL: &str = "/usr/bin/etcdctl";
+/// Bound on etcd writing its first snapshot, and on becoming healthy again after a restart.
+const WAIT: Duration = Duration::from_secs(30);
 
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_etcd(data_dir: &Path, client: u16, peer: u16) -> Etcd {
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new(ETCD)
-        .args(["--name", "compat", "--snapshot-count", "5"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen-client-urls", &client_url])
-        .args(["--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("compat={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|err| panic!("{ETCD} is needed (apt-get install etcd-server): {err}"));
-    Etcd(child)
-}
-
-/// Runs etcdctl until it succeeds (the server may still be starting), for at most 30 s.
-fn etcdctl(client: u16, args: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let output = Command::new(ETCDCTL)
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints=http://127.0.0.1:{client}"))
-            .arg("--command-timeout=2s")
-            .args(args)
-            .output()
-            .unwrap_or_else(|err| {
-                panic!("{ETCDCTL} is needed (apt-get install etcd-client): {err}")
-            });
-        if output.status.success() {
-            return String::from_utf8_lossy(&output.stdout).into_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "etcdctl {args:?} kept failing: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Runs the reference etcdctl against the cluster and returns its stdout, failing the test on an error.
+fn etcdctl(cluster: &Cluster, args: &[&str]) -> String {
+    let out = cluster
+        .cli(real_etcdctl())
+        .args(args)
+        .run()
+        .unwrap_or_else(|err| panic!("etcdctl {args:?}: {err}"));
+    assert!(out.success(), "etcdctl {args:?} failed: {}", out.stderr);
+    out.stdout
 }
 
 fn snap_files(dir: &Path) -> Vec<String> {
@@ -85,23 +34,25 @@ fn snap_files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn loads_etcd_snapshots_and_etcd_loads_ours() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data_dir = tmp.path().join("compat.etcd");
-    let snap_dir = data_dir.join("member/snap");
-    let (client, peer) = (free_port(), free_port());
+    let spec = ClusterSpec {
+        size: 1,
+        extra_args: vec!["--snapshot-count".into(), "5".into()],
+        ..ClusterSpec::new(1)
+    };
+    let mut cluster = Cluster::start(spec).expect("start a one-member etcd");
+    let snap_dir = cluster.data_dir(0).join("member/snap");
 
-    let etcd = start_etcd(&data_dir, client, peer);
     for i in 1..=12 {
-        etcdctl(client, &["put", &format!("snap-key-{i}"), "v"]);
+        etcdctl(&cluster, &["put", &format!("snap-key-{i}"), "v"]);
     }
     // etcd writes its snapshot file asynchronously after the apply that crossed --snapshot-count.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + WAIT;
     while snap_files(&snap_dir).is_empty() {
         assert!(Instant::now() < deadline, "etcd wrote no snapshot");
         std::thread::sleep(Duration::from_millis(100));
     }
-    etcdctl(client, &["put", "snap-key-last", "v"]);
-    drop(etcd);
+    etcdctl(&cluster, &["put", "snap-key-last", "v"]);
+    cluster.kill(0).unwrap();
 
     let snapshotter = Snapshotter::new(&snap_dir).unwrap();
     let snapshot = snapshotter
@@ -120,10 +71,13 @@ fn loads_etcd_snapshots_and_etcd_loads_ours() {
         .unwrap();
     let our_name = ours.file_name().unwrap().to_str().unwrap().to_owned();
 
-    let etcd = start_etcd(&data_dir, client, peer);
-    let got = etcdctl(client, &["get", "snap-key-last"]);
+    cluster.restart(0).unwrap();
+    cluster
+        .wait_healthy(0, WAIT)
+        .expect("etcd restarts from our snapshot");
+    let got = etcdctl(&cluster, &["get", "snap-key-last"]);
     assert!(got.contains("snap-key-last"), "etcd restarted: {got}");
-    drop(etcd);
+    cluster.kill(0).unwrap();
     let files = snap_files(&snap_dir);
     assert!(
         files.contains(&our_name),
