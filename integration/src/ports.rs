@@ -151,6 +151,22 @@ mod tests {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
+    /// Reserves from `pool` ports that were just released. A dropped lock can outlive its drop by a moment:
+    /// a child forked by a test running in parallel holds a copy of every descriptor, the lock files
+    /// included, until it execs (they are close-on-exec). So wait a bounded time for the release.
+    fn reserve_after_release(pool: &PortPool, count: usize) -> Vec<ReservedPort> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match pool.reserve(count) {
+                Ok(ports) => return ports,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    panic!("ports never released: {e}")
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+    }
+
     /// A private pool over ports that are reserved in the shared directory for the test's duration, so that
     /// the bind checks here cannot race with clusters booted by tests running in parallel.
     fn private_pool(count: usize) -> (tempfile::TempDir, PortPool, Vec<ReservedPort>) {
@@ -181,7 +197,7 @@ mod tests {
             other => panic!("expected NoFreePorts, got {other:?}"),
         }
         drop(taken);
-        assert_eq!(pool.reserve(4).unwrap().len(), 4);
+        assert_eq!(reserve_after_release(&pool, 4).len(), 4);
     }
 
     #[test]
@@ -218,6 +234,6 @@ mod tests {
         let got = got.unwrap();
         assert_eq!(got[0].port(), held[1].port());
         drop(got);
-        assert_eq!(pool.reserve(2).unwrap().len(), 2);
+        assert_eq!(reserve_after_release(&pool, 2).len(), 2);
     }
 }
