@@ -151,7 +151,7 @@ impl Client {
         };
         let request = AuthenticateRequest { name, password };
         let result = self
-            .call_without_auth(Retry::Safe, request, |channel, request| async move {
+            .call_inner(Retry::Safe, false, request, |channel, request| async move {
                 AuthClient::new(channel).authenticate(request).await
             })
             .await;
@@ -209,20 +209,6 @@ impl Client {
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         self.call_inner(retry, true, request, rpc).await
-    }
-
-    async fn call_without_auth<Req, Resp, F, Fut>(
-        &self,
-        retry: Retry,
-        request: Req,
-        rpc: F,
-    ) -> Result<Resp>
-    where
-        Req: Clone,
-        F: Fn(Channel, tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
-    {
-        self.call_inner(retry, false, request, rpc).await
     }
 
     async fn call_inner<Req, Resp, F, Fut>(

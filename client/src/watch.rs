@@ -403,8 +403,13 @@ impl Multiplexer {
             let revision = response.header.as_ref().map_or(0, |h| h.revision);
             watch.next_revision = revision + 1;
         }
-        if let Some(created) = watch.created.take() {
-            let _ = created.send(Ok(response.watch_id));
+        let caller_gone = watch
+            .created
+            .take()
+            .is_some_and(|created| created.send(Ok(response.watch_id)).is_err());
+        if caller_gone {
+            // Whoever asked for this watch stopped waiting for it: nobody will read it.
+            self.handle_command(Command::Cancel(id));
         }
     }
 
