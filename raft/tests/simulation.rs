@@ -1097,7 +1097,14 @@ fn seeded_cluster_simulation_keeps_raft_invariants() {
         }
         all
     });
-    println!("{seeds} seeds, {} violations", failures.len());
+    // Written past the test harness's output capture (which only catches the print macros), so the
+    // result line shows in every CI log, passing or failing.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "raft simulation: {seeds} seeds, {} violations",
+        failures.len()
+    );
     println!("exercised: {stats:?}");
     for (seed, e) in &failures {
         println!("seed {seed}: {e}");
