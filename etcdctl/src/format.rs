@@ -132,48 +132,32 @@ fn round_half_even(value: f64, decimals: usize) -> String {
 
 /// Go's `strconv.ParseInt(s, 10, 64)` with its error text.
 pub fn parse_i64(text: &str) -> Result<i64, String> {
-    text.parse::<i64>().map_err(|e| {
-        let reason = match e.kind() {
-            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
-                "value out of range"
-            }
-            _ => "invalid syntax",
-        };
-        format!(
-            "strconv.ParseInt: parsing {}: {reason}",
-            go_quote(text.as_bytes())
-        )
-    })
+    text.parse::<i64>()
+        .map_err(|e| strconv_error("ParseInt", text, e.kind()))
 }
 
 /// Go's `strconv.ParseUint(s, 16, 64)` with its error text.
 pub fn parse_hex_u64(text: &str) -> Result<u64, String> {
-    u64::from_str_radix(text, 16).map_err(|e| {
-        let reason = match e.kind() {
-            std::num::IntErrorKind::PosOverflow => "value out of range",
-            _ => "invalid syntax",
-        };
-        format!(
-            "strconv.ParseUint: parsing {}: {reason}",
-            go_quote(text.as_bytes())
-        )
-    })
+    u64::from_str_radix(text, 16).map_err(|e| strconv_error("ParseUint", text, e.kind()))
 }
 
 /// Go's `strconv.ParseInt(s, 16, 64)` with its error text (lease IDs).
 pub fn parse_hex_i64(text: &str) -> Result<i64, String> {
-    i64::from_str_radix(text, 16).map_err(|e| {
-        let reason = match e.kind() {
-            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
-                "value out of range"
-            }
-            _ => "invalid syntax",
-        };
-        format!(
-            "strconv.ParseInt: parsing {}: {reason}",
-            go_quote(text.as_bytes())
-        )
-    })
+    i64::from_str_radix(text, 16).map_err(|e| strconv_error("ParseInt", text, e.kind()))
+}
+
+/// The `*strconv.NumError` text Go prints for a failed `strconv.<function>` of `text`.
+fn strconv_error(function: &str, text: &str, kind: &std::num::IntErrorKind) -> String {
+    let reason = match kind {
+        std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+            "value out of range"
+        }
+        _ => "invalid syntax",
+    };
+    format!(
+        "strconv.{function}: parsing {}: {reason}",
+        go_quote(text.as_bytes())
+    )
 }
 
 /// Go's `time.ParseDuration` for the forms flags use (`2s`, `500ms`, `1m30s`, `1.5h`).
