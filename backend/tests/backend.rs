@@ -1,10 +1,9 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend::{restore_snapshot, Backend, BackendConfig, Error, Table};
+use integration::Cli;
 
 /// A config that never commits on its own, so tests decide when commits happen.
 fn manual() -> BackendConfig {
@@ -347,6 +346,8 @@ fn readers_run_concurrently_with_the_writer_and_never_lose_a_write() {
 }
 
 const CHILD_ENV: &str = "BACKEND_KILL9_CHILD_DIR";
+/// Bound on the child acknowledging its next commit. The harness kills the child if the test fails.
+const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Not a test on its own: the child process of `kill9_never_loses_acknowledged_commits`.
 #[test]
@@ -376,7 +377,7 @@ fn kill9_child_writer() {
 fn kill9_never_loses_acknowledged_commits() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut child = Cli::new(std::env::current_exe().unwrap())
             .args([
                 "--ignored",
                 "--exact",
@@ -385,14 +386,10 @@ fn kill9_never_loses_acknowledged_commits() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
         let mut acked = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+        while let Some(line) = child.next_line(LINE_TIMEOUT).unwrap() {
             if let Some(n) = line.strip_prefix("ACK ") {
                 let n: u64 = n.trim().parse().unwrap();
                 acked = Some(n);
@@ -405,11 +402,7 @@ fn kill9_never_loses_acknowledged_commits() {
         // Let it run on a little (a different while each round), so the kill also lands
         // between acknowledgements and during background commits.
         std::thread::sleep(Duration::from_millis(2 * round));
-        // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGKILL);
-        }
-        child.wait().unwrap();
+        child.kill().expect("SIGKILL the child");
         let acked = acked.expect("child acknowledged nothing");
 
         let b = Backend::open(dir.path().join("db"), manual()).unwrap();

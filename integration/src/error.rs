@@ -55,6 +55,16 @@ pub enum Error {
     )]
     NoLeader { timeout: Duration, last: String },
 
+    #[error(
+        "`{command}` failed with {status}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    )]
+    CommandFailed {
+        command: String,
+        status: ExitStatus,
+        stdout: String,
+        stderr: String,
+    },
+
     #[error("`{command}` did not finish within {timeout:?} and was killed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}")]
     CommandTimedOut {
         command: String,

@@ -172,6 +172,21 @@ impl Cli {
         })
     }
 
+    /// Runs the command to completion and returns its stdout; a non-zero exit is an error quoting the
+    /// command and both streams.
+    pub fn run_ok(&self) -> Result<String> {
+        let out = self.run()?;
+        if out.success() {
+            return Ok(out.stdout);
+        }
+        Err(Error::CommandFailed {
+            command: self.to_string(),
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
     /// Starts the command in the background; it is killed when the returned value is dropped.
     pub fn spawn(&self) -> Result<Background> {
         let running = self.start()?;
@@ -338,6 +353,22 @@ impl Background {
                 stderr: self.stderr.snapshot(),
             });
         };
+        Ok(CmdOutput {
+            status,
+            stdout: self.drain_stdout(),
+            stderr: self.stderr.finish_ref(),
+        })
+    }
+
+    /// Kills the child now (SIGKILL) and reaps it. The output holds every stdout line, including those
+    /// already read and those the child wrote before the signal landed, and all of stderr.
+    pub fn kill(mut self) -> Result<CmdOutput> {
+        // Not reaped yet, so the pid is still ours; a child that already exited just gets reaped.
+        let _ = self.child.kill();
+        let status = self
+            .child
+            .wait()
+            .map_err(io_err(format!("reap `{}`", self.command)))?;
         Ok(CmdOutput {
             status,
             stdout: self.drain_stdout(),

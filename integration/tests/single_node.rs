@@ -10,6 +10,7 @@ const LINE_TIMEOUT: Duration = Duration::from_secs(10);
 fn put_and_get_through_run() {
     let cluster = Cluster::start(ClusterSpec::new(1)).unwrap();
     let endpoints = cluster.endpoints();
+    // Through the free function `run`, so this test also covers it (other tests go through `Cli`).
     let ctl = |args: &[&str]| {
         let out = run(
             real_etcdctl(),

@@ -3,15 +3,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use backend::{Backend, BackendConfig};
+use integration::Cli;
 use mvcc::*;
 
 const CHILD_ENV: &str = "MVCC_KILL9_CHILD_DIR";
+/// Bound on the child acknowledging its next commit. The harness kills the child if the test fails.
+const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn open(dir: &std::path::Path, batch_interval: Duration) -> Store {
     let config = BackendConfig {
@@ -68,7 +69,7 @@ fn kill9_child_applier() {
 fn kill9_then_replay_applies_every_entry_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3u64 {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut child = Cli::new(std::env::current_exe().unwrap())
             .args([
                 "--ignored",
                 "--exact",
@@ -77,13 +78,11 @@ fn kill9_then_replay_applies_every_entry_exactly_once() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut acked = 0;
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-            if let Some(n) = line.unwrap().strip_prefix("ACK ") {
+        while let Some(line) = child.next_line(LINE_TIMEOUT).unwrap() {
+            if let Some(n) = line.strip_prefix("ACK ") {
                 acked = n.trim().parse().unwrap();
                 if acked >= 150 * (round + 1) + 7 * round {
                     break;
@@ -93,11 +92,7 @@ fn kill9_then_replay_applies_every_entry_exactly_once() {
         // Let it run on a little (a different while each round), so the kill also lands
         // between acknowledgements and during background commits.
         std::thread::sleep(Duration::from_millis(2 * round));
-        // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGKILL);
-        }
-        child.wait().unwrap();
+        child.kill().expect("SIGKILL the child");
 
         let s = open(dir.path(), Duration::from_secs(3600));
         let (ci, _) = s.consistent_index();

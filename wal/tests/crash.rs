@@ -3,23 +3,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::checked_indexes;
+use integration::Cli;
 use wal::{SnapshotMarker, Wal, WalOptions};
 
 const SEGMENT_SIZE: u64 = 64 * 1024;
-
-/// Makes sure a failing assertion never leaves a writer running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// Bound on the writer acknowledging its next save. The harness kills the writer if the test fails.
+const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn entries_acknowledged_before_sigkill_survive_reopen() {
@@ -28,32 +20,24 @@ fn entries_acknowledged_before_sigkill_survive_reopen() {
     let mut acknowledged = 0u64;
     // Vary how long each child runs so the kill lands at different points of the write loop and across cuts.
     for (round, wait_for) in [40u64, 170, 23, 260, 95, 7].into_iter().enumerate() {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wal-crash-writer"))
+        let mut child = Cli::new(env!("CARGO_BIN_EXE_wal-crash-writer"))
             .arg(&dir)
             .arg(SEGMENT_SIZE.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn writer");
-        let stdout = child.stdout.take().unwrap();
-        let mut child = KillOnDrop(child);
-        let mut lines = BufReader::new(stdout).lines();
-        let mut seen = 0;
-        while seen < wait_for {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("round {round}: writer exited early"))
-                .unwrap();
+        for _ in 0..wait_for {
+            let line = child
+                .next_line(LINE_TIMEOUT)
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round}: writer exited early"));
             acknowledged = acknowledged.max(line.parse().unwrap());
-            seen += 1;
         }
-        child.0.kill().expect("SIGKILL");
+        let killed = child.kill().expect("SIGKILL the writer");
         // Lines printed before the kill landed were acknowledged too.
-        for line in lines {
-            acknowledged = acknowledged.max(line.unwrap().parse().unwrap());
+        for line in killed.stdout.lines() {
+            acknowledged = acknowledged.max(line.parse().unwrap());
         }
-        let status = child.0.wait().unwrap();
-        assert!(!status.success(), "round {round}: the writer was killed");
+        assert!(!killed.success(), "round {round}: the writer was killed");
 
         let options = WalOptions {
             segment_size: SEGMENT_SIZE,

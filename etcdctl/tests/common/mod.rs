@@ -30,9 +30,10 @@ pub fn run(cli: Cli) -> CmdOutput {
 
 /// Runs our etcdctl and expects success; returns stdout.
 pub fn ok(cluster: &Cluster, args: &[&str]) -> String {
-    let out = run(ctl(cluster).args(args));
-    assert!(out.success(), "etcdctl {args:?} failed: {out:?}");
-    out.stdout
+    ctl(cluster)
+        .args(args)
+        .run_ok()
+        .unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// Drops the zap log lines the Go client writes to stderr (retries, snapshot progress).
