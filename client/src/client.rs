@@ -261,6 +261,22 @@ impl Client {
             tokio::time::sleep(backoff).await;
         }
     }
+
+    /// After a failed stream operation: refresh the token or move to the next endpoint and back
+    /// off. Returns whether trying again makes sense.
+    pub(crate) async fn recover(&self, error: &Error, attempt: &mut u32) -> bool {
+        if error.needs_new_token() && self.has_credentials() {
+            return self.authenticate().await.is_ok();
+        }
+        if !error.is_unavailable() && !matches!(error, Error::DeadlineExceeded) {
+            return false;
+        }
+        let (index, _) = self.channel();
+        self.fail_over(index);
+        *attempt += 1;
+        tokio::time::sleep(retry_backoff(*attempt)).await;
+        true
+    }
 }
 
 fn may_retry(retry: Retry, error: &Error) -> bool {
@@ -276,7 +292,7 @@ fn may_retry(retry: Retry, error: &Error) -> bool {
     }
 }
 
-pub(crate) fn retry_backoff(attempt: u32) -> Duration {
+fn retry_backoff(attempt: u32) -> Duration {
     Duration::from_millis((25u64 << attempt.min(5)).min(500))
 }
 

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::Streaming;
 
-use crate::client::{retry_backoff, Client};
+use crate::client::Client;
 use crate::error::{Error, Result};
 
 /// One `LeaseKeepAlive` stream on one endpoint.
@@ -166,21 +166,5 @@ impl Client {
             }
         }
         let _ = sender.send(Err(Error::LeaseExpired(id))).await;
-    }
-
-    /// After a failed stream operation: refresh the token or move to the next endpoint and back
-    /// off. Returns whether trying again makes sense.
-    pub(crate) async fn recover(&self, error: &Error, attempt: &mut u32) -> bool {
-        if error.needs_new_token() && self.has_credentials() {
-            return self.authenticate().await.is_ok();
-        }
-        if !error.is_unavailable() && !matches!(error, Error::DeadlineExceeded) {
-            return false;
-        }
-        let (index, _) = self.channel();
-        self.fail_over(index);
-        *attempt += 1;
-        tokio::time::sleep(retry_backoff(*attempt)).await;
-        true
     }
 }

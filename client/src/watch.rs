@@ -34,6 +34,9 @@ pub struct WatchOptions {
     pub progress_notify: bool,
     /// `FilterType` values: NOPUT = 0, NODELETE = 1.
     pub filters: Vec<i32>,
+    /// Lets the server split a response larger than its message limit (clientv3's `WithFragment`);
+    /// the pieces are joined again before delivery.
+    pub fragment: bool,
 }
 
 /// Events of one watch. Dropping it cancels the watch.
@@ -140,7 +143,7 @@ impl Watcher {
             filters: options.filters,
             prev_kv: options.prev_kv,
             watch_id: 0,
-            fragment: true,
+            fragment: options.fragment,
         };
         let (responses_tx, responses) = mpsc::channel(1024);
         let (created_tx, created) = oneshot::channel();
