@@ -146,7 +146,8 @@ impl Client {
                 if sender.send(Ok(response)).await.is_err() {
                     return;
                 }
-                let pause = (ttl / 3).max(Duration::from_millis(500));
+                // clientv3 renews at a third of the TTL and gives up at the TTL.
+                let pause = ttl / 3;
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = sender.closed() => return,
