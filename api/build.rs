@@ -1,10 +1,11 @@
 //! Compiles the etcd v3 protos with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    const PROTOS: [&str; 5] = [
+    const PROTOS: [&str; 6] = [
         "proto/mvccpb/kv.proto",
         "proto/authpb/auth.proto",
         "proto/etcdserverpb/rpc.proto",
+        "proto/etcdserverpb/raft_internal.proto",
         "proto/v3lockpb/v3lock.proto",
         "proto/v3electionpb/v3election.proto",
     ];

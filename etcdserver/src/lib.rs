@@ -1,1 +1,9 @@
-//! The etcd server: raft, storage and the v3 gRPC services wired together.
+//! The etcd server (etcd's `server/etcdserver`, `server/embed` and `etcdmain`): raft, the WAL,
+//! snapshots and the mvcc store wired together behind etcd's v3 gRPC API; builds the `etcd`
+//! binary.
+
+pub mod core;
+pub mod error;
+
+pub use crate::core::{Applied, Limits, ServerCore};
+pub use crate::error::ServerError;

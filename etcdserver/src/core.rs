@@ -1,0 +1,83 @@
+//! The seam between the gRPC/HTTP front end and the server core: what a service may ask of
+//! the member it runs on. The real implementation is the raft-backed server; tests of the
+//! services use a core that applies requests directly.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use api::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, InternalRaftRequest, PutResponse, RangeResponse,
+    ResponseHeader, TxnResponse,
+};
+
+use crate::error::ServerError;
+
+/// Request limits set by flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `--max-request-bytes`: the largest request a client may send (etcd: 1.5 MiB).
+    pub max_request_bytes: usize,
+    /// `--max-txn-ops`: the most compares, or ops in one branch, of a txn (etcd: 128).
+    pub max_txn_ops: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 1_572_864,
+            max_txn_ops: 128,
+        }
+    }
+}
+
+/// What applying one committed request produced, for the waiter of the proposal.
+#[derive(Debug)]
+pub enum Applied {
+    Range(RangeResponse),
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    /// `done` fires when the compaction's removal of old rows has finished (etcd waits for it
+    /// when the request is `physical`).
+    Compaction {
+        response: CompactionResponse,
+        done: Option<tokio::sync::oneshot::Receiver<()>>,
+    },
+    /// A request whose effect is on the cluster, not on the key space (alarms, attributes...).
+    Empty,
+}
+
+/// The member a service runs on.
+pub trait ServerCore: Send + Sync + 'static {
+    /// The key-value store this member applies to.
+    fn store(&self) -> &Arc<mvcc::Store>;
+    fn cluster_id(&self) -> u64;
+    fn member_id(&self) -> u64;
+    /// This member's current raft term.
+    fn term(&self) -> u64;
+    /// The current leader, if this member knows one.
+    fn leader_id(&self) -> Option<u64>;
+    fn limits(&self) -> Limits;
+
+    /// A header as etcd fills it: cluster and member ids, the raft term and the store's
+    /// current revision.
+    fn header(&self) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id(),
+            member_id: self.member_id(),
+            revision: self.store().current_revision(),
+            raft_term: self.term(),
+        }
+    }
+
+    /// Replicates `req` through raft and returns what applying it produced, or why it could
+    /// not be (no leader, timeout, stopped...). The core assigns the request id.
+    fn propose(
+        &self,
+        req: InternalRaftRequest,
+    ) -> impl Future<Output = Result<Applied, ServerError>> + Send;
+
+    /// Returns once this member has applied everything committed before the call (etcd's
+    /// linearizable read barrier, served by a batched ReadIndex).
+    fn read_barrier(&self) -> impl Future<Output = Result<(), ServerError>> + Send;
+}

@@ -1,0 +1,139 @@
+//! The server's errors, each mapped to the gRPC status etcd returns for it. The messages are
+//! etcd's exact texts: clientv3 and etcdctl recognise errors by message.
+
+use tonic::{Code, Status};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServerError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
+    #[error("etcdserver: request timed out, possibly due to connection lost")]
+    TimeoutDueToConnectionLost,
+    #[error("etcdserver: request timed out, waiting for the applied index took too long")]
+    TimeoutWaitAppliedIndex,
+    #[error("etcdserver: unhealthy cluster")]
+    UnhealthyCluster,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: watch canceled")]
+    WatchCanceled,
+    /// A local failure (disk, corrupt state) that the client cannot act on.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServerError {
+    pub fn code(&self) -> Code {
+        use ServerError::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | MemberBadUrls | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
+            NoSpace | TooManyRequests => Code::ResourceExhausted,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            LeaseExists | MemberExist | PeerUrlExist | NotEnoughStartedMembers
+            | MemberNotLearner | LearnerNotReady | TooManyLearners | NotLeader
+            | BadLeaderTransferee => Code::FailedPrecondition,
+            NoLeader | LeaderChanged | Stopped | Timeout | TimeoutDueToLeaderFail
+            | TimeoutDueToConnectionLost | TimeoutWaitAppliedIndex | UnhealthyCluster
+            | NotSupportedForLearner => Code::Unavailable,
+            Corrupt => Code::DataLoss,
+            WatchCanceled => Code::Cancelled,
+            Internal(_) => Code::Unknown,
+        }
+    }
+}
+
+impl From<ServerError> for Status {
+    fn from(e: ServerError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<mvcc::Error> for ServerError {
+    fn from(e: mvcc::Error) -> ServerError {
+        match e {
+            mvcc::Error::Compacted => ServerError::Compacted,
+            mvcc::Error::FutureRevision => ServerError::FutureRevision,
+            mvcc::Error::KeyNotFound => ServerError::KeyNotFound,
+            mvcc::Error::LeaseNotFound(_) => ServerError::LeaseNotFound,
+            other => ServerError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_etcds_code_and_text() {
+        let s = Status::from(ServerError::Compacted);
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        let s = Status::from(ServerError::from(mvcc::Error::LeaseNotFound(7)));
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "etcdserver: requested lease not found");
+    }
+}
