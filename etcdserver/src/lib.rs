@@ -2,6 +2,8 @@
 //! snapshots and the mvcc store wired together behind etcd's v3 gRPC API; builds the `etcd`
 //! binary.
 
+pub mod apply;
+pub mod convert;
 pub mod core;
 pub mod error;
 
