@@ -183,6 +183,7 @@ impl RaftLoop {
             if rd.must_sync {
                 crate::metrics_hooks::wal_fsync(started.elapsed());
             }
+            // `advance` reads the snapshot and entries from the Ready too: clone, don't take.
             if let Some(snap) = rd.snapshot.clone() {
                 self.shared.snapshot_index.store(snap.index(), Ordering::Release);
                 if self.apply.send(ApplyTask::Snapshot(snap)).is_err() {
@@ -208,8 +209,9 @@ impl RaftLoop {
                         Err(e) => tracing::error!(error = %e, "undecodable conf change entry"),
                     }
                 }
+                // Cloned, not taken: `advance` reads the last index applied from the Ready.
                 let task = ApplyTask::Entries {
-                    entries: std::mem::take(&mut rd.committed_entries),
+                    entries: rd.committed_entries.clone(),
                     conf_states,
                 };
                 if self.apply.send(task).is_err() {
