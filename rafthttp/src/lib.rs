@@ -281,3 +281,23 @@ impl Transport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transport_is_shareable_across_threads() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<super::Transport>();
+    }
+
+    #[test]
+    fn ids_are_hex_as_in_etcd() {
+        assert_eq!(super::format_id(0x8e9e05c52164694d), "8e9e05c52164694d");
+        assert_eq!(
+            super::parse_id("8e9e05c52164694d"),
+            Some(0x8e9e05c52164694d)
+        );
+        assert_eq!(super::parse_id("not-an-id"), None);
+        assert_eq!(super::parse_id(""), None);
+    }
+}

@@ -105,7 +105,7 @@ async fn transfer(
     );
     tokio::pin!(request);
     let mut written: Option<u64> = None;
-    let mut ack_deadline = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut ack_deadline = tokio::time::Instant::now();
     let response = loop {
         tokio::select! {
             response = &mut request => break response,
@@ -118,7 +118,7 @@ async fn transfer(
                 Ok(Err(err)) => return Err(format!("writing the database: {err}")),
                 Err(err) => return Err(format!("database writer failed: {err}")),
             },
-            _ = tokio::time::sleep_until(ack_deadline) => {
+            _ = tokio::time::sleep_until(ack_deadline), if written.is_some() => {
                 return Err(format!("no answer within {ACK_TIMEOUT:?} after the database was sent"));
             }
         }

@@ -663,3 +663,27 @@ async fn garbage_from_the_network_closes_the_connection_only() {
     a.shutdown();
     b.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_peer_is_cut_off_in_both_directions() {
+    let a = Node::start(1, 100).await;
+    let b = Node::start(2, 100).await;
+    mesh(&[&a, &b]).await;
+    a.transport.remove_peer(2);
+    assert!(a.transport.active_since(2).is_none());
+    assert!(a.transport.peer_stats(2).is_none());
+    a.transport.send(vec![app(1, 2, 0, 10)]);
+    assert_eq!(a.raft.unreachable_count(2), 1);
+    // a closed b's inbound stream and now answers 404 to it: b stays disconnected.
+    wait_until("b sees a inactive", || {
+        b.transport.active_since(1).is_none()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(b.transport.active_since(1).is_none());
+    b.transport.send(vec![app(2, 1, 0, 10)]);
+    assert_eq!(a.raft.processed_count(), 0);
+    assert_eq!(b.raft.processed_count(), 0);
+    a.shutdown();
+    b.shutdown();
+}
