@@ -553,7 +553,9 @@ async fn refused_or_broken_snapshot_reports_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_flowing_while_a_snapshot_is_in_flight() {
-    let a = Node::start(1, 100).await;
+    // The receiver pauses on purpose: give the sender's chunk writes room so that only the heartbeats are tested.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = Node::serve_on(listener, 1, 100, Duration::from_secs(5));
     let b = Node::start(2, 100).await;
     mesh(&[&a, &b]).await;
     // b pauses the snapshot after 1 MiB until 5 more heartbeats came through the stream.
