@@ -176,10 +176,15 @@ impl<C: ServerCore> Kv for KvService<C> {
                     if let Some(done) = done {
                         // A failed removal is logged where it failed; the compaction itself
                         // (the index) is in effect either way.
-                        let _ = done.await;
+                        if done.await.is_ok() {
+                            // As etcd: the finished removal is made durable before answering,
+                            // so a crash does not resume (and re-hash) it.
+                            self.core.store().commit().map_err(ServerError::from)?;
+                        }
                     }
                 }
-                response.header = self.header(revision_of(&response.header));
+                // etcd answers with the revision current when it replies.
+                response.header = self.header(self.core.store().current_revision());
                 Ok(Response::new(response))
             }
             other => Err(unexpected(other)),

@@ -33,10 +33,16 @@ pub const MIN_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_millis(100);
 /// Responses queued for the client before the stream's task waits for it (etcd's
 /// `ctrlStreamBufLen`).
 const OUTBOUND_BUFFER: usize = 128;
+/// etcd's default `--election-timeout`.
+pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+/// A `hasleader` stream ends after this many election timeouts in a row without a leader
+/// (etcd's `maxNoLeaderCnt`).
+const MAX_NO_LEADER_CHECKS: u32 = 3;
 
 pub struct WatchService<C: ServerCore> {
     core: Arc<C>,
     progress_notify_interval: Duration,
+    election_timeout: Duration,
 }
 
 impl<C: ServerCore> WatchService<C> {
@@ -46,7 +52,15 @@ impl<C: ServerCore> WatchService<C> {
         Self {
             core,
             progress_notify_interval: progress_notify_interval.max(MIN_PROGRESS_NOTIFY_INTERVAL),
+            election_timeout: DEFAULT_ELECTION_TIMEOUT,
         }
+    }
+
+    /// The member's `--election-timeout`: streams created with `hasleader` metadata end with
+    /// `etcdserver: no leader` once three checks, one per election timeout, found no leader.
+    pub fn with_election_timeout(mut self, election_timeout: Duration) -> Self {
+        self.election_timeout = election_timeout.max(Duration::from_millis(1));
+        self
     }
 
     pub fn into_server(self) -> WatchServer<Self> {
@@ -93,7 +107,12 @@ impl<C: ServerCore> Watch for WatchService<C> {
                 .max_request_bytes
                 .saturating_add(GRPC_OVERHEAD_BYTES),
         };
-        tokio::spawn(stream.run(request.into_inner(), self.progress_notify_interval));
+        let leader_check = requires_leader.then_some(self.election_timeout);
+        tokio::spawn(stream.run(
+            request.into_inner(),
+            self.progress_notify_interval,
+            leader_check,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(responses))))
     }
 }
@@ -118,10 +137,20 @@ struct ServerWatchStream<C: ServerCore> {
 }
 
 impl<C: ServerCore> ServerWatchStream<C> {
-    async fn run(mut self, mut inbound: Streaming<pb::WatchRequest>, interval: Duration) {
+    /// `leader_check`: the election timeout, when the stream needs a leader.
+    async fn run(
+        mut self,
+        mut inbound: Streaming<pb::WatchRequest>,
+        interval: Duration,
+        leader_check: Option<Duration>,
+    ) {
+        let now = tokio::time::Instant::now();
         let period = with_jitter(interval);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut ticker = tokio::time::interval_at(now + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leader_ticker =
+            leader_check.map(|every| tokio::time::interval_at(now + every, every));
+        let mut leaderless_checks = 0;
         // etcd keeps serving a stream whose client closed its sending side.
         let mut inbound_open = true;
         let stop = loop {
@@ -142,14 +171,31 @@ impl<C: ServerCore> ServerWatchStream<C> {
                     self.notify_progress();
                     Ok(())
                 }
+                _ = tick(&mut leader_ticker) => {
+                    if self.core.leader_id().is_none() {
+                        leaderless_checks += 1;
+                    } else {
+                        leaderless_checks = 0;
+                    }
+                    if leaderless_checks >= MAX_NO_LEADER_CHECKS {
+                        Err(Stop::Error(ServerError::NoLeader.into()))
+                    } else {
+                        Ok(())
+                    }
+                }
                 _ = self.outbound.closed() => Err(Stop::ClientGone),
             };
             if let Err(stop) = step {
                 break stop;
             }
         };
+        let Self {
+            watchers, outbound, ..
+        } = self;
+        drop(watchers);
         if let Stop::Error(status) = stop {
-            let _ = self.outbound.try_send(Err(status));
+            // Bounded: a client that reads nothing does not keep the task.
+            let _ = tokio::time::timeout(STATUS_SEND_TIMEOUT, outbound.send(Err(status))).await;
         }
     }
 
@@ -285,6 +331,18 @@ impl<C: ServerCore> ServerWatchStream<C> {
             }
             *due = true;
         }
+    }
+}
+
+/// How long the final status of a stream may wait for room in the client's queue.
+const STATUS_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(ticker) => {
+            ticker.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -846,5 +904,68 @@ mod grpc_tests {
         core.set_leader(true);
         let mut w = RawWatch::open(&server, true).await.unwrap();
         w.created(watch_key("k"), 1).await;
+    }
+
+    #[tokio::test]
+    async fn has_leader_streams_end_when_the_leader_is_lost() {
+        let core = DirectCore::new(Limits::default()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = WatchService::new(core.clone(), DEFAULT_PROGRESS_NOTIFY_INTERVAL)
+            .with_election_timeout(Duration::from_millis(50));
+        let incoming = futures::stream::unfold(listener, |l| async move {
+            Some((l.accept().await.map(|(s, _)| s), l))
+        });
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service.into_server())
+                .serve_with_incoming(incoming),
+        );
+        let endpoint = format!("http://{addr}");
+        let open = |has_leader: bool| {
+            let endpoint = endpoint.clone();
+            async move {
+                let mut client = WatchClient::connect(endpoint).await.unwrap();
+                let (tx, rx) = mpsc::unbounded_channel::<pb::WatchRequest>();
+                let mut request =
+                    Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+                if has_leader {
+                    request
+                        .metadata_mut()
+                        .insert("hasleader", "true".parse().unwrap());
+                }
+                let stream = client.watch(request).await.unwrap().into_inner();
+                tx.send(pb::WatchRequest {
+                    request_union: Some(RequestUnion::CreateRequest(watch_key("k"))),
+                })
+                .unwrap();
+                (tx, stream)
+            }
+        };
+        let (_keep_needy, mut needy) = open(true).await;
+        let (_keep_patient, mut patient) = open(false).await;
+        for stream in [&mut needy, &mut patient] {
+            let created = timeout(WAIT, stream.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert!(created.created);
+        }
+        core.set_leader(false);
+        let end = timeout(WAIT, needy.message()).await.unwrap().unwrap_err();
+        assert_eq!(
+            (end.code(), end.message()),
+            (Code::Unavailable, "etcdserver: no leader")
+        );
+        // The stream without the metadata stays: a write still reaches it.
+        core.store().put(&mvcc::PutRequest::new("k", "v")).unwrap();
+        let r = timeout(WAIT, patient.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.events.len(), 1);
+        server.abort();
     }
 }
