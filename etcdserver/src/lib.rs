@@ -6,6 +6,10 @@ pub mod apply;
 pub mod convert;
 pub mod core;
 pub mod error;
+pub mod kv_service;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod watch_service;
 
 pub use crate::core::{Applied, Limits, ServerCore};
 pub use crate::error::ServerError;
