@@ -13,6 +13,8 @@ use crate::server::{EtcdServer, ServerParams, StartError};
 
 /// gRPC messages a client may send: the request limit plus etcd's 512 KiB of slack.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// etcd's `--experimental-watch-progress-notify-interval` default.
+const WATCH_PROGRESS_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -60,7 +62,8 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
     .max_decoding_message_size(max_recv)
     .max_encoding_message_size(usize::MAX);
     let watch = api::etcdserverpb::watch_server::WatchServer::new(
-        crate::watch_service::WatchService::new(core.clone()),
+        crate::watch_service::WatchService::new(core.clone(), WATCH_PROGRESS_NOTIFY_INTERVAL)
+            .with_election_timeout(server.shared.election_timeout),
     )
     .max_decoding_message_size(max_recv)
     .max_encoding_message_size(usize::MAX);

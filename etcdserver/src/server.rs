@@ -100,6 +100,7 @@ pub(crate) struct Shared {
     next_request_id: AtomicU64,
     pub limits: Limits,
     pub request_timeout: Duration,
+    pub election_timeout: Duration,
     transport: OnceLock<rafthttp::Transport>,
     /// Set when the member cannot go on (a failed fsync): every request fails from then on.
     pub stopped: AtomicBool,
@@ -272,6 +273,7 @@ impl EtcdServer {
             next_request_id: AtomicU64::new(((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8)),
             limits: params.limits,
             request_timeout: params.request_timeout(),
+            election_timeout: params.election_timeout,
             transport: OnceLock::new(),
             stopped: AtomicBool::new(false),
             stop_notify: stop_tx,
@@ -284,7 +286,7 @@ impl EtcdServer {
                 dial_timeout: Duration::from_secs(1),
             },
             Arc::new(PeerHandler {
-                shared: shared.clone(),
+                shared: Arc::downgrade(&shared),
                 snapshotter: snap::Snapshotter::new(&dirs.snap)?,
             }),
         );
@@ -776,15 +778,24 @@ impl ApplyLoop {
     }
 }
 
-/// What the peer transport calls into.
+/// What the peer transport calls into. It holds the shared state weakly: the shared state owns
+/// the transport, and a stopped member must release its backend.
 struct PeerHandler {
-    shared: Arc<Shared>,
+    shared: std::sync::Weak<Shared>,
     snapshotter: snap::Snapshotter,
+}
+
+impl PeerHandler {
+    fn to_raft(&self, input: RaftInput) {
+        if let Some(shared) = self.shared.upgrade() {
+            let _ = shared.raft_tx.send(input);
+        }
+    }
 }
 
 impl rafthttp::Raft for PeerHandler {
     fn process(&self, msg: raftpb::Message) {
-        let _ = self.shared.raft_tx.send(RaftInput::Step(msg));
+        self.to_raft(RaftInput::Step(msg));
     }
 
     fn receive_snapshot(
@@ -800,12 +811,12 @@ impl rafthttp::Raft for PeerHandler {
         let info = backend::restore_snapshot(db, &dest).map_err(|e| e.to_string())?;
         tracing::info!(index, bytes = info.bytes, "received a database snapshot");
         crate::metrics_hooks::snapshot_received(msg.from);
-        let _ = self.shared.raft_tx.send(RaftInput::Step(msg));
+        self.to_raft(RaftInput::Step(msg));
         Ok(())
     }
 
     fn report_unreachable(&self, id: u64) {
-        let _ = self.shared.raft_tx.send(RaftInput::Unreachable(id));
+        self.to_raft(RaftInput::Unreachable(id));
     }
 
     fn report_snapshot(&self, id: u64, status: rafthttp::SnapshotStatus) {
@@ -813,15 +824,18 @@ impl rafthttp::Raft for PeerHandler {
             rafthttp::SnapshotStatus::Finish => raft::SnapshotStatus::Finish,
             rafthttp::SnapshotStatus::Failure => raft::SnapshotStatus::Failure,
         };
-        let _ = self.shared.raft_tx.send(RaftInput::SnapshotStatus(id, status));
+        self.to_raft(RaftInput::SnapshotStatus(id, status));
     }
 
     fn is_removed(&self, id: u64) -> bool {
-        self.shared.membership.read().removed.contains(&id)
+        self.shared
+            .upgrade()
+            .is_some_and(|s| s.membership.read().removed.contains(&id))
     }
 
     fn removed_from_cluster(&self) {
-        self.shared
-            .fatal("the member has been permanently removed from the cluster".into());
+        if let Some(shared) = self.shared.upgrade() {
+            shared.fatal("the member has been permanently removed from the cluster".into());
+        }
     }
 }
