@@ -918,6 +918,48 @@ mod grpc_tests {
     }
 
     #[tokio::test]
+    async fn only_linearizable_reads_wait_for_the_read_barrier() {
+        let Fixture {
+            core,
+            mut kv,
+            _server,
+        } = start(Limits::default()).await;
+        kv.put(put_req("k", "v")).await.unwrap();
+        let serializable = pb::RangeRequest {
+            serializable: true,
+            ..range("k")
+        };
+        kv.range(serializable.clone()).await.unwrap();
+        assert_eq!(core.read_barriers(), 0);
+        kv.range(range("k")).await.unwrap();
+        assert_eq!(core.read_barriers(), 1);
+        let txn_of = |ops: Vec<pb::RangeRequest>| pb::TxnRequest {
+            compare: vec![value_is("k", "v")],
+            success: ops
+                .into_iter()
+                .map(|r| pb::RequestOp {
+                    request: Some(Request::RequestRange(r)),
+                })
+                .collect(),
+            failure: vec![],
+        };
+        kv.txn(txn_of(vec![serializable.clone()])).await.unwrap();
+        assert_eq!(core.read_barriers(), 1);
+        kv.txn(txn_of(vec![serializable, range("k")]))
+            .await
+            .unwrap();
+        assert_eq!(core.read_barriers(), 2);
+        // Writes are ordered by raft, not by a barrier.
+        kv.txn(pb::TxnRequest {
+            success: vec![op_put("k", "w")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(core.read_barriers(), 2);
+    }
+
+    #[tokio::test]
     async fn compaction_errors_and_physical_wait() {
         let Fixture {
             core,
