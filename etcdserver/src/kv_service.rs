@@ -40,6 +40,15 @@ impl<C: ServerCore> KvService<C> {
             .max_encoding_message_size(usize::MAX)
     }
 
+    /// etcd's `hasleader` metadata check for unary calls: a client that asks for a leader
+    /// gets `etcdserver: no leader` from a member that knows none.
+    fn require_leader<T>(&self, request: &GrpcRequest<T>) -> Result<(), ServerError> {
+        if requires_leader(request.metadata()) && self.core.leader_id().is_none() {
+            return Err(ServerError::NoLeader);
+        }
+        Ok(())
+    }
+
     /// The member's header with the revision of the answer.
     fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
         let mut header = self.core.header();
@@ -61,6 +70,13 @@ impl<C: ServerCore> KvService<C> {
     }
 }
 
+/// Whether the client set etcd's `hasleader` metadata (clientv3's `WithRequireLeader`).
+pub fn requires_leader(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata
+        .get("hasleader")
+        .is_some_and(|v| v.as_bytes() == b"true")
+}
+
 fn revision_of(header: &Option<pb::ResponseHeader>) -> i64 {
     header.as_ref().map_or(0, |h| h.revision)
 }
@@ -76,6 +92,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         check_range(&r)?;
         self.read_barrier(r.serializable).await?;
@@ -93,6 +110,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         check_put(&r)?;
         let req = pb::InternalRaftRequest {
@@ -112,6 +130,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         check_delete(&r)?;
         let req = pb::InternalRaftRequest {
@@ -131,6 +150,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         check_txn(&r, self.core.limits().max_txn_ops)?;
         // After the cheap checks, as etcd does, to bound the work on a bad request.
@@ -164,6 +184,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         let physical = r.physical;
         let req = pb::InternalRaftRequest {
@@ -957,6 +978,29 @@ mod grpc_tests {
         .await
         .unwrap();
         assert_eq!(core.read_barriers(), 2);
+    }
+
+    #[tokio::test]
+    async fn has_leader_metadata_needs_a_leader() {
+        let Fixture {
+            core,
+            mut kv,
+            _server,
+        } = start(Limits::default()).await;
+        let needy = |key: &str| {
+            let mut request = GrpcRequest::new(range(key));
+            request
+                .metadata_mut()
+                .insert("hasleader", "true".parse().unwrap());
+            request
+        };
+        kv.range(needy("k")).await.unwrap();
+        core.set_leader(false);
+        assert_eq!(
+            status_of(kv.range(needy("k")).await),
+            (Code::Unavailable, "etcdserver: no leader".to_string())
+        );
+        kv.range(range("k")).await.unwrap();
     }
 
     #[tokio::test]
