@@ -40,6 +40,15 @@ impl<C: ServerCore> KvService<C> {
             .max_encoding_message_size(usize::MAX)
     }
 
+    /// etcd's `hasleader` metadata check for unary calls: a client that asks for a leader
+    /// gets `etcdserver: no leader` from a member that knows none.
+    fn require_leader<T>(&self, request: &GrpcRequest<T>) -> Result<(), ServerError> {
+        if requires_leader(request.metadata()) && self.core.leader_id().is_none() {
+            return Err(ServerError::NoLeader);
+        }
+        Ok(())
+    }
+
     /// The member's header with the revision of the answer.
     fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
         let mut header = self.core.header();
@@ -61,6 +70,13 @@ impl<C: ServerCore> KvService<C> {
     }
 }
 
+/// Whether the client set etcd's `hasleader` metadata (clientv3's `WithRequireLeader`).
+pub fn requires_leader(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata
+        .get("hasleader")
+        .is_some_and(|v| v.as_bytes() == b"true")
+}
+
 fn revision_of(header: &Option<pb::ResponseHeader>) -> i64 {
     header.as_ref().map_or(0, |h| h.revision)
 }
@@ -76,6 +92,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         check_range(&r)?;
         self.read_barrier(r.serializable).await?;
@@ -93,6 +110,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         check_put(&r)?;
         let req = pb::InternalRaftRequest {
@@ -112,6 +130,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         check_delete(&r)?;
         let req = pb::InternalRaftRequest {
@@ -131,6 +150,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         check_txn(&r, self.core.limits().max_txn_ops)?;
         // After the cheap checks, as etcd does, to bound the work on a bad request.
@@ -164,6 +184,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         &self,
         request: GrpcRequest<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        self.require_leader(&request)?;
         let r = request.into_inner();
         let physical = r.physical;
         let req = pb::InternalRaftRequest {
@@ -915,6 +936,71 @@ mod grpc_tests {
         assert_member_header(&r.header, 5);
         assert_eq!(core.store().current_revision(), 5);
         assert_eq!(core.store().consistent_index().0, 4); // four proposals, no more
+    }
+
+    #[tokio::test]
+    async fn only_linearizable_reads_wait_for_the_read_barrier() {
+        let Fixture {
+            core,
+            mut kv,
+            _server,
+        } = start(Limits::default()).await;
+        kv.put(put_req("k", "v")).await.unwrap();
+        let serializable = pb::RangeRequest {
+            serializable: true,
+            ..range("k")
+        };
+        kv.range(serializable.clone()).await.unwrap();
+        assert_eq!(core.read_barriers(), 0);
+        kv.range(range("k")).await.unwrap();
+        assert_eq!(core.read_barriers(), 1);
+        let txn_of = |ops: Vec<pb::RangeRequest>| pb::TxnRequest {
+            compare: vec![value_is("k", "v")],
+            success: ops
+                .into_iter()
+                .map(|r| pb::RequestOp {
+                    request: Some(Request::RequestRange(r)),
+                })
+                .collect(),
+            failure: vec![],
+        };
+        kv.txn(txn_of(vec![serializable.clone()])).await.unwrap();
+        assert_eq!(core.read_barriers(), 1);
+        kv.txn(txn_of(vec![serializable, range("k")]))
+            .await
+            .unwrap();
+        assert_eq!(core.read_barriers(), 2);
+        // Writes are ordered by raft, not by a barrier.
+        kv.txn(pb::TxnRequest {
+            success: vec![op_put("k", "w")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(core.read_barriers(), 2);
+    }
+
+    #[tokio::test]
+    async fn has_leader_metadata_needs_a_leader() {
+        let Fixture {
+            core,
+            mut kv,
+            _server,
+        } = start(Limits::default()).await;
+        let needy = |key: &str| {
+            let mut request = GrpcRequest::new(range(key));
+            request
+                .metadata_mut()
+                .insert("hasleader", "true".parse().unwrap());
+            request
+        };
+        kv.range(needy("k")).await.unwrap();
+        core.set_leader(false);
+        assert_eq!(
+            status_of(kv.range(needy("k")).await),
+            (Code::Unavailable, "etcdserver: no leader".to_string())
+        );
+        kv.range(range("k")).await.unwrap();
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! on `127.0.0.1:0`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ pub struct DirectCore {
     /// The last raft index handed out; held while applying so entries apply in index order.
     last_index: Mutex<u64>,
     has_leader: AtomicBool,
+    read_barriers: AtomicU64,
     limits: Limits,
     // Dropped after the store (fields drop in order), which closes the database first.
     _dir: tempfile::TempDir,
@@ -57,6 +58,7 @@ impl DirectCore {
             applier: KvApplier::with_lease_check(Arc::new(store), lease_exists),
             last_index: Mutex::new(0),
             has_leader: AtomicBool::new(true),
+            read_barriers: AtomicU64::new(0),
             limits,
             _dir: dir,
         }))
@@ -65,6 +67,11 @@ impl DirectCore {
     /// Whether this member knows a leader (it is its own); proposals still apply without one.
     pub fn set_leader(&self, has_leader: bool) {
         self.has_leader.store(has_leader, Ordering::SeqCst);
+    }
+
+    /// How many linearizable read barriers were asked for.
+    pub fn read_barriers(&self) -> u64 {
+        self.read_barriers.load(Ordering::SeqCst)
     }
 }
 
@@ -102,6 +109,7 @@ impl ServerCore for DirectCore {
     }
 
     async fn read_barrier(&self) -> Result<(), ServerError> {
+        self.read_barriers.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }

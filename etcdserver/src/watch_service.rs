@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::convert;
 use crate::core::ServerCore;
 use crate::error::ServerError;
-use crate::kv_service::GRPC_OVERHEAD_BYTES;
+use crate::kv_service::{requires_leader, GRPC_OVERHEAD_BYTES};
 
 /// etcd's default `--experimental-watch-progress-notify-interval`.
 pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
@@ -86,10 +86,7 @@ impl<C: ServerCore> Watch for WatchService<C> {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let requires_leader = request
-            .metadata()
-            .get("hasleader")
-            .is_some_and(|v| v.as_bytes() == b"true");
+        let requires_leader = requires_leader(request.metadata());
         if requires_leader && self.core.leader_id().is_none() {
             return Err(ServerError::NoLeader.into());
         }
