@@ -2,6 +2,7 @@
 //! snapshots and the mvcc store wired together behind etcd's v3 gRPC API; builds the `etcd`
 //! binary.
 
+pub mod config;
 pub mod core;
 pub mod error;
 
