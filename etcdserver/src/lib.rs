@@ -5,6 +5,8 @@
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod http;
+pub mod metrics;
 
 pub use crate::core::{Applied, Limits, ServerCore};
 pub use crate::error::ServerError;
