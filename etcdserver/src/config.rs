@@ -212,7 +212,7 @@ impl ServerConfig {
     {
         let mut args = args.into_iter().map(Into::into);
         let program = args.next().unwrap_or_else(|| OsString::from("etcd"));
-        let given: Vec<OsString> = args.collect();
+        let given: Vec<OsString> = args.map(go_flag_form).collect();
 
         // An environment variable acts as its flag written before the command line, where a
         // flag given again overrides it; so a flag on the command line shadows its variable.
@@ -222,7 +222,8 @@ impl ServerConfig {
             if long == "version" || long == "help" {
                 continue;
             }
-            if let Some(value) = env(&env_name(long)) {
+            // etcd ignores a variable set to the empty string.
+            if let Some(value) = env(&env_name(long)).filter(|v| !v.is_empty()) {
                 full.push(OsString::from(format!("--{long}={value}")));
             }
         }
@@ -289,6 +290,16 @@ impl ServerConfig {
     /// `<data-dir>/member/snap/db`, the backend database.
     pub fn backend_path(&self) -> PathBuf {
         self.snap_dir().join("db")
+    }
+}
+
+/// Go's flag package takes `-name` as `--name`; so do we (a negative number stays a value).
+fn go_flag_form(arg: OsString) -> OsString {
+    match arg.to_str() {
+        Some(s) if s.len() > 2 && s.starts_with('-') && s.as_bytes()[1].is_ascii_alphabetic() => {
+            OsString::from(format!("-{s}"))
+        }
+        _ => arg,
     }
 }
 
@@ -1201,6 +1212,7 @@ mod tests {
             ("ETCD_ENABLE_V2", "false"),
             ("ETCD_AUTO_COMPACTION_RETENTION", "30m"),
             ("ETCD_UNRELATED", "x"),
+            ("ETCD_INITIAL_CLUSTER", ""),
         ];
         let c = parse_env(&["--snapshot-count", "7"], &env).unwrap();
         assert_eq!(c.name, "from-env");
@@ -1566,8 +1578,18 @@ mod tests {
             error(&["member"]),
             "error verifying flags, 'member' is not a valid flag. See 'etcd --help'."
         );
-        // As Go's flag package, the last of a repeated flag wins.
+        // As Go's flag package, the last of a repeated flag wins, and one dash is enough.
         assert_eq!(parse(&["--name", "a", "--name", "b"]).unwrap().name, "b");
+        let c = parse(&[
+            "-name",
+            "go",
+            "-snapshot-count=9",
+            "-quota-backend-bytes",
+            "-1",
+        ])
+        .unwrap();
+        assert_eq!((c.name.as_str(), c.snapshot_count), ("go", 9));
+        assert_eq!(c.quota_backend_bytes, u64::MAX);
     }
 
     #[test]
