@@ -12,6 +12,7 @@ use std::time::Duration;
 use api::etcdserverpb::{CompactionRequest, InternalRaftRequest};
 use tokio::time::Instant;
 
+use crate::config::AutoCompaction;
 use crate::core::ServerCore;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
@@ -19,11 +20,6 @@ use crate::server::EtcdServer;
 /// How often revision mode compacts (etcd: 5 minutes).
 const REVISION_INTERVAL: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoCompaction {
-    Periodic(Duration),
-    Revision(i64),
-}
 
 pub fn spawn(server: EtcdServer, mode: AutoCompaction) {
     tokio::spawn(async move {

@@ -9,15 +9,11 @@ use futures::Stream;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
+use crate::config::SERVER_VERSION;
 use crate::core::ServerCore;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 
-/// The version this server reports in Maintenance.Status and `/version` (an etcd version, as
-/// clients such as Kubernetes parse it).
-pub const SERVER_VERSION: &str = "3.5.17";
-/// The cluster version reported by `/version`.
-pub const CLUSTER_VERSION: &str = "3.5.0";
 /// Bytes per Snapshot response message (etcd: 32 KiB).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 

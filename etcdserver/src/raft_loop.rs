@@ -169,6 +169,7 @@ impl RaftLoop {
             if let Some(hs) = &rd.hard_state {
                 self.shared.term.store(hs.term, Ordering::Release);
                 self.shared.committed.store(hs.commit, Ordering::Release);
+                crate::metrics_hooks::committed(hs.commit);
             }
             self.send(std::mem::take(&mut rd.messages));
             let started = Instant::now();

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
+use crate::config::{ClusterState, ServerConfig};
 use crate::maintenance::{ClusterService, MaintenanceService};
-use crate::server::{EtcdServer, ServerParams, StartError};
+use crate::server::{EtcdServer, ServerParams, StartError, SNAPSHOT_CATCH_UP_ENTRIES};
 
 /// gRPC messages a client may send: the request limit plus etcd's 512 KiB of slack.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -78,12 +79,38 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         server: server.clone(),
     })
     .max_decoding_message_size(max_recv);
-    Routes::from(crate::http::client_http_router(core))
+    // No alarm is raised yet (quota and corruption checks are not built).
+    let alarms: crate::http::ActiveAlarms = Arc::new(Vec::new);
+    Routes::from(crate::http::client_http_router(core, alarms))
         .add_service(kv)
         .add_service(watch)
         .add_service(maintenance)
         .add_service(cluster)
         .add_service(health_service)
+}
+
+/// Runs the `etcd` binary's member from its parsed flags.
+pub fn run(config: ServerConfig) -> Result<(), RunError> {
+    let params = ServerParams {
+        name: config.name.clone(),
+        data_dir: config.data_dir.clone(),
+        peer_urls: config.initial_advertise_peer_urls.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+        initial_cluster: config.initial_cluster.clone(),
+        new_cluster: config.cluster_state == ClusterState::New,
+        token: config.initial_cluster_token.clone(),
+        heartbeat: config.heartbeat_interval,
+        election_timeout: config.election_timeout,
+        snapshot_count: config.snapshot_count,
+        snapshot_catch_up_entries: SNAPSHOT_CATCH_UP_ENTRIES,
+        limits: config.limits(),
+        auto_compaction: config.auto_compaction,
+    };
+    let listen = ListenAddrs {
+        client: config.listen_client_urls.iter().map(|u| u.addr).collect(),
+        peer: config.listen_peer_urls.iter().map(|u| u.addr).collect(),
+    };
+    run_server(params, listen)
 }
 
 /// Starts the member and serves until it stops or the process gets SIGINT/SIGTERM.
@@ -111,6 +138,7 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
                 }
             });
         }
+        spawn_backend_gauges(server.clone());
         let routes = client_routes(&server);
         for l in client_listeners {
             let routes = routes.clone();
@@ -142,4 +170,19 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
             .map_err(|e| RunError::Stopped(e.to_string()))?;
         outcome
     })
+}
+
+/// Keeps the database size gauges current, as etcd's backend reports them.
+fn spawn_backend_gauges(server: EtcdServer) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let backend = server.shared.store.backend();
+            let (Ok(total), Ok(in_use)) = (backend.size(), backend.size_in_use()) else {
+                continue;
+            };
+            crate::metrics_hooks::backend_size(total, in_use);
+        }
+    });
 }

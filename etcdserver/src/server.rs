@@ -53,7 +53,7 @@ pub struct ServerParams {
     pub snapshot_count: u64,
     pub snapshot_catch_up_entries: u64,
     pub limits: Limits,
-    pub auto_compaction: Option<crate::compactor::AutoCompaction>,
+    pub auto_compaction: Option<crate::config::AutoCompaction>,
 }
 
 impl ServerParams {
@@ -124,7 +124,7 @@ impl Shared {
                 "raft leader changed"
             );
         }
-        crate::metrics_hooks::leader(leader != 0, is_leader, before != leader && leader != 0);
+        crate::metrics_hooks::leader(self.member_id, leader, before != leader && leader != 0);
     }
 
     pub fn fatal(&self, why: String) {
@@ -141,7 +141,13 @@ impl Shared {
     }
 
     fn wake(&self, id: u64, result: Result<Applied, ServerError>) {
-        if let Some(w) = self.waiters.lock().remove(&id) {
+        let waiter = {
+            let mut waiters = self.waiters.lock();
+            let w = waiters.remove(&id);
+            crate::metrics_hooks::proposals_pending(waiters.len());
+            w
+        };
+        if let Some(w) = waiter {
             let _ = w.send(result);
         }
     }
@@ -351,6 +357,7 @@ impl EtcdServer {
             .spawn(move || applier.run())
             .map_err(|e| StartError::Config(format!("cannot start the apply thread: {e}")))?;
 
+        crate::metrics::metrics().set_member_id(member_id);
         let server = EtcdServer { shared };
         server.spawn_publish();
         Ok((
@@ -541,7 +548,11 @@ impl ServerCore for EtcdServer {
             return Err(ServerError::RequestTooLarge);
         }
         let (tx, rx) = oneshot::channel();
-        shared.waiters.lock().insert(id, tx);
+        {
+            let mut waiters = shared.waiters.lock();
+            waiters.insert(id, tx);
+            crate::metrics_hooks::proposals_pending(waiters.len());
+        }
         let leader_before = shared.leader.load(Ordering::Acquire);
         if shared.raft_tx.send(RaftInput::Propose(Bytes::from(data))).is_err() {
             shared.waiters.lock().remove(&id);
@@ -666,7 +677,6 @@ impl ApplyLoop {
         self.last_snapshot = index;
         let _ = snapshotter.release_dbs_before(index);
         tracing::info!(index, "applied a snapshot received from the leader");
-        crate::metrics_hooks::snapshot_applied();
         Ok(())
     }
 
@@ -820,6 +830,7 @@ impl rafthttp::Raft for PeerHandler {
     }
 
     fn report_snapshot(&self, id: u64, status: rafthttp::SnapshotStatus) {
+        crate::metrics_hooks::snapshot_sent(id, status == rafthttp::SnapshotStatus::Finish);
         let status = match status {
             rafthttp::SnapshotStatus::Finish => raft::SnapshotStatus::Finish,
             rafthttp::SnapshotStatus::Failure => raft::SnapshotStatus::Failure,
