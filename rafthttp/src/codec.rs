@@ -80,8 +80,8 @@ impl FrameDecoder {
         }
         let len = len as usize;
         if self.buf.len() < HEADER_LEN + len {
-            // Reserve up front so a big frame arriving in many small chunks is not copied over and over.
-            self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            // No reservation for the announced length: a peer could announce 64 MiB and send 8 bytes. The buffer
+            // grows geometrically as the bytes really arrive.
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);

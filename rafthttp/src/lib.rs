@@ -73,6 +73,12 @@ impl TransportConfig {
 /// Writes the backend database into the snapshot connection (run on a blocking thread).
 pub type WriteDb = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
 
+impl Default for TransportConfig {
+    fn default() -> TransportConfig {
+        TransportConfig::new(0, 0)
+    }
+}
+
 /// Outcome of sending a snapshot, reported to raft.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SnapshotStatus {

@@ -59,6 +59,9 @@ pub(crate) fn check_request(
     headers: &HeaderMap,
     what: &str,
 ) -> Result<u64, (StatusCode, &'static str)> {
+    if inner.shutdown.is_cancelled() {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "transport stopped"));
+    }
     let local_cluster = inner.config.cluster_id;
     let local_id = inner.config.member_id;
     let from_text = header(headers, HEADER_FROM);
@@ -118,9 +121,6 @@ async fn stream_handler(
         );
         return refuse(&inner, StatusCode::NOT_FOUND, "error sender not found");
     };
-    if inner.shutdown.is_cancelled() {
-        return refuse(&inner, StatusCode::SERVICE_UNAVAILABLE, "transport stopped");
-    }
     let token = peer.cancel.child_token();
     let generation = inner.next_inbound.fetch_add(1, Ordering::Relaxed);
     let replaced = inner

@@ -689,3 +689,29 @@ async fn removed_peer_is_cut_off_in_both_directions() {
     a.shutdown();
     b.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_transport_refuses_streams_and_snapshots() {
+    let a = Node::start(1, 100).await;
+    let b = Node::start(2, 100).await;
+    mesh(&[&a, &b]).await;
+    // Only the transport stops: b's listener keeps answering, as a server shutting down would.
+    b.transport.stop();
+    wait_until("a sees b inactive", || {
+        a.transport.active_since(2).is_none()
+    })
+    .await;
+    assert!(b.transport.active_since(1).is_none());
+    b.transport.send(vec![app(2, 1, 0, 10)]);
+    assert_eq!(b.raft.unreachable_count(1), 1);
+    a.transport
+        .send_snapshot(snapshot_msg(1, 2, 5), db_writer(random_db(1000)));
+    wait_until("the snapshot fails", || !a.raft.reports().is_empty()).await;
+    assert_eq!(a.raft.reports(), vec![(2, SnapshotStatus::Failure)]);
+    assert!(b.raft.snapshots.lock().unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.transport.active_since(2).is_none());
+    assert_eq!(a.raft.processed_count(), 0);
+    a.shutdown();
+    b.shutdown();
+}
