@@ -20,7 +20,6 @@ use crate::server::EtcdServer;
 /// How often revision mode compacts (etcd: 5 minutes).
 const REVISION_INTERVAL: Duration = Duration::from_secs(300);
 
-
 pub fn spawn(server: EtcdServer, mode: AutoCompaction) {
     tokio::spawn(async move {
         match mode {

@@ -23,8 +23,8 @@ pub mod testing;
 pub mod watch_service;
 
 pub use crate::config::AutoCompaction;
+pub use crate::config::{CLUSTER_VERSION, SERVER_VERSION};
 pub use crate::core::{Applied, Limits, ServerCore};
 pub use crate::error::ServerError;
-pub use crate::config::{CLUSTER_VERSION, SERVER_VERSION};
 pub use crate::serve::{run, run_server, ListenAddrs, RunError};
 pub use crate::server::{EtcdServer, ServerParams, SNAPSHOT_CATCH_UP_ENTRIES};

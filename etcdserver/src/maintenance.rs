@@ -16,6 +16,8 @@ use crate::server::EtcdServer;
 
 /// Bytes per Snapshot response message (etcd: 32 KiB).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
+/// What the database part of a snapshot stream is padded to (see `snapshot`).
+const SNAPSHOT_ALIGN: u64 = 512;
 
 pub struct MaintenanceService {
     pub server: EtcdServer,
@@ -93,7 +95,10 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         let rev = req.into_inner().revision;
         let store = self.server.store().clone();
         let h = tokio::task::spawn_blocking(move || store.hash_kv(rev))
@@ -119,9 +124,14 @@ impl Maintenance for MaintenanceService {
         let header = self.header();
         // Spooled to a file first: etcd tells the client how many bytes remain in each message.
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
+            use std::io::{Seek, Write};
             let mut file = tempfile::tempfile().map_err(|e| e.to_string())?;
-            backend.snapshot_to(&mut file).map_err(|e| e.to_string())?;
-            use std::io::Seek;
+            let info = backend.snapshot_to(&mut file).map_err(|e| e.to_string())?;
+            // etcdctl recognises the SHA-256 trailer by the size: a bbolt file is a whole
+            // number of 512-byte pages, plus 32. Our format ignores bytes after its trailer.
+            let padding = (SNAPSHOT_ALIGN - info.bytes % SNAPSHOT_ALIGN) % SNAPSHOT_ALIGN;
+            file.write_all(&vec![0u8; padding as usize])
+                .map_err(|e| e.to_string())?;
             file.rewind().map_err(|e| e.to_string())?;
             Ok(file)
         })

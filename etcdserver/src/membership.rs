@@ -21,7 +21,11 @@ pub struct Member {
     pub name: String,
     #[serde(rename = "clientURLs", default, skip_serializing_if = "Vec::is_empty")]
     pub client_urls: Vec<String>,
-    #[serde(rename = "isLearner", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "isLearner",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub is_learner: bool,
 }
 
@@ -143,7 +147,12 @@ mod tests {
     fn ids_are_etcds() {
         // etcd 3.4 started with `--name default` and defaults reports member id 8e9e05c52164694d
         // and cluster id cdf818194e3a8c32 (peer URL http://localhost:2380, token etcd-cluster).
-        let m = Member::new("default", &["http://localhost:2380".into()], "etcd-cluster", None);
+        let m = Member::new(
+            "default",
+            &["http://localhost:2380".into()],
+            "etcd-cluster",
+            None,
+        );
         assert_eq!(format!("{:x}", m.id), "8e9e05c52164694d");
         assert_eq!(format!("{:x}", cluster_id(&[m.id])), "cdf818194e3a8c32");
     }

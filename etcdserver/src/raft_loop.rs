@@ -115,9 +115,7 @@ impl RaftLoop {
                             self.shared.fatal(format!("saving a snapshot failed: {e}"));
                             return;
                         }
-                        self.shared
-                            .snapshot_index
-                            .store(index, Ordering::Release);
+                        self.shared.snapshot_index.store(index, Ordering::Release);
                     }
                     RaftInput::TransferLeader(to) => self.node.transfer_leader(to),
                     RaftInput::Stop => return,
@@ -131,7 +129,10 @@ impl RaftLoop {
                     if proposals.len() > MAX_HELD_PROPOSALS {
                         let excess = proposals.len() - MAX_HELD_PROPOSALS;
                         proposals.drain(..excess);
-                        tracing::warn!(dropped = excess, "no leader: dropping the oldest proposals");
+                        tracing::warn!(
+                            dropped = excess,
+                            "no leader: dropping the oldest proposals"
+                        );
                     }
                     held = proposals;
                 } else if let Err(e) = self.node.propose_batch(proposals) {
@@ -178,7 +179,8 @@ impl RaftLoop {
                     .save_ready(rd.hard_state.as_ref(), &rd.entries, rd.snapshot.as_ref())
             {
                 // A failed fsync leaves the disk state unknown: etcd panics here; we stop serving.
-                self.shared.fatal(format!("persisting raft state failed: {e}"));
+                self.shared
+                    .fatal(format!("persisting raft state failed: {e}"));
                 return;
             }
             if rd.must_sync {
@@ -186,7 +188,9 @@ impl RaftLoop {
             }
             // `advance` reads the snapshot and entries from the Ready too: clone, don't take.
             if let Some(snap) = rd.snapshot.clone() {
-                self.shared.snapshot_index.store(snap.index(), Ordering::Release);
+                self.shared
+                    .snapshot_index
+                    .store(snap.index(), Ordering::Release);
                 if self.apply.send(ApplyTask::Snapshot(snap)).is_err() {
                     return;
                 }
@@ -245,7 +249,11 @@ impl RaftLoop {
             if m.kind() == MessageType::MsgSnap {
                 let backend = self.shared.store.backend().clone();
                 let to = m.to;
-                tracing::info!(to = format!("{to:x}"), index = m.snapshot.as_ref().map(|s| s.index()), "sending a snapshot");
+                tracing::info!(
+                    to = format!("{to:x}"),
+                    index = m.snapshot.as_ref().map(|s| s.index()),
+                    "sending a snapshot"
+                );
                 self.shared.transport().send_snapshot(
                     m,
                     Box::new(move |w: &mut dyn std::io::Write| {

@@ -68,13 +68,12 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
     )
     .max_decoding_message_size(max_recv)
     .max_encoding_message_size(usize::MAX);
-    let maintenance = api::etcdserverpb::maintenance_server::MaintenanceServer::new(
-        MaintenanceService {
+    let maintenance =
+        api::etcdserverpb::maintenance_server::MaintenanceServer::new(MaintenanceService {
             server: server.clone(),
-        },
-    )
-    .max_decoding_message_size(max_recv)
-    .max_encoding_message_size(usize::MAX);
+        })
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
     let cluster = api::etcdserverpb::cluster_server::ClusterServer::new(ClusterService {
         server: server.clone(),
     })

@@ -25,7 +25,7 @@ use crate::core::{Applied, Limits, ServerCore};
 use crate::error::ServerError;
 use crate::membership::{cluster_id, Member, Membership};
 use crate::raft_loop::{ApplyTask, RaftInput, RaftLoop};
-use crate::storage::{DiskStorage, Dirs, WalMetadata};
+use crate::storage::{Dirs, DiskStorage, WalMetadata};
 
 /// etcd keeps this many entries in the raft log after a snapshot, so that a follower slightly
 /// behind catches up from the log rather than from a whole database (`snapshotCatchUpEntries`).
@@ -109,7 +109,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn transport(&self) -> &rafthttp::Transport {
-        self.transport.get().expect("transport set before the raft thread starts")
+        self.transport
+            .get()
+            .expect("transport set before the raft thread starts")
     }
 
     pub fn on_soft_state(&self, leader: u64, is_leader: bool) {
@@ -171,8 +173,9 @@ impl EtcdServer {
     /// [`EtcdServer::peer_router`].
     pub fn start(params: ServerParams) -> Result<(EtcdServer, Threads), StartError> {
         let dirs = Dirs::new(&params.data_dir);
-        std::fs::create_dir_all(&dirs.snap)
-            .map_err(|e| StartError::Config(format!("cannot create {}: {e}", dirs.snap.display())))?;
+        std::fs::create_dir_all(&dirs.snap).map_err(|e| {
+            StartError::Config(format!("cannot create {}: {e}", dirs.snap.display()))
+        })?;
         let restarting = DiskStorage::exists(&dirs);
         if !restarting && !params.new_cluster {
             return Err(StartError::Config(
@@ -181,7 +184,10 @@ impl EtcdServer {
         }
 
         let backend = Arc::new(Backend::open(&dirs.db, BackendConfig::default())?);
-        let store = Arc::new(mvcc::Store::open(backend.clone(), mvcc::StoreConfig::default())?);
+        let store = Arc::new(mvcc::Store::open(
+            backend.clone(),
+            mvcc::StoreConfig::default(),
+        )?);
 
         let (storage, member_id, cluster_id, snapshot, bootstrap_peers) = if restarting {
             let rec = DiskStorage::open(&dirs)?;
@@ -202,7 +208,13 @@ impl EtcdServer {
                 snapshot = rec.snapshot.index(),
                 "restarting member from its data dir"
             );
-            (rec.storage, rec.metadata.node_id, rec.metadata.cluster_id, rec.snapshot, Vec::new())
+            (
+                rec.storage,
+                rec.metadata.node_id,
+                rec.metadata.cluster_id,
+                rec.snapshot,
+                Vec::new(),
+            )
         } else {
             let members: Vec<Member> = params
                 .initial_cluster
@@ -276,7 +288,9 @@ impl EtcdServer {
             raft_tx: raft_tx.clone(),
             waiters: Mutex::new(HashMap::new()),
             // etcd's idutil: the member id's low 16 bits, then milliseconds, then a counter.
-            next_request_id: AtomicU64::new(((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8)),
+            next_request_id: AtomicU64::new(
+                ((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
+            ),
             limits: params.limits,
             request_timeout: params.request_timeout(),
             election_timeout: params.election_timeout,
@@ -301,7 +315,8 @@ impl EtcdServer {
         let heartbeat_ms = params.heartbeat.as_millis().max(1) as u64;
         let config = RaftConfig {
             id: member_id,
-            election_tick: (params.election_timeout.as_millis() as u64 / heartbeat_ms).max(2) as usize,
+            election_tick: (params.election_timeout.as_millis() as u64 / heartbeat_ms).max(2)
+                as usize,
             heartbeat_tick: 1,
             applied: snapshot.index(),
             max_size_per_msg: 1024 * 1024,
@@ -554,7 +569,11 @@ impl ServerCore for EtcdServer {
             crate::metrics_hooks::proposals_pending(waiters.len());
         }
         let leader_before = shared.leader.load(Ordering::Acquire);
-        if shared.raft_tx.send(RaftInput::Propose(Bytes::from(data))).is_err() {
+        if shared
+            .raft_tx
+            .send(RaftInput::Propose(Bytes::from(data)))
+            .is_err()
+        {
             shared.waiters.lock().remove(&id);
             return Err(ServerError::Stopped);
         }
@@ -617,7 +636,8 @@ impl ApplyLoop {
                 ApplyTask::Snapshot(snap) => match self.apply_snapshot(&snap) {
                     Ok(()) => snap.index(),
                     Err(e) => {
-                        self.shared.fatal(format!("applying snapshot {}: {e}", snap.index()));
+                        self.shared
+                            .fatal(format!("applying snapshot {}: {e}", snap.index()));
                         return;
                     }
                 },
@@ -639,7 +659,8 @@ impl ApplyLoop {
             if applied > self.last_snapshot + self.snapshot_count {
                 // The snapshot must never be ahead of what the backend has made durable.
                 if let Err(e) = self.shared.store.commit() {
-                    self.shared.fatal(format!("committing the backend for a snapshot: {e}"));
+                    self.shared
+                        .fatal(format!("committing the backend for a snapshot: {e}"));
                     return;
                 }
                 self.last_snapshot = applied;
@@ -814,10 +835,7 @@ impl rafthttp::Raft for PeerHandler {
         db: &mut dyn std::io::Read,
     ) -> Result<(), String> {
         let index = msg.snapshot.as_ref().map_or(0, |s| s.index());
-        let dest = self
-            .snapshotter
-            .dir()
-            .join(format!("{index:016x}.snap.db"));
+        let dest = self.snapshotter.dir().join(format!("{index:016x}.snap.db"));
         let info = backend::restore_snapshot(db, &dest).map_err(|e| e.to_string())?;
         tracing::info!(index, bytes = info.bytes, "received a database snapshot");
         crate::metrics_hooks::snapshot_received(msg.from);

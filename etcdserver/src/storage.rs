@@ -91,8 +91,9 @@ impl DiskStorage {
 
     /// A fresh log for a new member.
     pub fn create(dirs: &Dirs, metadata: &WalMetadata) -> Result<DiskStorage, StorageError> {
-        std::fs::create_dir_all(&dirs.snap)
-            .map_err(|e| StorageError::Corrupt(format!("cannot create {}: {e}", dirs.snap.display())))?;
+        std::fs::create_dir_all(&dirs.snap).map_err(|e| {
+            StorageError::Corrupt(format!("cannot create {}: {e}", dirs.snap.display()))
+        })?;
         let wal = Wal::create(&dirs.wal, &metadata.encode_to_vec())?;
         Ok(DiskStorage {
             wal,
@@ -107,9 +108,7 @@ impl DiskStorage {
         let snapshotter = snap::Snapshotter::new(&dirs.snap)?;
         let markers = wal::snapshot_markers(&dirs.wal)?;
         let found = snapshotter.load_newest_matching(|term, index| {
-            markers
-                .iter()
-                .any(|m| m.term == term && m.index == index)
+            markers.iter().any(|m| m.term == term && m.index == index)
         })?;
         let snapshot = match found {
             Some(s) => Snapshot::decode(s.data.as_ref())
@@ -199,7 +198,11 @@ impl DiskStorage {
                 Err(e) => return Err(e.into()),
             }
         }
-        tracing::info!(index, compact_to, "saved snapshot and compacted the raft log");
+        tracing::info!(
+            index,
+            compact_to,
+            "saved snapshot and compacted the raft log"
+        );
         Ok(())
     }
 

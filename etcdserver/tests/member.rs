@@ -48,7 +48,10 @@ async fn get(server: &EtcdServer, key: &str) -> Option<Vec<u8>> {
 }
 
 async fn wait_leader(server: &EtcdServer) {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
     for _ in 0..500 {
         if server.is_leader() {
             return;
@@ -65,7 +68,10 @@ async fn writes_survive_restart_and_snapshots() {
     wait_leader(&server).await;
     assert_eq!(format!("{:x}", server.member_id()), "b71f75320dc06a6c");
     for i in 0..100 {
-        match server.propose(put(&format!("k{i}"), &format!("v{i}"))).await {
+        match server
+            .propose(put(&format!("k{i}"), &format!("v{i}")))
+            .await
+        {
             Ok(Applied::Put(resp)) => {
                 assert_eq!(resp.header.unwrap().revision, i + 2);
             }
@@ -75,9 +81,18 @@ async fn writes_survive_restart_and_snapshots() {
     assert_eq!(get(&server, "k42").await.as_deref(), Some(&b"v42"[..]));
     let snaps = std::fs::read_dir(dir.path().join("member/snap"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".snap"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".snap")
+        })
         .count();
-    assert!(snaps >= 1, "100 entries with --snapshot-count 20 leave a snapshot");
+    assert!(
+        snaps >= 1,
+        "100 entries with --snapshot-count 20 leave a snapshot"
+    );
     let members = server.membership();
     server.stop(threads);
     drop(server);
@@ -116,7 +131,10 @@ async fn oversized_proposal_is_refused() {
         }),
         ..Default::default()
     };
-    assert!(server.propose(range).await.is_ok(), "the member keeps serving");
+    assert!(
+        server.propose(range).await.is_ok(),
+        "the member keeps serving"
+    );
     server.stop(threads);
 }
 
@@ -149,7 +167,9 @@ impl Node {
     }
 }
 
-async fn cluster_params(dirs: &[tempfile::TempDir]) -> (Vec<ServerParams>, Vec<std::net::SocketAddr>) {
+async fn cluster_params(
+    dirs: &[tempfile::TempDir],
+) -> (Vec<ServerParams>, Vec<std::net::SocketAddr>) {
     let mut addrs = Vec::new();
     for _ in dirs {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -175,7 +195,10 @@ async fn cluster_params(dirs: &[tempfile::TempDir]) -> (Vec<ServerParams>, Vec<s
 
 async fn wait_cluster_leader(nodes: &[Node]) -> usize {
     for _ in 0..500 {
-        if let Some(i) = nodes.iter().position(|n| n.threads.is_some() && n.server.is_leader()) {
+        if let Some(i) = nodes
+            .iter()
+            .position(|n| n.threads.is_some() && n.server.is_leader())
+        {
             return i;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -200,7 +223,10 @@ async fn three_members_replicate_and_a_lagging_one_catches_up_by_snapshot() {
         other => panic!("put via follower: {other:?}"),
     }
     for n in &nodes {
-        assert_eq!(get(&n.server, "via").await.as_deref(), Some(&b"follower"[..]));
+        assert_eq!(
+            get(&n.server, "via").await.as_deref(),
+            Some(&b"follower"[..])
+        );
     }
 
     let lagging = (leader + 2) % 3;
@@ -209,7 +235,7 @@ async fn three_members_replicate_and_a_lagging_one_catches_up_by_snapshot() {
     // Its server handle is replaced below; the backend is released once the threads are gone.
     let stopped = nodes.remove(lagging);
     drop(stopped);
-        // More than snapshot-count (50) plus the entries kept for catching up (5).
+    // More than snapshot-count (50) plus the entries kept for catching up (5).
     for i in 0..120 {
         let node = &leader_server;
         match node.propose(put(&format!("k{i}"), "v")).await {
@@ -234,8 +260,16 @@ async fn three_members_replicate_and_a_lagging_one_catches_up_by_snapshot() {
     );
     let received_db = std::fs::read_dir(dirs[lagging].path().join("member/snap"))
         .unwrap()
-        .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".snap.db"));
-    assert!(received_db, "the restarted member caught up from a database snapshot");
+        .any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".snap.db")
+        });
+    assert!(
+        received_db,
+        "the restarted member caught up from a database snapshot"
+    );
     for n in &mut nodes {
         n.stop();
     }
