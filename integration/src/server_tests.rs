@@ -1,0 +1,133 @@
+//! Running one test body against both servers: Debian's etcd 3.4 (the control, so that a test checks
+//! etcd's behaviour rather than our reading of it) and this workspace's `etcd`.
+
+/// Defines each function once and a test module of the same name with two tests, `etcd34` and `etcd_rs`,
+/// that call it with [`ServerBinary::real_etcd`](crate::ServerBinary::real_etcd) and
+/// [`ServerBinary::etcd_rs`](crate::ServerBinary::etcd_rs). Filter with `cargo test -- ::etcd34` or
+/// `-- ::etcd_rs`.
+///
+/// ```ignore
+/// integration::server_tests! {
+///     /// Both servers answer a put.
+///     fn put_answers(server: ServerBinary) {
+///         let cluster = Cluster::start(ClusterSpec { server, ..ClusterSpec::default() }).unwrap();
+///         // ...
+///     }
+///
+///     // `async fn` bodies run on a multi-threaded tokio runtime (the calling crate depends on tokio).
+///     async fn watch_works(server: ServerBinary) { /* ... */ }
+///
+///     // Needs something our server does not have yet: its etcd_rs test is ignored with this reason.
+///     pending_on_etcd_rs("etcd-rs: issue 6 (leases)")
+///     async fn lease_expires(server: ServerBinary) { /* ... */ }
+/// }
+/// ```
+///
+/// The `etcd_rs` test panics with a "build it first" message when the workspace's `etcd` binary is missing.
+#[macro_export]
+macro_rules! server_tests {
+    () => {};
+
+    ($(#[$meta:meta])* fn $name:ident($server:ident: ServerBinary) $body:block $($rest:tt)*) => {
+        $(#[$meta])*
+        fn $name($server: $crate::ServerBinary) $body
+
+        mod $name {
+            #[test]
+            fn etcd34() {
+                super::$name($crate::ServerBinary::real_etcd())
+            }
+
+            #[test]
+            fn etcd_rs() {
+                super::$name($crate::server_tests::etcd_rs_or_panic())
+            }
+        }
+
+        $crate::server_tests! { $($rest)* }
+    };
+
+    ($(#[$meta:meta])* async fn $name:ident($server:ident: ServerBinary) $body:block $($rest:tt)*) => {
+        $(#[$meta])*
+        async fn $name($server: $crate::ServerBinary) $body
+
+        mod $name {
+            #[test]
+            fn etcd34() {
+                $crate::server_tests::block_on(super::$name($crate::ServerBinary::real_etcd()))
+            }
+
+            #[test]
+            fn etcd_rs() {
+                $crate::server_tests::block_on(super::$name(
+                    $crate::server_tests::etcd_rs_or_panic(),
+                ))
+            }
+        }
+
+        $crate::server_tests! { $($rest)* }
+    };
+
+    (pending_on_etcd_rs($why:literal) $(#[$meta:meta])* fn $name:ident($server:ident: ServerBinary) $body:block $($rest:tt)*) => {
+        $(#[$meta])*
+        fn $name($server: $crate::ServerBinary) $body
+
+        mod $name {
+            #[test]
+            fn etcd34() {
+                super::$name($crate::ServerBinary::real_etcd())
+            }
+
+            #[test]
+            #[ignore = $why]
+            fn etcd_rs() {
+                super::$name($crate::server_tests::etcd_rs_or_panic())
+            }
+        }
+
+        $crate::server_tests! { $($rest)* }
+    };
+
+    (pending_on_etcd_rs($why:literal) $(#[$meta:meta])* async fn $name:ident($server:ident: ServerBinary) $body:block $($rest:tt)*) => {
+        $(#[$meta])*
+        async fn $name($server: $crate::ServerBinary) $body
+
+        mod $name {
+            #[test]
+            fn etcd34() {
+                $crate::server_tests::block_on(super::$name($crate::ServerBinary::real_etcd()))
+            }
+
+            #[test]
+            #[ignore = $why]
+            fn etcd_rs() {
+                $crate::server_tests::block_on(super::$name(
+                    $crate::server_tests::etcd_rs_or_panic(),
+                ))
+            }
+        }
+
+        $crate::server_tests! { $($rest)* }
+    };
+}
+
+use std::future::Future;
+
+use crate::ServerBinary;
+
+/// The workspace's `etcd`, or a panic that says how to build it.
+#[doc(hidden)]
+pub fn etcd_rs_or_panic() -> ServerBinary {
+    ServerBinary::etcd_rs().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs an async test body to completion on a fresh multi-threaded runtime, as `#[tokio::test(flavor =
+/// "multi_thread")]` does.
+#[doc(hidden)]
+pub fn block_on<F: Future<Output = ()>>(body: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+        .block_on(body)
+}
