@@ -1,37 +1,36 @@
 //! Running one test body against both servers: Debian's etcd 3.4 (the control, so that a test checks
 //! etcd's behaviour rather than our reading of it) and this workspace's `etcd`.
 
-/// Defines each function once and a test module of the same name with two tests, `etcd34` and `etcd_rs`,
-/// that call it with [`ServerBinary::real_etcd`](crate::ServerBinary::real_etcd) and
-/// [`ServerBinary::etcd_rs`](crate::ServerBinary::etcd_rs). Filter with `cargo test -- ::etcd34` or
-/// `-- ::etcd_rs`.
+use std::future::Future;
+
+use crate::ServerBinary;
+
+/// For each listed function `name(server: ServerBinary)`, a test module `name` with two tests,
+/// `etcd34` and `etcd_rs`, that call it with [`ServerBinary::real_etcd`] and [`ServerBinary::etcd_rs`].
+/// Filter with `cargo test -- ::etcd34` or `-- ::etcd_rs`. The functions themselves are written
+/// outside the macro, so rustfmt and the compiler's unused-function warning see them.
 ///
 /// ```ignore
 /// integration::server_tests! {
-///     /// Both servers answer a put.
-///     fn put_answers(server: ServerBinary) {
-///         let cluster = Cluster::start(ClusterSpec { server, ..ClusterSpec::default() }).unwrap();
-///         // ...
-///     }
+///     fn put_answers;
+///     // `async fn`s run on a multi-threaded tokio runtime.
+///     async fn watch_works;
+///     // Needs what our server does not have yet: its `etcd_rs` test is `#[ignore]`d with this reason.
+///     pending_on_etcd_rs("etcd-rs: issue 6 (leases)") async fn lease_expires;
+/// }
 ///
-///     // `async fn` bodies run on a multi-threaded tokio runtime (the calling crate depends on tokio).
-///     async fn watch_works(server: ServerBinary) { /* ... */ }
-///
-///     // Needs something our server does not have yet: its etcd_rs test is ignored with this reason.
-///     pending_on_etcd_rs("etcd-rs: issue 6 (leases)")
-///     async fn lease_expires(server: ServerBinary) { /* ... */ }
+/// fn put_answers(server: ServerBinary) {
+///     let cluster = Cluster::start(ClusterSpec { server, ..ClusterSpec::default() }).unwrap();
+///     // ...
 /// }
 /// ```
 ///
-/// The `etcd_rs` test panics with a "build it first" message when the workspace's `etcd` binary is missing.
+/// The `etcd_rs` test panics with a "build it first" message when the workspace's `etcd` is missing.
 #[macro_export]
 macro_rules! server_tests {
     () => {};
 
-    ($(#[$meta:meta])* fn $name:ident($server:ident: ServerBinary) $body:block $($rest:tt)*) => {
-        $(#[$meta])*
-        fn $name($server: $crate::ServerBinary) $body
-
+    (fn $name:ident; $($rest:tt)*) => {
         mod $name {
             #[test]
             fn etcd34() {
@@ -43,14 +42,10 @@ macro_rules! server_tests {
                 super::$name($crate::server_tests::etcd_rs_or_panic())
             }
         }
-
         $crate::server_tests! { $($rest)* }
     };
 
-    ($(#[$meta:meta])* async fn $name:ident($server:ident: ServerBinary) $body:block $($rest:tt)*) => {
-        $(#[$meta])*
-        async fn $name($server: $crate::ServerBinary) $body
-
+    (async fn $name:ident; $($rest:tt)*) => {
         mod $name {
             #[test]
             fn etcd34() {
@@ -64,14 +59,10 @@ macro_rules! server_tests {
                 ))
             }
         }
-
         $crate::server_tests! { $($rest)* }
     };
 
-    (pending_on_etcd_rs($why:literal) $(#[$meta:meta])* fn $name:ident($server:ident: ServerBinary) $body:block $($rest:tt)*) => {
-        $(#[$meta])*
-        fn $name($server: $crate::ServerBinary) $body
-
+    (pending_on_etcd_rs($why:literal) fn $name:ident; $($rest:tt)*) => {
         mod $name {
             #[test]
             fn etcd34() {
@@ -84,14 +75,10 @@ macro_rules! server_tests {
                 super::$name($crate::server_tests::etcd_rs_or_panic())
             }
         }
-
         $crate::server_tests! { $($rest)* }
     };
 
-    (pending_on_etcd_rs($why:literal) $(#[$meta:meta])* async fn $name:ident($server:ident: ServerBinary) $body:block $($rest:tt)*) => {
-        $(#[$meta])*
-        async fn $name($server: $crate::ServerBinary) $body
-
+    (pending_on_etcd_rs($why:literal) async fn $name:ident; $($rest:tt)*) => {
         mod $name {
             #[test]
             fn etcd34() {
@@ -106,14 +93,9 @@ macro_rules! server_tests {
                 ))
             }
         }
-
         $crate::server_tests! { $($rest)* }
     };
 }
-
-use std::future::Future;
-
-use crate::ServerBinary;
 
 /// The workspace's `etcd`, or a panic that says how to build it.
 #[doc(hidden)]
@@ -121,7 +103,7 @@ pub fn etcd_rs_or_panic() -> ServerBinary {
     ServerBinary::etcd_rs().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Runs an async test body to completion on a fresh multi-threaded runtime, as `#[tokio::test(flavor =
+/// Runs an async test body on a fresh multi-threaded runtime, as `#[tokio::test(flavor =
 /// "multi_thread")]` does.
 #[doc(hidden)]
 pub fn block_on<F: Future<Output = ()>>(body: F) {
