@@ -2,6 +2,7 @@
 //! etcd's behaviour rather than our reading of it) and this workspace's `etcd`.
 
 use std::future::Future;
+use std::time::Duration;
 
 use crate::ServerBinary;
 
@@ -103,13 +104,22 @@ pub fn etcd_rs_or_panic() -> ServerBinary {
     ServerBinary::etcd_rs().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Bound on a whole async test body. Some client calls (creating a watch, say) retry for as long as the
+/// server does not answer; against a broken server the test must fail, not hang.
+pub const ASYNC_TEST_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// Runs an async test body on a fresh multi-threaded runtime, as `#[tokio::test(flavor =
-/// "multi_thread")]` does.
+/// "multi_thread")]` does, failing it after [`ASYNC_TEST_TIMEOUT`].
 #[doc(hidden)]
 pub fn block_on<F: Future<Output = ()>>(body: F) {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("build a tokio runtime")
-        .block_on(body)
+        .expect("build a tokio runtime");
+    let finished = runtime.block_on(async { tokio::time::timeout(ASYNC_TEST_TIMEOUT, body).await });
+    // Dropping the runtime cancels whatever the body left running (writers, watches).
+    drop(runtime);
+    if finished.is_err() {
+        panic!("the test did not finish within {ASYNC_TEST_TIMEOUT:?}");
+    }
 }
