@@ -43,6 +43,12 @@ impl ServerBinary {
         ServerBinary { path }
     }
 
+    /// This workspace's `etcd` (built by the `etcdserver` crate), located with [`bin_path`]; the error
+    /// says how to build it.
+    pub fn etcd_rs() -> Result<Self> {
+        Self::workspace("etcd")
+    }
+
     /// A server binary of this workspace (e.g. `"etcd"`), located with [`bin_path`].
     pub fn workspace(name: &str) -> Result<Self> {
         Ok(ServerBinary {
@@ -422,6 +428,22 @@ impl Cluster {
             [only] => Some(*only),
             _ => None,
         }
+    }
+
+    /// The member's Prometheus text from `GET /metrics`.
+    pub fn metrics(&self, i: usize) -> Result<String> {
+        let member = self.members.get(i).ok_or(Error::NoSuchMember {
+            index: i,
+            size: self.size(),
+        })?;
+        let resp = http::get(&member.client_url, "/metrics", PROBE_TIMEOUT)?;
+        if resp.status != 200 {
+            return Err(Error::Http {
+                url: format!("{}/metrics", member.client_url),
+                reason: format!("HTTP {}: {}", resp.status, resp.body.trim()),
+            });
+        }
+        Ok(resp.body)
     }
 
     /// Polls [`Cluster::leader_index`] until a leader exists.

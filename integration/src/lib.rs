@@ -14,7 +14,9 @@
 //! the workspace's `etcd` with the same flags (see [`Cluster::command`]), and `bin_path("etcdctl")` finds
 //! our etcdctl next to the test executable, to run side by side with [`real_etcdctl`].
 //!
-//! Comparing outputs: etcdctl 3.4 may write a JSON `retrying of unary invoker failed` warning to stderr
+//! [`server_tests!`] runs one test body against both servers (`<name>::etcd34` and `<name>::etcd_rs`).
+//!
+//! Comparing outputs ([`output`] has the masking helpers): etcdctl 3.4 may write a JSON `retrying of unary invoker failed` warning to stderr
 //! before an `Error: ...` line, so compare the last stderr line, not all of stderr.
 //!
 //! Guarantees every test relies on:
@@ -28,8 +30,11 @@
 mod cluster;
 mod error;
 mod http;
+pub mod output;
 mod ports;
 mod process;
+#[doc(hidden)]
+pub mod server_tests;
 
 pub use cluster::{Cluster, ClusterSpec, MemberCommand, ServerBinary};
 pub use error::{Error, Result};
