@@ -3,6 +3,7 @@
 //! binary.
 
 pub mod apply;
+mod authority;
 mod compactor;
 pub mod config;
 pub mod convert;

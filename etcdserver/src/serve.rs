@@ -143,10 +143,15 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
             let routes = routes.clone();
             tracing::info!(address = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving client traffic (gRPC and HTTP)");
             tokio::spawn(async move {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+                use tokio_stream::StreamExt;
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(l).map(|conn| {
+                    conn.map(|c| {
+                        let _ = c.set_nodelay(true);
+                        crate::authority::ClientConn::new(c)
+                    })
+                });
                 let served = tonic::transport::Server::builder()
                     .accept_http1(true)
-                    .tcp_nodelay(true)
                     .add_routes(routes)
                     .serve_with_incoming(incoming)
                     .await;
