@@ -744,18 +744,26 @@ impl RawConfig {
     }
 }
 
+/// The host of a URL: an IP, or a name (resolved by whoever dials it, never here).
+#[derive(Debug)]
+enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
 /// One URL as etcd's `types.NewURLs` accepts it (and only `http`): `http://host:port`, no
 /// path. Returns the URL as given and its host and port.
-fn parse_url(raw: &str) -> Result<(String, url::Host, u16), String> {
-    let scheme = raw.split_once("://").map(|(s, _)| s);
+fn parse_url(raw: &str) -> Result<(String, Host, u16), String> {
+    let not_host_port = || format!("URL address does not have the form \"host:port\": {raw}");
+    let (scheme, host_port) = raw.split_once("://").unwrap_or(("", raw));
     match scheme {
-        Some("http") => {}
-        Some("https") => {
+        "http" => {}
+        "https" => {
             return Err(format!(
                 "TLS is not supported by etcd-rs (https URL {raw}); use an http URL"
             ))
         }
-        Some("unix") | Some("unixs") => {
+        "unix" | "unixs" => {
             return Err(format!("unix sockets are not supported by etcd-rs: {raw}"))
         }
         _ => {
@@ -764,33 +772,47 @@ fn parse_url(raw: &str) -> Result<(String, url::Host, u16), String> {
             ))
         }
     }
-    let after_scheme = &raw["http://".len()..];
-    if after_scheme.contains('/') {
+    if host_port.contains(['/', '?', '#']) {
         return Err(format!("URL must not contain a path: {raw}"));
     }
-    let url = url::Url::parse(raw).map_err(|e| format!("parse {raw:?}: {e}"))?;
-    let host = url
-        .host()
-        .map(|h| h.to_owned())
-        .ok_or_else(|| format!("URL address does not have the form \"host:port\": {raw}"))?;
-    // The url crate drops a scheme's default port; etcd wants it written.
-    let port = match url.port() {
-        Some(port) => port,
-        None if after_scheme.ends_with(":80") => 80,
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(bracketed) => {
+            let (v6, port) = bracketed.split_once("]:").ok_or_else(not_host_port)?;
+            let ip = v6
+                .parse::<std::net::Ipv6Addr>()
+                .map_err(|_| not_host_port())?;
+            (Host::Ip(IpAddr::V6(ip)), port)
+        }
         None => {
-            return Err(format!(
-                "URL address does not have the form \"host:port\": {raw}"
-            ))
+            let (host, port) = host_port.rsplit_once(':').ok_or_else(not_host_port)?;
+            if host.contains(':') {
+                // An IPv6 address needs brackets, as in Go's net.SplitHostPort.
+                return Err(not_host_port());
+            }
+            let host = match host.parse::<IpAddr>() {
+                Ok(ip) => Host::Ip(ip),
+                Err(_) if is_host_name(host) => Host::Name(host.to_owned()),
+                Err(_) => return Err(not_host_port()),
+            };
+            (host, port)
         }
     };
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("URL must not contain a path: {raw}"));
-    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("invalid port {port:?} in URL {raw}"))?;
     Ok((raw.to_owned(), host, port))
 }
 
+/// Letters, digits, `-` and `.`, as DNS names are.
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
 /// A comma-separated URL list, sorted and deduplicated as etcd's `UniqueURLsFromFlag`.
-fn url_list(flag: &str, list: &str) -> Result<Vec<(String, url::Host, u16)>, ConfigError> {
+fn url_list(flag: &str, list: &str) -> Result<Vec<(String, Host, u16)>, ConfigError> {
     let mut seen = BTreeSet::new();
     let mut urls = Vec::new();
     for raw in list.split(',').map(str::trim) {
@@ -818,10 +840,11 @@ fn listen_urls(flag: &str, list: &str) -> Result<Vec<ListenUrl>, ConfigError> {
         .into_iter()
         .map(|(url, host, port)| {
             let ip = match host {
-                url::Host::Ipv4(ip) => IpAddr::V4(ip),
-                url::Host::Ipv6(ip) => IpAddr::V6(ip),
-                url::Host::Domain(d) if d == "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                url::Host::Domain(_) => {
+                Host::Ip(ip) => ip,
+                Host::Name(name) if name.eq_ignore_ascii_case("localhost") => {
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                }
+                Host::Name(_) => {
                     return Err(ConfigError::Invalid(format!(
                         "expected IP in URL for binding ({url})"
                     )))
@@ -1437,6 +1460,21 @@ mod tests {
                 .contains("URL must not contain a path: http://127.0.0.1:2379/v2")
         );
         assert!(error(&["--listen-peer-urls", "http://127.0.0.1:99999"]).contains("99999"));
+        for bad in [
+            "http://",
+            "http://:2380",
+            "http://::1:2380",
+            "http://[::1]",
+            "http://[nope]:2380",
+            "http://a b:2380",
+            "http://user@host:2380",
+        ] {
+            assert!(
+                error(&["--initial-advertise-peer-urls", bad]).contains("host:port"),
+                "{bad}"
+            );
+        }
+        assert!(error(&["--advertise-client-urls", "http://h:1?x=1"]).contains("path"));
         assert!(error(&["--listen-peer-urls", "https://127.0.0.1:2380"]).contains("TLS"));
         assert!(error(&["--listen-peer-urls", "unix://sock:1"]).contains("unix"));
         // Host names are fine where nothing binds; localhost binds to 127.0.0.1.
