@@ -89,11 +89,23 @@ impl ServerError {
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExists | MemberExist | PeerUrlExist | NotEnoughStartedMembers
-            | MemberNotLearner | LearnerNotReady | TooManyLearners | NotLeader
+            LeaseExists
+            | MemberExist
+            | PeerUrlExist
+            | NotEnoughStartedMembers
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | NotLeader
             | BadLeaderTransferee => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Stopped | Timeout | TimeoutDueToLeaderFail
-            | TimeoutDueToConnectionLost | TimeoutWaitAppliedIndex | UnhealthyCluster
+            NoLeader
+            | LeaderChanged
+            | Stopped
+            | Timeout
+            | TimeoutDueToLeaderFail
+            | TimeoutDueToConnectionLost
+            | TimeoutWaitAppliedIndex
+            | UnhealthyCluster
             | NotSupportedForLearner => Code::Unavailable,
             Corrupt => Code::DataLoss,
             WatchCanceled => Code::Cancelled,

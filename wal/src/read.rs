@@ -171,3 +171,34 @@ pub fn replay_single_segment(bytes: &[u8]) -> Result<WalContents, Error> {
     };
     replay(std::iter::once(Ok(segment)), SnapshotMarker::default()).map(|r| r.contents)
 }
+
+/// Every snapshot marker in the segments, in log order (etcd's `ValidSnapshotEntries`), so the
+/// server loads only a snapshot file that the WAL can be opened at. Reading stops at the first
+/// record that does not decode: the open that follows repairs or reports it.
+pub(crate) fn snapshot_markers(
+    segments: impl Iterator<Item = Result<LoadedSegment, Error>>,
+) -> Result<Vec<SnapshotMarker>, Error> {
+    let mut crc = 0;
+    let mut markers = Vec::new();
+    for segment in segments {
+        let segment = segment?;
+        let mut decoder = SegmentDecoder::new(&segment.bytes);
+        loop {
+            match decoder.next(&mut crc) {
+                Decoded::Record {
+                    kind: RecordType::Snapshot,
+                    data,
+                    ..
+                } => {
+                    if let Ok(marker) = SnapshotMarker::decode(data.as_slice()) {
+                        markers.push(marker);
+                    }
+                }
+                Decoded::Record { .. } => {}
+                Decoded::End { .. } => break,
+                Decoded::Bad { .. } => return Ok(markers),
+            }
+        }
+    }
+    Ok(markers)
+}

@@ -451,3 +451,16 @@ pub fn purge_segments(dir: impl AsRef<Path>, keep: usize) -> Result<Vec<PathBuf>
     }
     Ok(removed)
 }
+
+/// The snapshot markers recorded in the WAL in `dir` (etcd's `ValidSnapshotEntries`), oldest first,
+/// read without locking; the server picks the newest snapshot file that has one.
+pub fn snapshot_markers(dir: impl AsRef<Path>) -> Result<Vec<SnapshotMarker>, Error> {
+    let dir = dir.as_ref();
+    let names = segment::list_segments(dir)?;
+    let loaded = names.into_iter().map(|name| {
+        let path = dir.join(name.file_name());
+        let bytes = std::fs::read(&path).at(&path)?;
+        Ok(crate::read::LoadedSegment { path, bytes })
+    });
+    crate::read::snapshot_markers(loaded)
+}

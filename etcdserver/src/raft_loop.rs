@@ -1,0 +1,301 @@
+//! The raft thread: the only owner of the `RawNode`, the WAL and the snapshot files.
+//!
+//! Each round it drains every queued input (peer messages, proposals, read requests), feeds
+//! them to raft in one go (all proposals in one batch), and handles the Ready: messages that may
+//! go out now are handed to the transport *before* the WAL write (the leader replicates while it
+//! persists), the rest only after the fsync (a follower's acknowledgement, a vote); committed
+//! entries go to the apply thread in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use raft::{MemoryStorage, RawNode, StateRole};
+use raftpb::{ConfChangeType, ConfState, EntryType, Message, MessageType, Snapshot};
+use tokio::sync::oneshot;
+
+use crate::error::ServerError;
+use crate::membership::Member;
+use crate::server::Shared;
+use crate::storage::DiskStorage;
+
+/// How long a ReadIndex round may go unanswered before it is asked again (etcd: 500 ms).
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
+/// Proposals held while there is no leader; beyond this they are dropped and their callers time out.
+const MAX_HELD_PROPOSALS: usize = 10_000;
+/// Inputs handled per round before raft's output is processed, so a flood cannot starve ticks.
+const MAX_INPUTS_PER_ROUND: usize = 4096;
+
+pub(crate) enum RaftInput {
+    Propose(Bytes),
+    Step(Message),
+    ReadIndex(oneshot::Sender<Result<u64, ServerError>>),
+    Unreachable(u64),
+    SnapshotStatus(u64, raft::SnapshotStatus),
+    /// The apply thread applied (and the backend committed) everything up to `index`.
+    TakeSnapshot {
+        index: u64,
+        conf_state: ConfState,
+    },
+    TransferLeader(u64),
+    Stop,
+}
+
+/// What the apply thread gets, in log order.
+pub(crate) enum ApplyTask {
+    Snapshot(Snapshot),
+    Entries {
+        entries: Vec<raftpb::Entry>,
+        /// The membership after each conf-change entry among `entries`, by index.
+        conf_states: HashMap<u64, ConfState>,
+    },
+}
+
+struct ReadRound {
+    ctx: u64,
+    waiters: Vec<oneshot::Sender<Result<u64, ServerError>>>,
+    sent_at: Instant,
+}
+
+pub(crate) struct RaftLoop {
+    pub node: RawNode<MemoryStorage>,
+    pub storage: DiskStorage,
+    pub shared: Arc<Shared>,
+    pub inputs: Receiver<RaftInput>,
+    pub apply: Sender<ApplyTask>,
+    pub heartbeat: Duration,
+    pub snapshot_catch_up_entries: u64,
+}
+
+impl RaftLoop {
+    pub fn run(mut self) {
+        let ticker = crossbeam_channel::tick(self.heartbeat);
+        let mut held: Vec<Bytes> = Vec::new();
+        let mut pending_reads: Vec<oneshot::Sender<Result<u64, ServerError>>> = Vec::new();
+        let mut round: Option<ReadRound> = None;
+        let mut next_ctx: u64 = 1;
+        loop {
+            let mut proposals: Vec<Bytes> = std::mem::take(&mut held);
+            let first = crossbeam_channel::select! {
+                recv(ticker) -> _ => { self.node.tick(); None }
+                recv(self.inputs) -> input => match input {
+                    Ok(i) => Some(i),
+                    Err(_) => return,
+                },
+            };
+            let mut inputs: Vec<RaftInput> = first.into_iter().collect();
+            while inputs.len() < MAX_INPUTS_PER_ROUND {
+                match self.inputs.try_recv() {
+                    Ok(i) => inputs.push(i),
+                    Err(_) => break,
+                }
+            }
+            for input in inputs {
+                match input {
+                    RaftInput::Propose(data) => proposals.push(data),
+                    RaftInput::Step(m) => {
+                        if let Err(e) = self.node.step(m) {
+                            tracing::debug!(error = %e, "raft ignored a peer message");
+                        }
+                    }
+                    RaftInput::ReadIndex(tx) => pending_reads.push(tx),
+                    RaftInput::Unreachable(id) => self.node.report_unreachable(id),
+                    RaftInput::SnapshotStatus(id, status) => self.node.report_snapshot(id, status),
+                    RaftInput::TakeSnapshot { index, conf_state } => {
+                        let data = Bytes::from(self.shared.membership_json());
+                        if let Err(e) = self.storage.snapshot_at(
+                            index,
+                            conf_state,
+                            data,
+                            self.snapshot_catch_up_entries,
+                        ) {
+                            self.shared.fatal(format!("saving a snapshot failed: {e}"));
+                            return;
+                        }
+                        self.shared.snapshot_index.store(index, Ordering::Release);
+                    }
+                    RaftInput::TransferLeader(to) => self.node.transfer_leader(to),
+                    RaftInput::Stop => return,
+                }
+            }
+
+            let leader = self.node.raft().leader_id;
+            if !proposals.is_empty() {
+                if leader == 0 {
+                    // Kept until a leader is known: a write sent during an election succeeds after it.
+                    if proposals.len() > MAX_HELD_PROPOSALS {
+                        let excess = proposals.len() - MAX_HELD_PROPOSALS;
+                        proposals.drain(..excess);
+                        tracing::warn!(
+                            dropped = excess,
+                            "no leader: dropping the oldest proposals"
+                        );
+                    }
+                    held = proposals;
+                } else if let Err(e) = self.node.propose_batch(proposals) {
+                    tracing::debug!(error = %e, "raft dropped proposals");
+                }
+            }
+
+            if let Some(r) = &round {
+                if r.sent_at.elapsed() >= READ_INDEX_RETRY {
+                    // Lost to a leader change or a dropped message: ask again for the same waiters.
+                    let mut r = round.take().expect("checked above");
+                    pending_reads.append(&mut r.waiters);
+                }
+            }
+            if round.is_none() && !pending_reads.is_empty() && leader != 0 {
+                let ctx = next_ctx;
+                next_ctx += 1;
+                self.node
+                    .read_index(Bytes::copy_from_slice(&ctx.to_be_bytes()));
+                round = Some(ReadRound {
+                    ctx,
+                    waiters: std::mem::take(&mut pending_reads),
+                    sent_at: Instant::now(),
+                });
+            }
+
+            if !self.node.has_ready() {
+                continue;
+            }
+            let mut rd = self.node.ready();
+            if let Some(ss) = &rd.soft_state {
+                self.shared
+                    .on_soft_state(ss.leader_id, ss.raft_state == StateRole::Leader);
+            }
+            if let Some(hs) = &rd.hard_state {
+                self.shared.term.store(hs.term, Ordering::Release);
+                self.shared.committed.store(hs.commit, Ordering::Release);
+                crate::metrics_hooks::committed(hs.commit);
+            }
+            self.send(std::mem::take(&mut rd.messages));
+            let started = Instant::now();
+            if let Err(e) =
+                self.storage
+                    .save_ready(rd.hard_state.as_ref(), &rd.entries, rd.snapshot.as_ref())
+            {
+                // A failed fsync leaves the disk state unknown: etcd panics here; we stop serving.
+                self.shared
+                    .fatal(format!("persisting raft state failed: {e}"));
+                return;
+            }
+            if rd.must_sync {
+                crate::metrics_hooks::wal_fsync(started.elapsed());
+            }
+            // `advance` reads the snapshot and entries from the Ready too: clone, don't take.
+            if let Some(snap) = rd.snapshot.clone() {
+                self.shared
+                    .snapshot_index
+                    .store(snap.index(), Ordering::Release);
+                if self.apply.send(ApplyTask::Snapshot(snap)).is_err() {
+                    return;
+                }
+            }
+            if !rd.committed_entries.is_empty() {
+                let mut conf_states = HashMap::new();
+                for entry in &rd.committed_entries {
+                    if entry.kind() == EntryType::EntryNormal {
+                        continue;
+                    }
+                    match raft::decode_conf_change(entry) {
+                        Ok(cc) => {
+                            self.update_transport(&cc);
+                            match self.node.apply_conf_change(&cc) {
+                                Ok(cs) => {
+                                    conf_states.insert(entry.index, cs);
+                                }
+                                Err(e) => tracing::error!(error = %e, "applying a conf change"),
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "undecodable conf change entry"),
+                    }
+                }
+                // Cloned, not taken: `advance` reads the last index applied from the Ready.
+                let task = ApplyTask::Entries {
+                    entries: rd.committed_entries.clone(),
+                    conf_states,
+                };
+                if self.apply.send(task).is_err() {
+                    return;
+                }
+            }
+            self.send(std::mem::take(&mut rd.persisted_messages));
+            for rs in std::mem::take(&mut rd.read_states) {
+                let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_ref()) else {
+                    continue;
+                };
+                let ctx = u64::from_be_bytes(ctx);
+                if round.as_ref().is_some_and(|r| r.ctx == ctx) {
+                    let r = round.take().expect("checked above");
+                    for w in r.waiters {
+                        let _ = w.send(Ok(rs.index));
+                    }
+                }
+            }
+            self.node.advance(rd);
+        }
+    }
+
+    fn send(&self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut plain = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            if m.kind() == MessageType::MsgSnap {
+                let backend = self.shared.store.backend().clone();
+                let to = m.to;
+                tracing::info!(
+                    to = format!("{to:x}"),
+                    index = m.snapshot.as_ref().map(|s| s.index()),
+                    "sending a snapshot"
+                );
+                self.shared.transport().send_snapshot(
+                    m,
+                    Box::new(move |w: &mut dyn std::io::Write| {
+                        backend
+                            .snapshot_to(w)
+                            .map(|_| ())
+                            .map_err(|e| std::io::Error::other(e.to_string()))
+                    }),
+                );
+            } else {
+                plain.push(m);
+            }
+        }
+        if !plain.is_empty() {
+            self.shared.transport().send(plain);
+        }
+    }
+
+    /// Peers join the transport when their conf change commits, before it is applied, so the
+    /// new member hears from the leader at once (as etcd does).
+    fn update_transport(&self, cc: &raftpb::ConfChangeV2) {
+        let local = self.shared.member_id;
+        for change in &cc.changes {
+            let id = change.node_id;
+            if id == local {
+                continue;
+            }
+            match change.kind() {
+                ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode => {
+                    if let Ok(m) = serde_json::from_slice::<Member>(&cc.context) {
+                        if m.id == id {
+                            self.shared.transport().add_peer(id, m.peer_urls);
+                        }
+                    }
+                }
+                ConfChangeType::ConfChangeRemoveNode => self.shared.transport().remove_peer(id),
+                ConfChangeType::ConfChangeUpdateNode => {
+                    if let Ok(m) = serde_json::from_slice::<Member>(&cc.context) {
+                        self.shared.transport().update_peer(id, m.peer_urls);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,870 @@
+//! The member: raft, storage and the mvcc store wired together (etcd's `EtcdServer`).
+//!
+//! Threads: the raft thread ([`crate::raft_loop`]) owns raft and the WAL; the apply thread
+//! applies committed entries to the store in log order and wakes the callers waiting on them;
+//! gRPC handlers run on tokio and talk to both through channels.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use api::etcdserverpb::{InternalRaftRequest, RequestHeader};
+use backend::{Backend, BackendConfig};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+use prost::Message as _;
+use raft::{Config as RaftConfig, Peer, RawNode};
+use raftpb::{ConfChangeType, ConfState, Entry, EntryType};
+use tokio::sync::{oneshot, watch};
+
+use crate::apply::KvApplier;
+use crate::core::{Applied, Limits, ServerCore};
+use crate::error::ServerError;
+use crate::membership::{cluster_id, Member, Membership};
+use crate::raft_loop::{ApplyTask, RaftInput, RaftLoop};
+use crate::storage::{Dirs, DiskStorage, WalMetadata};
+
+/// etcd keeps this many entries in the raft log after a snapshot, so that a follower slightly
+/// behind catches up from the log rather than from a whole database (`snapshotCatchUpEntries`).
+pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
+/// Proposals refused while the apply thread lags the commit index by more (etcd's
+/// `maxGapBetweenApplyAndCommitIndex`).
+const MAX_APPLY_LAG: u64 = 5000;
+
+/// Everything the server core needs to start a member.
+#[derive(Debug, Clone)]
+pub struct ServerParams {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// This member's advertised peer URLs.
+    pub peer_urls: Vec<String>,
+    /// This member's advertised client URLs.
+    pub client_urls: Vec<String>,
+    /// `--initial-cluster`: every founding member's name and peer URLs.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// `--initial-cluster-state new`.
+    pub new_cluster: bool,
+    pub token: String,
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_count: u64,
+    pub snapshot_catch_up_entries: u64,
+    pub limits: Limits,
+    pub auto_compaction: Option<crate::config::AutoCompaction>,
+}
+
+impl ServerParams {
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot open the data dir: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("cannot open the backend: {0}")]
+    Backend(#[from] backend::Error),
+    #[error("cannot open the mvcc store: {0}")]
+    Mvcc(#[from] mvcc::Error),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("snap: {0}")]
+    Snap(#[from] snap::Error),
+}
+
+type Waiter = oneshot::Sender<Result<Applied, ServerError>>;
+
+/// State shared by the raft thread, the apply thread and the request handlers.
+pub(crate) struct Shared {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub name: String,
+    pub client_urls: Vec<String>,
+    pub store: Arc<mvcc::Store>,
+    pub term: AtomicU64,
+    pub leader: AtomicU64,
+    pub committed: AtomicU64,
+    pub applied: watch::Sender<u64>,
+    pub snapshot_index: AtomicU64,
+    pub leader_changes: AtomicU64,
+    pub membership: RwLock<Membership>,
+    pub raft_tx: Sender<RaftInput>,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    next_request_id: AtomicU64,
+    pub limits: Limits,
+    pub request_timeout: Duration,
+    pub election_timeout: Duration,
+    transport: OnceLock<rafthttp::Transport>,
+    /// Set when the member cannot go on (a failed fsync): every request fails from then on.
+    pub stopped: AtomicBool,
+    pub stop_notify: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn transport(&self) -> &rafthttp::Transport {
+        self.transport
+            .get()
+            .expect("transport set before the raft thread starts")
+    }
+
+    pub fn on_soft_state(&self, leader: u64, is_leader: bool) {
+        let before = self.leader.swap(leader, Ordering::AcqRel);
+        if before != leader {
+            if leader != 0 {
+                self.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::info!(
+                leader = format!("{leader:x}"),
+                is_leader,
+                "raft leader changed"
+            );
+        }
+        crate::metrics_hooks::leader(self.member_id, leader, before != leader && leader != 0);
+    }
+
+    pub fn fatal(&self, why: String) {
+        tracing::error!(reason = %why, "stopping the member");
+        self.stopped.store(true, Ordering::Release);
+        let _ = self.stop_notify.send(true);
+        for (_, w) in self.waiters.lock().drain() {
+            let _ = w.send(Err(ServerError::Stopped));
+        }
+    }
+
+    pub fn membership_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.membership.read().list()).unwrap_or_default()
+    }
+
+    fn wake(&self, id: u64, result: Result<Applied, ServerError>) {
+        let waiter = {
+            let mut waiters = self.waiters.lock();
+            let w = waiters.remove(&id);
+            crate::metrics_hooks::proposals_pending(waiters.len());
+            w
+        };
+        if let Some(w) = waiter {
+            let _ = w.send(result);
+        }
+    }
+}
+
+/// A running member. Cheap to clone (an `Arc`).
+#[derive(Clone)]
+pub struct EtcdServer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Raft and apply threads of a started member; joined by [`EtcdServer::stop`].
+pub struct Threads {
+    raft: Option<std::thread::JoinHandle<()>>,
+    apply: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EtcdServer {
+    /// Opens or creates the member's data dir, starts raft and apply threads and the peer
+    /// transport (on the current tokio runtime). Peers are served by the caller with
+    /// [`EtcdServer::peer_router`].
+    pub fn start(params: ServerParams) -> Result<(EtcdServer, Threads), StartError> {
+        let dirs = Dirs::new(&params.data_dir);
+        std::fs::create_dir_all(&dirs.snap).map_err(|e| {
+            StartError::Config(format!("cannot create {}: {e}", dirs.snap.display()))
+        })?;
+        let restarting = DiskStorage::exists(&dirs);
+        if !restarting && !params.new_cluster {
+            return Err(StartError::Config(
+                "joining an existing cluster (--initial-cluster-state existing) with an empty data dir is not supported yet".into(),
+            ));
+        }
+
+        let backend = Arc::new(Backend::open(&dirs.db, BackendConfig::default())?);
+        let store = Arc::new(mvcc::Store::open(
+            backend.clone(),
+            mvcc::StoreConfig::default(),
+        )?);
+
+        let (storage, member_id, cluster_id, snapshot, bootstrap_peers) = if restarting {
+            let rec = DiskStorage::open(&dirs)?;
+            let (ci, _) = store.consistent_index();
+            if rec.snapshot.index() > ci {
+                // A snapshot's database was received but not yet swapped in before a crash.
+                let db = rec.storage.snapshotter.db_path(rec.snapshot.index()).map_err(|e| {
+                    StartError::Config(format!(
+                        "the backend is at index {ci}, behind snapshot {}, and its database is missing: {e}",
+                        rec.snapshot.index()
+                    ))
+                })?;
+                restore_store_from(&store, &db)?;
+            }
+            tracing::info!(
+                member = format!("{:x}", rec.metadata.node_id),
+                cluster = format!("{:x}", rec.metadata.cluster_id),
+                snapshot = rec.snapshot.index(),
+                "restarting member from its data dir"
+            );
+            (
+                rec.storage,
+                rec.metadata.node_id,
+                rec.metadata.cluster_id,
+                rec.snapshot,
+                Vec::new(),
+            )
+        } else {
+            let members: Vec<Member> = params
+                .initial_cluster
+                .iter()
+                .map(|(name, urls)| Member::new(name, urls, &params.token, None))
+                .collect();
+            let mut local_urls = params.peer_urls.clone();
+            local_urls.sort();
+            let me = members
+                .iter()
+                .zip(&params.initial_cluster)
+                .find(|(m, (name, _))| *name == params.name && m.peer_urls == local_urls)
+                .map(|(m, _)| m.id)
+                .ok_or_else(|| {
+                    StartError::Config(format!(
+                        "couldn't find local name {:?} with peer URLs {:?} in the initial cluster configuration",
+                        params.name, params.peer_urls
+                    ))
+                })?;
+            let cid = cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+            let storage = DiskStorage::create(
+                &dirs,
+                &WalMetadata {
+                    node_id: me,
+                    cluster_id: cid,
+                },
+            )?;
+            let peers = members
+                .iter()
+                .map(|m| Peer {
+                    id: m.id,
+                    context: Bytes::from(serde_json::to_vec(m).expect("member serializes")),
+                })
+                .collect::<Vec<_>>();
+            tracing::info!(
+                member = format!("{me:x}"),
+                cluster = format!("{cid:x}"),
+                "starting a new member of a new cluster"
+            );
+            (storage, me, cid, raftpb::Snapshot::default(), peers)
+        };
+
+        let membership = Membership::load(&backend).map_err(StartError::Config)?;
+        if membership.removed.contains(&member_id) {
+            return Err(StartError::Config(format!(
+                "the member has been permanently removed from the cluster (member {member_id:x})"
+            )));
+        }
+        let (applied_index, _) = store.consistent_index();
+        let applied_index = applied_index.max(snapshot.index());
+        let (raft_tx, raft_rx) = crossbeam_channel::unbounded();
+        let (applied_tx, _) = watch::channel(applied_index);
+        let (stop_tx, _) = watch::channel(false);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let shared = Arc::new(Shared {
+            member_id,
+            cluster_id,
+            name: params.name.clone(),
+            client_urls: params.client_urls.clone(),
+            store: store.clone(),
+            term: AtomicU64::new(storage.mem.hard_state().term),
+            leader: AtomicU64::new(0),
+            committed: AtomicU64::new(storage.mem.hard_state().commit),
+            applied: applied_tx,
+            snapshot_index: AtomicU64::new(snapshot.index()),
+            leader_changes: AtomicU64::new(0),
+            membership: RwLock::new(membership),
+            raft_tx: raft_tx.clone(),
+            waiters: Mutex::new(HashMap::new()),
+            // etcd's idutil: the member id's low 16 bits, then milliseconds, then a counter.
+            next_request_id: AtomicU64::new(
+                ((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
+            ),
+            limits: params.limits,
+            request_timeout: params.request_timeout(),
+            election_timeout: params.election_timeout,
+            transport: OnceLock::new(),
+            stopped: AtomicBool::new(false),
+            stop_notify: stop_tx,
+        });
+
+        let transport = rafthttp::Transport::new(
+            rafthttp::TransportConfig {
+                member_id,
+                cluster_id,
+                dial_timeout: Duration::from_secs(1),
+            },
+            Arc::new(PeerHandler {
+                shared: Arc::downgrade(&shared),
+                snapshotter: snap::Snapshotter::new(&dirs.snap)?,
+            }),
+        );
+        let _ = shared.transport.set(transport);
+
+        let heartbeat_ms = params.heartbeat.as_millis().max(1) as u64;
+        let config = RaftConfig {
+            id: member_id,
+            election_tick: (params.election_timeout.as_millis() as u64 / heartbeat_ms).max(2)
+                as usize,
+            heartbeat_tick: 1,
+            applied: snapshot.index(),
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 4096 / 8,
+            max_uncommitted_entries_size: 1 << 30,
+            check_quorum: true,
+            pre_vote: true,
+            ..RaftConfig::default()
+        };
+        let mut node = RawNode::new(&config, storage.mem.clone())?;
+        if !bootstrap_peers.is_empty() {
+            node.bootstrap(&bootstrap_peers)?;
+            for p in &bootstrap_peers {
+                if let Ok(m) = serde_json::from_slice::<Member>(&p.context) {
+                    if m.id != member_id {
+                        shared.transport().add_peer(m.id, m.peer_urls);
+                    }
+                }
+            }
+        } else {
+            for m in shared.membership.read().list() {
+                if m.id != member_id {
+                    shared.transport().add_peer(m.id, m.peer_urls.clone());
+                }
+            }
+        }
+
+        let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+        let raft_loop = RaftLoop {
+            node,
+            storage,
+            shared: shared.clone(),
+            inputs: raft_rx,
+            apply: apply_tx,
+            heartbeat: params.heartbeat,
+            snapshot_catch_up_entries: params.snapshot_catch_up_entries,
+        };
+        let raft = std::thread::Builder::new()
+            .name("raft".into())
+            .spawn(move || raft_loop.run())
+            .map_err(|e| StartError::Config(format!("cannot start the raft thread: {e}")))?;
+        let applier = ApplyLoop {
+            shared: shared.clone(),
+            kv: KvApplier::new(store.clone()),
+            tasks: apply_rx,
+            snap_dir: dirs.snap.clone(),
+            snapshot_count: params.snapshot_count,
+            conf_state: ConfState::default(),
+            last_snapshot: snapshot.index(),
+        };
+        let apply = std::thread::Builder::new()
+            .name("apply".into())
+            .spawn(move || applier.run())
+            .map_err(|e| StartError::Config(format!("cannot start the apply thread: {e}")))?;
+
+        crate::metrics::metrics().set_member_id(member_id);
+        let server = EtcdServer { shared };
+        server.spawn_publish();
+        Ok((
+            server,
+            Threads {
+                raft: Some(raft),
+                apply: Some(apply),
+            },
+        ))
+    }
+
+    /// The peer listener's handlers: raft's transport plus etcd's `/members` and `/version`.
+    pub fn peer_router(&self) -> axum::Router {
+        let shared = self.shared.clone();
+        self.shared.transport().router().route(
+            "/members",
+            axum::routing::get(move || {
+                let shared = shared.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        shared.membership_json(),
+                    )
+                }
+            }),
+        )
+    }
+
+    pub fn membership(&self) -> Membership {
+        self.shared.membership.read().clone()
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.shared.applied.borrow()
+    }
+
+    pub fn committed_index(&self) -> u64 {
+        self.shared.committed.load(Ordering::Acquire)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader_id() == Some(self.shared.member_id)
+    }
+
+    pub fn leader_changes(&self) -> u64 {
+        self.shared.leader_changes.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the member stops (fatal error or [`EtcdServer::stop`]).
+    pub async fn stopped(&self) {
+        let mut rx = self.shared.stop_notify.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Asks raft to hand leadership to `to` and waits (bounded) until it has.
+    pub async fn transfer_leadership(&self, to: u64) -> Result<(), ServerError> {
+        let _ = self.shared.raft_tx.send(RaftInput::TransferLeader(to));
+        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.leader_id() == Some(to) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(ServerError::Timeout)
+    }
+
+    /// Stops raft, apply and the transport, and makes the backend durable.
+    pub fn stop(&self, mut threads: Threads) {
+        let _ = self.shared.raft_tx.send(RaftInput::Stop);
+        if let Some(t) = threads.raft.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = threads.apply.take() {
+            let _ = t.join();
+        }
+        self.shared.transport().stop();
+        if let Err(e) = self.shared.store.commit() {
+            tracing::error!(error = %e, "committing the backend at stop");
+        }
+        self.shared.stopped.store(true, Ordering::Release);
+        let _ = self.shared.stop_notify.send(true);
+    }
+
+    /// etcd's `publish`: once the member has a leader, records its name and client URLs in the
+    /// membership through raft, retrying until it succeeds.
+    fn spawn_publish(&self) {
+        let server = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if server.shared.stopped.load(Ordering::Acquire) {
+                    return;
+                }
+                let already = server
+                    .shared
+                    .membership
+                    .read()
+                    .members
+                    .get(&server.shared.member_id)
+                    .is_some_and(|m| {
+                        m.name == server.shared.name && m.client_urls == server.shared.client_urls
+                    });
+                if already {
+                    return;
+                }
+                let req = InternalRaftRequest {
+                    cluster_member_attr_set: Some(api::etcdserverpb::ClusterMemberAttrSetRequest {
+                        member_id: server.shared.member_id,
+                        member_attributes: Some(api::etcdserverpb::Attributes {
+                            name: server.shared.name.clone(),
+                            client_urls: server.shared.client_urls.clone(),
+                        }),
+                    }),
+                    ..Default::default()
+                };
+                match server.propose(req).await {
+                    Ok(_) => {
+                        tracing::info!("published local member to cluster through raft");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "publishing member attributes; will retry");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), ServerError> {
+        let mut rx = self.shared.applied.subscribe();
+        let waited = tokio::time::timeout(
+            self.shared.request_timeout,
+            rx.wait_for(|applied| *applied >= index),
+        )
+        .await
+        .map(|r| r.map(|_| ()));
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => Err(ServerError::TimeoutWaitAppliedIndex),
+        }
+    }
+}
+
+impl ServerCore for EtcdServer {
+    fn store(&self) -> &Arc<mvcc::Store> {
+        &self.shared.store
+    }
+
+    fn cluster_id(&self) -> u64 {
+        self.shared.cluster_id
+    }
+
+    fn member_id(&self) -> u64 {
+        self.shared.member_id
+    }
+
+    fn term(&self) -> u64 {
+        self.shared.term.load(Ordering::Acquire)
+    }
+
+    fn leader_id(&self) -> Option<u64> {
+        match self.shared.leader.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
+    async fn propose(&self, mut req: InternalRaftRequest) -> Result<Applied, ServerError> {
+        let shared = &self.shared;
+        if shared.stopped.load(Ordering::Acquire) {
+            return Err(ServerError::Stopped);
+        }
+        let applied = *shared.applied.borrow();
+        if shared.committed.load(Ordering::Acquire) > applied + MAX_APPLY_LAG {
+            return Err(ServerError::TooManyRequests);
+        }
+        let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let header = req.header.get_or_insert_with(RequestHeader::default);
+        header.id = id;
+        let data = req.encode_to_vec();
+        if data.len() > shared.limits.max_request_bytes {
+            return Err(ServerError::RequestTooLarge);
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiters = shared.waiters.lock();
+            waiters.insert(id, tx);
+            crate::metrics_hooks::proposals_pending(waiters.len());
+        }
+        let leader_before = shared.leader.load(Ordering::Acquire);
+        if shared
+            .raft_tx
+            .send(RaftInput::Propose(Bytes::from(data)))
+            .is_err()
+        {
+            shared.waiters.lock().remove(&id);
+            return Err(ServerError::Stopped);
+        }
+        match tokio::time::timeout(shared.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => {
+                shared.waiters.lock().remove(&id);
+                if shared.leader.load(Ordering::Acquire) != leader_before {
+                    Err(ServerError::TimeoutDueToLeaderFail)
+                } else {
+                    Err(ServerError::Timeout)
+                }
+            }
+        }
+    }
+
+    async fn read_barrier(&self) -> Result<(), ServerError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(ServerError::Stopped);
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.shared.raft_tx.send(RaftInput::ReadIndex(tx)).is_err() {
+            return Err(ServerError::Stopped);
+        }
+        let index = match tokio::time::timeout(self.shared.request_timeout, rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err(ServerError::Stopped),
+            Err(_) => return Err(ServerError::Timeout),
+        };
+        self.wait_applied(index).await
+    }
+}
+
+/// Replaces the store's contents with the database file at `path` (a snapshot received from the
+/// leader).
+fn restore_store_from(store: &mvcc::Store, path: &std::path::Path) -> Result<(), StartError> {
+    let engine = backend::RedbEngine::open(path)?;
+    let view = backend::Engine::view(&engine)?;
+    store.restore(view.as_ref())?;
+    store.commit()?;
+    Ok(())
+}
+
+/// The apply thread: applies committed entries in order, exactly once, and wakes their callers.
+struct ApplyLoop {
+    shared: Arc<Shared>,
+    kv: KvApplier,
+    tasks: Receiver<ApplyTask>,
+    snap_dir: PathBuf,
+    snapshot_count: u64,
+    conf_state: ConfState,
+    last_snapshot: u64,
+}
+
+impl ApplyLoop {
+    fn run(mut self) {
+        while let Ok(task) = self.tasks.recv() {
+            let applied = match task {
+                ApplyTask::Snapshot(snap) => match self.apply_snapshot(&snap) {
+                    Ok(()) => snap.index(),
+                    Err(e) => {
+                        self.shared
+                            .fatal(format!("applying snapshot {}: {e}", snap.index()));
+                        return;
+                    }
+                },
+                ApplyTask::Entries {
+                    entries,
+                    conf_states,
+                } => {
+                    let Some(last) = entries.last().map(|e| e.index) else {
+                        continue;
+                    };
+                    for entry in &entries {
+                        self.apply_entry(entry, conf_states.get(&entry.index));
+                    }
+                    last
+                }
+            };
+            crate::metrics_hooks::applied(applied);
+            self.shared.applied.send_replace(applied);
+            if applied > self.last_snapshot + self.snapshot_count {
+                // The snapshot must never be ahead of what the backend has made durable.
+                if let Err(e) = self.shared.store.commit() {
+                    self.shared
+                        .fatal(format!("committing the backend for a snapshot: {e}"));
+                    return;
+                }
+                self.last_snapshot = applied;
+                let _ = self.shared.raft_tx.send(RaftInput::TakeSnapshot {
+                    index: applied,
+                    conf_state: self.conf_state.clone(),
+                });
+            }
+        }
+    }
+
+    fn apply_snapshot(&mut self, snap: &raftpb::Snapshot) -> Result<(), String> {
+        let index = snap.index();
+        let (ci, _) = self.shared.store.consistent_index();
+        if index <= ci {
+            return Ok(());
+        }
+        let snapshotter = snap::Snapshotter::new(&self.snap_dir).map_err(|e| e.to_string())?;
+        let db = snapshotter.db_path(index).map_err(|e| e.to_string())?;
+        restore_store_from(&self.shared.store, &db).map_err(|e| e.to_string())?;
+        let membership = Membership::load(self.shared.store.backend())?;
+        let transport = self.shared.transport();
+        for m in membership.members.values() {
+            if m.id != self.shared.member_id {
+                transport.add_peer(m.id, m.peer_urls.clone());
+            }
+        }
+        for id in self.shared.membership.read().members.keys() {
+            if !membership.members.contains_key(id) {
+                transport.remove_peer(*id);
+            }
+        }
+        *self.shared.membership.write() = membership;
+        self.conf_state = snap.conf_state();
+        self.last_snapshot = index;
+        let _ = snapshotter.release_dbs_before(index);
+        tracing::info!(index, "applied a snapshot received from the leader");
+        Ok(())
+    }
+
+    fn apply_entry(&mut self, entry: &Entry, conf_state: Option<&ConfState>) {
+        match entry.kind() {
+            EntryType::EntryNormal => self.apply_normal(entry),
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                if let Some(cs) = conf_state {
+                    self.conf_state = cs.clone();
+                }
+                self.apply_conf_change(entry);
+            }
+        }
+    }
+
+    fn apply_normal(&mut self, entry: &Entry) {
+        let store = &self.shared.store;
+        if entry.data.is_empty() {
+            // A new leader's empty entry: only the consistent index moves.
+            store.apply(entry.index, entry.term, |_| ());
+            return;
+        }
+        let req = match InternalRaftRequest::decode(entry.data.as_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(index = entry.index, error = %e, "undecodable entry; skipped");
+                store.apply(entry.index, entry.term, |_| ());
+                return;
+            }
+        };
+        let id = req.header.as_ref().map_or(req.id, |h| h.id);
+        if let Some(attrs) = &req.cluster_member_attr_set {
+            let applied = store.apply(entry.index, entry.term, |txn| {
+                let mut membership = self.shared.membership.write();
+                if let Some(m) = membership.members.get_mut(&attrs.member_id) {
+                    if let Some(a) = &attrs.member_attributes {
+                        m.name = a.name.clone();
+                        m.client_urls = a.client_urls.clone();
+                    }
+                    Membership::save_member(txn.backend_tx(), m);
+                }
+            });
+            if applied.is_some() {
+                self.shared.wake(id, Ok(Applied::Empty));
+            }
+            return;
+        }
+        if req.cluster_version_set.is_some() {
+            store.apply(entry.index, entry.term, |_| ());
+            self.shared.wake(id, Ok(Applied::Empty));
+            return;
+        }
+        if let Some(result) = self.kv.apply(entry.index, entry.term, &req) {
+            crate::metrics_hooks::proposal_result(result.is_ok());
+            self.shared.wake(id, result);
+        }
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) {
+        let cc = match raft::decode_conf_change(entry) {
+            Ok(cc) => cc,
+            Err(e) => {
+                tracing::error!(index = entry.index, error = %e, "undecodable conf change; skipped");
+                self.shared.store.apply(entry.index, entry.term, |_| ());
+                return;
+            }
+        };
+        let shared = &self.shared;
+        shared.store.apply(entry.index, entry.term, |txn| {
+            let mut membership = shared.membership.write();
+            for change in &cc.changes {
+                let id = change.node_id;
+                match change.kind() {
+                    ConfChangeType::ConfChangeAddNode
+                    | ConfChangeType::ConfChangeAddLearnerNode => {
+                        let learner = change.kind() == ConfChangeType::ConfChangeAddLearnerNode;
+                        let mut m = match serde_json::from_slice::<Member>(&cc.context) {
+                            Ok(m) if m.id == id => m,
+                            _ => membership.members.get(&id).cloned().unwrap_or(Member {
+                                id,
+                                ..Member::default()
+                            }),
+                        };
+                        if let Some(existing) = membership.members.get(&id) {
+                            // A promotion keeps the published name and client URLs.
+                            m.name = existing.name.clone();
+                            m.client_urls = existing.client_urls.clone();
+                        }
+                        m.is_learner = learner;
+                        Membership::save_member(txn.backend_tx(), &m);
+                        membership.members.insert(id, m);
+                    }
+                    ConfChangeType::ConfChangeRemoveNode => {
+                        membership.members.remove(&id);
+                        membership.removed.insert(id);
+                        Membership::save_removed(txn.backend_tx(), id);
+                    }
+                    ConfChangeType::ConfChangeUpdateNode => {
+                        if let Ok(update) = serde_json::from_slice::<Member>(&cc.context) {
+                            if let Some(m) = membership.members.get_mut(&id) {
+                                m.peer_urls = update.peer_urls;
+                                Membership::save_member(txn.backend_tx(), m);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// What the peer transport calls into. It holds the shared state weakly: the shared state owns
+/// the transport, and a stopped member must release its backend.
+struct PeerHandler {
+    shared: std::sync::Weak<Shared>,
+    snapshotter: snap::Snapshotter,
+}
+
+impl PeerHandler {
+    fn to_raft(&self, input: RaftInput) {
+        if let Some(shared) = self.shared.upgrade() {
+            let _ = shared.raft_tx.send(input);
+        }
+    }
+}
+
+impl rafthttp::Raft for PeerHandler {
+    fn process(&self, msg: raftpb::Message) {
+        self.to_raft(RaftInput::Step(msg));
+    }
+
+    fn receive_snapshot(
+        &self,
+        msg: raftpb::Message,
+        db: &mut dyn std::io::Read,
+    ) -> Result<(), String> {
+        let index = msg.snapshot.as_ref().map_or(0, |s| s.index());
+        let dest = self.snapshotter.dir().join(format!("{index:016x}.snap.db"));
+        let info = backend::restore_snapshot(db, &dest).map_err(|e| e.to_string())?;
+        tracing::info!(index, bytes = info.bytes, "received a database snapshot");
+        crate::metrics_hooks::snapshot_received(msg.from);
+        self.to_raft(RaftInput::Step(msg));
+        Ok(())
+    }
+
+    fn report_unreachable(&self, id: u64) {
+        self.to_raft(RaftInput::Unreachable(id));
+    }
+
+    fn report_snapshot(&self, id: u64, status: rafthttp::SnapshotStatus) {
+        crate::metrics_hooks::snapshot_sent(id, status == rafthttp::SnapshotStatus::Finish);
+        let status = match status {
+            rafthttp::SnapshotStatus::Finish => raft::SnapshotStatus::Finish,
+            rafthttp::SnapshotStatus::Failure => raft::SnapshotStatus::Failure,
+        };
+        self.to_raft(RaftInput::SnapshotStatus(id, status));
+    }
+
+    fn is_removed(&self, id: u64) -> bool {
+        self.shared
+            .upgrade()
+            .is_some_and(|s| s.membership.read().removed.contains(&id))
+    }
+
+    fn removed_from_cluster(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.fatal("the member has been permanently removed from the cluster".into());
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! In-process test support: a [`ServerCore`] that applies each proposal at once on a store in
+//! a temporary directory (one member, its own leader), and the KV and Watch services served
+//! on `127.0.0.1:0`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::etcdserverpb::InternalRaftRequest;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::apply::KvApplier;
+use crate::core::{Applied, Limits, ServerCore};
+use crate::error::ServerError;
+use crate::kv_service::KvService;
+use crate::watch_service::WatchService;
+
+pub const CLUSTER_ID: u64 = 0xc1;
+pub const MEMBER_ID: u64 = 0x1d;
+pub const TERM: u64 = 2;
+
+/// A single member that applies proposals as they come, in order.
+pub struct DirectCore {
+    applier: KvApplier,
+    /// The last raft index handed out; held while applying so entries apply in index order.
+    last_index: Mutex<u64>,
+    has_leader: AtomicBool,
+    read_barriers: AtomicU64,
+    limits: Limits,
+    // Dropped after the store (fields drop in order), which closes the database first.
+    _dir: tempfile::TempDir,
+}
+
+impl DirectCore {
+    pub fn new(limits: Limits) -> std::io::Result<Arc<Self>> {
+        Self::with_lease_check(limits, |_| false)
+    }
+
+    /// `lease_exists` answers for the leases a put names.
+    pub fn with_lease_check(
+        limits: Limits,
+        lease_exists: impl Fn(i64) -> bool + Send + Sync + 'static,
+    ) -> std::io::Result<Arc<Self>> {
+        let dir = tempfile::tempdir()?;
+        let io = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+        let backend = backend::Backend::open(dir.path().join("db"), Default::default())
+            .map_err(|e| io(&e))?;
+        let config = mvcc::StoreConfig {
+            watch_sync_interval: Duration::from_millis(10),
+            compaction_batch_limit: 100,
+            compaction_batch_pause: Duration::ZERO,
+            ..Default::default()
+        };
+        let store = mvcc::Store::open(Arc::new(backend), config).map_err(|e| io(&e))?;
+        Ok(Arc::new(Self {
+            applier: KvApplier::with_lease_check(Arc::new(store), lease_exists),
+            last_index: Mutex::new(0),
+            has_leader: AtomicBool::new(true),
+            read_barriers: AtomicU64::new(0),
+            limits,
+            _dir: dir,
+        }))
+    }
+
+    /// Whether this member knows a leader (it is its own); proposals still apply without one.
+    pub fn set_leader(&self, has_leader: bool) {
+        self.has_leader.store(has_leader, Ordering::SeqCst);
+    }
+
+    /// How many linearizable read barriers were asked for.
+    pub fn read_barriers(&self) -> u64 {
+        self.read_barriers.load(Ordering::SeqCst)
+    }
+}
+
+impl ServerCore for DirectCore {
+    fn store(&self) -> &Arc<mvcc::Store> {
+        self.applier.store()
+    }
+
+    fn cluster_id(&self) -> u64 {
+        CLUSTER_ID
+    }
+
+    fn member_id(&self) -> u64 {
+        MEMBER_ID
+    }
+
+    fn term(&self) -> u64 {
+        TERM
+    }
+
+    fn leader_id(&self) -> Option<u64> {
+        self.has_leader.load(Ordering::SeqCst).then_some(MEMBER_ID)
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, ServerError> {
+        let mut last = self.last_index.lock();
+        *last += 1;
+        self.applier
+            .apply(*last, TERM, &req)
+            .unwrap_or_else(|| Err(ServerError::Internal("entry applied twice".into())))
+    }
+
+    async fn read_barrier(&self) -> Result<(), ServerError> {
+        self.read_barriers.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The KV and Watch services of `core` on a free port of 127.0.0.1; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start<C: ServerCore>(
+        core: Arc<C>,
+        progress_notify_interval: Duration,
+    ) -> std::io::Result<TestServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let incoming = futures::stream::unfold(listener, |listener| async move {
+            let accepted = listener.accept().await.map(|(stream, _)| {
+                let _ = stream.set_nodelay(true);
+                stream
+            });
+            Some((accepted, listener))
+        });
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let router = tonic::transport::Server::builder()
+            .add_service(KvService::new(core.clone()).into_server())
+            .add_service(WatchService::new(core, progress_notify_interval).into_server());
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+                tracing::error!(error = %e, "test server failed");
+            }
+        });
+        Ok(TestServer {
+            addr,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
