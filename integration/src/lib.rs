@@ -15,9 +15,12 @@
 //! our etcdctl next to the test executable, to run side by side with [`real_etcdctl`].
 //!
 //! [`server_tests!`] runs one test body against both servers (`<name>::etcd34` and `<name>::etcd_rs`).
+//! Suites written for the default server (`ClusterSpec::default()`, e.g. etcdctl's) run against ours
+//! with `ETCD_RS_TEST_ETCD_BIN=<target dir>/release/etcd`.
 //!
-//! Comparing outputs ([`output`] has the masking helpers): etcdctl 3.4 may write a JSON `retrying of unary invoker failed` warning to stderr
-//! before an `Error: ...` line, so compare the last stderr line, not all of stderr.
+//! Comparing outputs ([`output`] has the masking helpers): etcdctl 3.4 may write a JSON `retrying of
+//! unary invoker failed` warning to stderr before an `Error: ...` line, so compare the last stderr line,
+//! not all of stderr.
 //!
 //! Guarantees every test relies on:
 //! - every port is below 32768 (outside the kernel's ephemeral range) and reserved with a lock file under

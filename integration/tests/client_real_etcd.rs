@@ -231,6 +231,17 @@ async fn kv_range_options_txn_and_compaction_behave_as_etcd(server: ServerBinary
     );
 }
 
+/// Waits (bounded) for a watch to be created: against a server that never answers, creation retries
+/// for ever.
+async fn created(
+    watch: impl std::future::Future<Output = client::Result<client::WatchStream>>,
+) -> client::WatchStream {
+    tokio::time::timeout(WAIT, watch)
+        .await
+        .expect("the watch is created in time")
+        .expect("create the watch")
+}
+
 /// A follower's index, and every client URL with that follower's first.
 fn follower_first(cluster: &Cluster) -> (usize, Vec<String>) {
     let leader = cluster.wait_for_leader(WAIT).expect("a leader");
@@ -275,16 +286,14 @@ async fn watch_resumes_on_another_member_without_gaps_or_repeats(server: ServerB
     let watcher = connect(&urls).await;
     let writer = connect(&urls[1..]).await;
 
-    let mut stream = watcher
-        .watch(
-            "w/",
-            WatchOptions {
-                range_end: prefix_range_end(b"w/"),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut stream = created(watcher.watch(
+        "w/",
+        WatchOptions {
+            range_end: prefix_range_end(b"w/"),
+            ..Default::default()
+        },
+    ))
+    .await;
     for i in 0..5 {
         writer.put_kv(format!("w/{i:02}"), "v").await.unwrap();
     }
@@ -320,16 +329,14 @@ async fn watch_resumes_across_a_server_restart(server: ServerBinary) {
     })
     .expect("cluster");
     let c = connect(&cluster.client_urls()).await;
-    let mut stream = c
-        .watch(
-            "r/",
-            WatchOptions {
-                range_end: prefix_range_end(b"r/"),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut stream = created(c.watch(
+        "r/",
+        WatchOptions {
+            range_end: prefix_range_end(b"r/"),
+            ..Default::default()
+        },
+    ))
+    .await;
     c.put_kv("r/1", "v").await.unwrap();
     c.put_kv("r/2", "v").await.unwrap();
     let mut seen = collect_puts(&mut stream, 2).await;
@@ -364,16 +371,14 @@ async fn watch_from_a_compacted_revision_is_canceled_with_the_compact_revision(
     })
     .await
     .unwrap();
-    let mut stream = c
-        .watch(
-            "k",
-            WatchOptions {
-                start_revision: rev - 1,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut stream = created(c.watch(
+        "k",
+        WatchOptions {
+            start_revision: rev - 1,
+            ..Default::default()
+        },
+    ))
+    .await;
     let error = tokio::time::timeout(WAIT, stream.message())
         .await
         .unwrap()
@@ -398,12 +403,7 @@ async fn many_watches_share_one_stream_and_progress_requests_answer(server: Serv
     let watcher = c.watcher();
     let mut streams = Vec::new();
     for i in 0..20 {
-        streams.push(
-            watcher
-                .watch(format!("m/{i}"), WatchOptions::default())
-                .await
-                .unwrap(),
-        );
+        streams.push(created(watcher.watch(format!("m/{i}"), WatchOptions::default())).await);
     }
     let ids: BTreeSet<i64> = streams.iter().map(|s| s.watch_id()).collect();
     assert_eq!(

@@ -273,7 +273,7 @@ fn kv_watch_and_maintenance_commands_print_etcdctls_output(server: ServerBinary)
         expect(
             at(
                 &endpoints,
-                &["get", &k("a"), "--rev", &(start_revision).to_string()],
+                &["get", &k("a"), "--rev", &start_revision.to_string()],
             ),
             &format!("{p}/a\n1\n"),
         );
@@ -370,12 +370,11 @@ fn kv_watch_and_maintenance_commands_print_etcdctls_output(server: ServerBinary)
         );
 
         let defrag = ok(at(&endpoints, &["defrag", "--cluster"]));
-        let expected: Vec<String> = cluster
+        let mut expected: Vec<String> = cluster
             .client_urls()
             .iter()
             .map(|url| format!("Finished defragmenting etcd member[{url}]"))
             .collect();
-        let mut expected = expected;
         expected.sort();
         assert_eq!(sorted_lines(&defrag), expected, "{label}");
 
