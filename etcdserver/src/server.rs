@@ -33,6 +33,8 @@ pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 /// Proposals refused while the apply thread lags the commit index by more (etcd's
 /// `maxGapBetweenApplyAndCommitIndex`).
 const MAX_APPLY_LAG: u64 = 5000;
+/// How often a member checks that its attributes were published, and proposes them if not.
+const PUBLISH_RETRY: Duration = Duration::from_millis(100);
 
 /// Everything the server core needs to start a member.
 #[derive(Debug, Clone)]
@@ -202,6 +204,20 @@ impl EtcdServer {
                 })?;
                 restore_store_from(&store, &db)?;
             }
+            if params.new_cluster {
+                if let Ok((_, me, cid)) = identity_from_flags(&params) {
+                    // Only when both differ: a member whose cluster changed at runtime still
+                    // matches by its own id, and one whose URLs changed by its cluster's.
+                    if me != rec.metadata.node_id && cid != rec.metadata.cluster_id {
+                        return Err(StartError::Config(format!(
+                            "data dir {} belongs to member {:x} of cluster {:x}, but --name, --initial-cluster and --initial-cluster-token describe member {me:x} of cluster {cid:x}; give this member its own data dir",
+                            params.data_dir.display(),
+                            rec.metadata.node_id,
+                            rec.metadata.cluster_id,
+                        )));
+                    }
+                }
+            }
             tracing::info!(
                 member = format!("{:x}", rec.metadata.node_id),
                 cluster = format!("{:x}", rec.metadata.cluster_id),
@@ -216,25 +232,7 @@ impl EtcdServer {
                 Vec::new(),
             )
         } else {
-            let members: Vec<Member> = params
-                .initial_cluster
-                .iter()
-                .map(|(name, urls)| Member::new(name, urls, &params.token, None))
-                .collect();
-            let mut local_urls = params.peer_urls.clone();
-            local_urls.sort();
-            let me = members
-                .iter()
-                .zip(&params.initial_cluster)
-                .find(|(m, (name, _))| *name == params.name && m.peer_urls == local_urls)
-                .map(|(m, _)| m.id)
-                .ok_or_else(|| {
-                    StartError::Config(format!(
-                        "couldn't find local name {:?} with peer URLs {:?} in the initial cluster configuration",
-                        params.name, params.peer_urls
-                    ))
-                })?;
-            let cid = cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+            let (members, me, cid) = identity_from_flags(&params)?;
             let storage = DiskStorage::create(
                 &dirs,
                 &WalMetadata {
@@ -455,48 +453,62 @@ impl EtcdServer {
         }
         self.shared.stopped.store(true, Ordering::Release);
         let _ = self.shared.stop_notify.send(true);
+        // Nothing will apply them now; their callers (and their handles on the member) go.
+        for (_, w) in self.shared.waiters.lock().drain() {
+            let _ = w.send(Err(ServerError::Stopped));
+        }
     }
 
     /// etcd's `publish`: once the member has a leader, records its name and client URLs in the
     /// membership through raft, retrying until it succeeds.
     fn spawn_publish(&self) {
-        let server = self.clone();
+        // The loop holds the member only weakly and never waits on a proposal: it proposes,
+        // then looks at the applied membership again, so a stopped member is released at once.
+        let weak = Arc::downgrade(&self.shared);
+        let mut stopped = self.shared.stop_notify.subscribe();
         tokio::spawn(async move {
             loop {
-                if server.shared.stopped.load(Ordering::Acquire) {
-                    return;
-                }
-                let already = server
-                    .shared
-                    .membership
-                    .read()
-                    .members
-                    .get(&server.shared.member_id)
-                    .is_some_and(|m| {
-                        m.name == server.shared.name && m.client_urls == server.shared.client_urls
-                    });
-                if already {
-                    return;
-                }
-                let req = InternalRaftRequest {
-                    cluster_member_attr_set: Some(api::etcdserverpb::ClusterMemberAttrSetRequest {
-                        member_id: server.shared.member_id,
-                        member_attributes: Some(api::etcdserverpb::Attributes {
-                            name: server.shared.name.clone(),
-                            client_urls: server.shared.client_urls.clone(),
-                        }),
-                    }),
-                    ..Default::default()
-                };
-                match server.propose(req).await {
-                    Ok(_) => {
+                {
+                    let Some(shared) = weak.upgrade() else { return };
+                    if shared.stopped.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let published = shared
+                        .membership
+                        .read()
+                        .members
+                        .get(&shared.member_id)
+                        .is_some_and(|m| {
+                            m.name == shared.name && m.client_urls == shared.client_urls
+                        });
+                    if published {
                         tracing::info!("published local member to cluster through raft");
                         return;
                     }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "publishing member attributes; will retry");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    if shared.leader.load(Ordering::Acquire) != 0 {
+                        let req = InternalRaftRequest {
+                            header: Some(RequestHeader {
+                                id: shared.next_request_id.fetch_add(1, Ordering::Relaxed),
+                                ..Default::default()
+                            }),
+                            cluster_member_attr_set: Some(
+                                api::etcdserverpb::ClusterMemberAttrSetRequest {
+                                    member_id: shared.member_id,
+                                    member_attributes: Some(api::etcdserverpb::Attributes {
+                                        name: shared.name.clone(),
+                                        client_urls: shared.client_urls.clone(),
+                                    }),
+                                },
+                            ),
+                            ..Default::default()
+                        };
+                        let data = Bytes::from(req.encode_to_vec());
+                        let _ = shared.raft_tx.send(RaftInput::Propose(data));
                     }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(PUBLISH_RETRY) => {}
+                    _ = stopped.wait_for(|s| *s) => return,
                 }
             }
         });
@@ -606,6 +618,31 @@ impl ServerCore for EtcdServer {
         };
         self.wait_applied(index).await
     }
+}
+
+/// The founding members, this member's id and the cluster id that `--initial-cluster`,
+/// `--initial-advertise-peer-urls` and `--initial-cluster-token` give, computed as etcd does.
+fn identity_from_flags(params: &ServerParams) -> Result<(Vec<Member>, u64, u64), StartError> {
+    let members: Vec<Member> = params
+        .initial_cluster
+        .iter()
+        .map(|(name, urls)| Member::new(name, urls, &params.token, None))
+        .collect();
+    let mut local_urls = params.peer_urls.clone();
+    local_urls.sort();
+    let me = members
+        .iter()
+        .zip(&params.initial_cluster)
+        .find(|(m, (name, _))| *name == params.name && m.peer_urls == local_urls)
+        .map(|(m, _)| m.id)
+        .ok_or_else(|| {
+            StartError::Config(format!(
+        "couldn't find local name {:?} with peer URLs {:?} in the initial cluster configuration",
+        params.name, params.peer_urls
+            ))
+        })?;
+    let cid = cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+    Ok((members, me, cid))
 }
 
 /// Replaces the store's contents with the database file at `path` (a snapshot received from the

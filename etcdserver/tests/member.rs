@@ -274,3 +274,28 @@ async fn three_members_replicate_and_a_lagging_one_catches_up_by_snapshot() {
         n.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_another_cluster_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, threads) = EtcdServer::start(params(dir.path(), 1000)).unwrap();
+    wait_leader(&server).await;
+    server.stop(threads);
+    drop(server);
+    let other = ServerParams {
+        token: "another-cluster".into(),
+        ..params(dir.path(), 1000)
+    };
+    let err = match EtcdServer::start(other) {
+        Ok(_) => panic!("a data dir of another cluster must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("belongs to member b71f75320dc06a6c of cluster"),
+        "{err}"
+    );
+    // The member's own flags still start it, with its data.
+    let (server, threads) = EtcdServer::start(params(dir.path(), 1000)).unwrap();
+    wait_leader(&server).await;
+    server.stop(threads);
+}

@@ -51,7 +51,8 @@ mod wal;
 pub use error::{Corruption, Error};
 pub use record::{testing, HardState, SnapshotMarker, WalEntry};
 pub use wal::{
-    exists, purge_segments, snapshot_markers, Wal, WalContents, WalOptions, DEFAULT_SEGMENT_SIZE, MAX_ENTRY_BYTES,
+    exists, purge_segments, snapshot_markers, Wal, WalContents, WalOptions, DEFAULT_SEGMENT_SIZE,
+    MAX_ENTRY_BYTES,
 };
 
 /// Entry points for fuzzing and property tests of the decoder; not part of the stable API.
