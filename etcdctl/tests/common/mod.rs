@@ -36,46 +36,7 @@ pub fn ok(cluster: &Cluster, args: &[&str]) -> String {
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
-/// Drops the zap log lines the Go client writes to stderr (retries, snapshot progress).
-pub fn without_logs(stderr: &str) -> String {
-    stderr
-        .lines()
-        .filter(|l| !l.starts_with("{\"level\":"))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-/// Output with the parts that depend on when a command ran replaced: revisions and versions
-/// (a mutation done twice lands at different revisions) and durations.
-pub fn masked(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    const KEYS: [&str; 6] = [
-        "revision\":",
-        "Revision\" : ",
-        "\"version\":",
-        "Version\" : ",
-        "\"raft_term\":",
-        "RaftTerm\" : ",
-    ];
-    'outer: while !rest.is_empty() {
-        for key in KEYS {
-            if let Some(after) = rest.strip_prefix(key) {
-                out.push_str(key);
-                let digits = after
-                    .find(|c: char| !c.is_ascii_digit() && c != '-')
-                    .unwrap_or(after.len());
-                out.push('N');
-                rest = &after[digits..];
-                continue 'outer;
-            }
-        }
-        let c = rest.chars().next().expect("non-empty");
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    out
-}
+pub use integration::output::{masked, without_logs};
 
 /// What a run shows a user: exit code, stdout, stderr without log lines.
 pub fn shown(out: &CmdOutput) -> (Option<i32>, String, String) {
