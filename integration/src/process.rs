@@ -524,6 +524,11 @@ pub(crate) fn spawn_tied(mut command: Command) -> io::Result<Child> {
             if libc::getppid() != parent {
                 return Err(io::Error::other("test process exited while spawning"));
             }
+            // A test run started in the background of a shell inherits SIGINT and SIGQUIT
+            // ignored, and a child cannot trap a signal ignored on entry; `interrupt` relies on
+            // SIGINT reaching the child's handler, as it does for a user pressing Ctrl-C.
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
             Ok(())
         });
     }
