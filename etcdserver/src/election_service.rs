@@ -320,3 +320,245 @@ impl<C: ServerCore> Election for ElectionService<C> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use api::v3electionpb::election_client::ElectionClient;
+    use tonic::transport::Channel;
+    use tonic::{Code, Streaming};
+
+    use crate::lock_service::tests::{Fixture, WAIT};
+
+    async fn client(f: &Fixture) -> ElectionClient<Channel> {
+        ElectionClient::connect(f.server.endpoint()).await.unwrap()
+    }
+
+    fn campaign_request(name: &str, lease: i64, value: &str) -> epb::CampaignRequest {
+        epb::CampaignRequest {
+            name: name.into(),
+            lease,
+            value: value.into(),
+        }
+    }
+
+    type CampaignCall = tokio::task::JoinHandle<Result<epb::CampaignResponse, Status>>;
+
+    fn spawn_campaign(c: &ElectionClient<Channel>, req: epb::CampaignRequest) -> CampaignCall {
+        let mut c = c.clone();
+        tokio::spawn(async move { c.campaign(req).await.map(Response::into_inner) })
+    }
+
+    async fn elected(call: CampaignCall) -> epb::LeaderKey {
+        tokio::time::timeout(WAIT, call)
+            .await
+            .expect("campaign never returned")
+            .unwrap()
+            .unwrap()
+            .leader
+            .unwrap()
+    }
+
+    async fn leader_value(c: &mut ElectionClient<Channel>, name: &str) -> Result<Vec<u8>, Status> {
+        let resp = c.leader(epb::LeaderRequest { name: name.into() }).await?;
+        Ok(resp.into_inner().kv.unwrap().value)
+    }
+
+    async fn next_value(observed: &mut Streaming<epb::LeaderResponse>) -> Vec<u8> {
+        let resp = tokio::time::timeout(WAIT, observed.message())
+            .await
+            .expect("observe sent nothing")
+            .unwrap()
+            .expect("observe ended");
+        let header = resp.header.unwrap();
+        let kv = resp.kv.unwrap();
+        assert!(header.revision >= kv.mod_revision);
+        kv.value
+    }
+
+    fn unknown(message: &str) -> (Code, String) {
+        (Code::Unknown, message.to_string())
+    }
+
+    fn status_of<T: std::fmt::Debug>(r: Result<T, Status>) -> (Code, String) {
+        let e = r.unwrap_err();
+        (e.code(), e.message().to_string())
+    }
+
+    #[tokio::test]
+    async fn campaign_proclaim_observe_and_resign_hand_leadership_over() {
+        let f = Fixture::start().await;
+        let mut c = client(&f).await;
+        assert_eq!(
+            status_of(leader_value(&mut c, "e").await),
+            unknown("election: no leader")
+        );
+        let mut observed = c
+            .observe(epb::LeaderRequest { name: "e".into() })
+            .await
+            .unwrap()
+            .into_inner();
+
+        let a = elected(spawn_campaign(&c, campaign_request("e", 10, "a"))).await;
+        assert_eq!(
+            (a.name.as_slice(), a.key.as_slice()),
+            (&b"e"[..], &b"e/a"[..])
+        );
+        assert_eq!(a.lease, 10);
+        let stored = f.get(b"e/a").await.unwrap();
+        assert_eq!((stored.create_revision, stored.lease), (a.rev, 10));
+        assert_eq!(next_value(&mut observed).await, b"a");
+
+        let b = spawn_campaign(&c, campaign_request("e", 11, "b"));
+        f.until_present(b"e/b", true).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!b.is_finished(), "b elected while a leads");
+
+        c.proclaim(epb::ProclaimRequest {
+            leader: Some(a.clone()),
+            value: b"a2".to_vec(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(leader_value(&mut c, "e").await.unwrap(), b"a2");
+        assert_eq!(next_value(&mut observed).await, b"a2");
+
+        let resigned = c
+            .resign(epb::ResignRequest {
+                leader: Some(a.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(f.get(b"e/a").await.is_none());
+        assert_eq!(
+            resigned.header.unwrap().revision,
+            f.get(b"e/b").await.unwrap().create_revision + 2
+        );
+        let b = elected(b).await;
+        assert_eq!(b.key, b"e/b");
+        assert_eq!(leader_value(&mut c, "e").await.unwrap(), b"b");
+        assert_eq!(next_value(&mut observed).await, b"b");
+
+        // The old leadership is gone: proclaiming with it fails, resigning it does nothing.
+        let stale = c
+            .proclaim(epb::ProclaimRequest {
+                leader: Some(a.clone()),
+                value: b"again".to_vec(),
+            })
+            .await;
+        assert_eq!(status_of(stale), unknown("election: not leader"));
+        c.resign(epb::ResignRequest { leader: Some(a) })
+            .await
+            .unwrap();
+        assert_eq!(leader_value(&mut c, "e").await.unwrap(), b"b");
+
+        // A leader whose lease expires is replaced by the next candidate.
+        let next = spawn_campaign(&c, campaign_request("e", 12, "c"));
+        f.until_present(b"e/c", true).await;
+        f.delete(&b.key).await;
+        assert_eq!(elected(next).await.key, b"e/c");
+        assert_eq!(next_value(&mut observed).await, b"c");
+    }
+
+    #[tokio::test]
+    async fn campaigning_again_with_the_same_lease_keeps_the_place_and_takes_the_value() {
+        let f = Fixture::start().await;
+        let mut c = client(&f).await;
+        let first = elected(spawn_campaign(&c, campaign_request("s", 20, "x"))).await;
+        let again = elected(spawn_campaign(&c, campaign_request("s", 20, "y"))).await;
+        assert_eq!((again.key, again.rev), (first.key, first.rev));
+        assert_eq!(leader_value(&mut c, "s").await.unwrap(), b"y");
+    }
+
+    #[tokio::test]
+    async fn observe_follows_each_leader_value_in_order() {
+        let f = Fixture::start().await;
+        let mut c = client(&f).await;
+        let leader = elected(spawn_campaign(&c, campaign_request("o", 30, "v0"))).await;
+        for i in 1..=5 {
+            c.proclaim(epb::ProclaimRequest {
+                leader: Some(leader.clone()),
+                value: format!("v{i}").into_bytes(),
+            })
+            .await
+            .unwrap();
+        }
+        // A new observer starts from the current value, then sees each later one.
+        let mut observed = c
+            .observe(epb::LeaderRequest { name: "o".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(next_value(&mut observed).await, b"v5");
+        for i in 6..=9 {
+            c.proclaim(epb::ProclaimRequest {
+                leader: Some(leader.clone()),
+                value: format!("v{i}").into_bytes(),
+            })
+            .await
+            .unwrap();
+        }
+        for i in 6..=9 {
+            assert_eq!(
+                next_value(&mut observed).await,
+                format!("v{i}").into_bytes()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_campaign_withdraws_its_candidate() {
+        let f = Fixture::start().await;
+        let c = client(&f).await;
+        elected(spawn_campaign(&c, campaign_request("w", 40, "lead"))).await;
+        let cancelled = spawn_campaign(&c, campaign_request("w", 41, "next"));
+        f.until_present(b"w/29", true).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!cancelled.is_finished(), "elected while another leads");
+        cancelled.abort();
+        f.until_present(b"w/29", false).await;
+        assert!(f.get(b"w/28").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn election_errors_are_etcds() {
+        let f = Fixture::start().await;
+        let mut c = client(&f).await;
+        let missing = "\"leader\" field must be provided";
+        let proclaim = c
+            .proclaim(epb::ProclaimRequest {
+                leader: None,
+                value: b"v".to_vec(),
+            })
+            .await;
+        assert_eq!(status_of(proclaim), unknown(missing));
+        let resign = c.resign(epb::ResignRequest { leader: None }).await;
+        assert_eq!(status_of(resign), unknown(missing));
+        let unknown_lease = c.campaign(campaign_request("x", 555, "v")).await;
+        assert_eq!(
+            status_of(unknown_lease),
+            unknown("etcdserver: requested lease not found")
+        );
+        let no_lease = c.campaign(campaign_request("x", 0, "v")).await;
+        assert_eq!(
+            status_of(no_lease),
+            unknown(crate::lock_service::SESSION_LEASE_NEEDED)
+        );
+        // Proclaiming with a key that was never elected.
+        let never = c
+            .proclaim(epb::ProclaimRequest {
+                leader: Some(epb::LeaderKey {
+                    name: b"x".to_vec(),
+                    key: b"x/1".to_vec(),
+                    rev: 1,
+                    lease: 1,
+                }),
+                value: b"v".to_vec(),
+            })
+            .await;
+        assert_eq!(status_of(never), unknown("election: not leader"));
+    }
+}
