@@ -327,6 +327,7 @@ mod tests {
     use std::time::Duration;
 
     use api::v3electionpb::election_client::ElectionClient;
+    use api::v3lockpb as lockpb;
     use tonic::transport::Channel;
     use tonic::{Code, Streaming};
 
@@ -560,5 +561,79 @@ mod tests {
             })
             .await;
         assert_eq!(status_of(never), unknown("election: not leader"));
+    }
+
+    /// The client crate's recipes (what etcdctl runs) and these services share one key
+    /// layout, so they exclude each other and see each other's leaders.
+    #[tokio::test]
+    async fn services_interoperate_with_the_client_side_recipes() {
+        use client::concurrency::{Election as ClientElection, Mutex, Session};
+        let f = Fixture::start().await;
+        let c = client::Client::connect(&[f.server.endpoint()], Default::default())
+            .await
+            .unwrap();
+
+        // A client-side holder blocks a server-side Lock until it unlocks.
+        let session = Session::with_lease(&c, 50);
+        let held = Mutex::lock(&session, "shared").await.unwrap();
+        assert_eq!(held.key(), b"shared/32");
+        let waiting = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.lock(lockpb::LockRequest {
+                    name: b"shared".to_vec(),
+                    lease: 51,
+                })
+                .await
+            })
+        };
+        f.until_present(b"shared/33", true).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !waiting.is_finished(),
+            "server lock granted while a client holds it"
+        );
+        held.unlock(&c).await.unwrap();
+        let locked = tokio::time::timeout(WAIT, waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(locked.key, b"shared/33");
+
+        // A client-side leader is the server's leader; its resignation elects the server's
+        // candidate, which the client side then sees.
+        let mut mine = ClientElection::new("vote");
+        mine.campaign(&session, "client").await.unwrap();
+        let leader = c
+            .leader(epb::LeaderRequest {
+                name: b"vote".to_vec(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(leader.kv.unwrap().value, b"client");
+        let mut observed = c.observe("vote").await.unwrap();
+        assert_eq!(next_value(&mut observed).await, b"client");
+        let candidate = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.campaign(epb::CampaignRequest {
+                    name: b"vote".to_vec(),
+                    lease: 52,
+                    value: b"server".to_vec(),
+                })
+                .await
+            })
+        };
+        f.until_present(b"vote/34", true).await;
+        mine.resign(&c).await.unwrap();
+        let elected = tokio::time::timeout(WAIT, candidate)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(elected.leader.unwrap().key, b"vote/34");
+        assert_eq!(next_value(&mut observed).await, b"server");
+        assert_eq!(mine.leader(&c).await.unwrap().value, b"server");
     }
 }
