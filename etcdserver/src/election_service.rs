@@ -22,7 +22,8 @@ use crate::error::ServerError;
 use crate::kv_service::GRPC_OVERHEAD_BYTES;
 use crate::lock_service::{
     create_revision_is, get, op, participants_prefix, put, range_kvs, recipe_status,
-    remove_participant, session_key, under_prefix, CleanupOnCancel, RecipeError, RecipeKv,
+    remove_participant, session_key, txn_disagrees, under_prefix, CleanupOnCancel, RecipeError,
+    RecipeKv,
 };
 
 /// Leader responses queued for an observer before the observing task waits for it.
@@ -74,7 +75,7 @@ impl<C: ServerCore> ElectionService<C> {
         if !resp.succeeded {
             // This lease already campaigns: keep its place, take the new value.
             let Some(existing) = range_kvs(&resp, 0).first() else {
-                return Err(RecipeError::NotLeader);
+                return Err(txn_disagrees().into());
             };
             revision = existing.create_revision;
             if existing.value != r.value {

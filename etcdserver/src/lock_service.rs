@@ -200,6 +200,11 @@ impl<C: ServerCore> RecipeKv<C> {
     }
 }
 
+/// A txn whose compare found the key but whose get in the same revision did not.
+pub(crate) fn txn_disagrees() -> ServerError {
+    ServerError::Internal("a txn's compare and its get disagree".into())
+}
+
 fn unexpected(applied: Applied) -> ServerError {
     tracing::error!(?applied, "apply answered with the wrong kind of response");
     ServerError::Internal("apply answered with the wrong kind of response".into())
@@ -366,8 +371,7 @@ impl<C: ServerCore> LockService<C> {
         } else {
             match range_kvs(&resp, 0).first() {
                 Some(kv) => kv.create_revision,
-                // Deleted between the compare and the get cannot happen in one txn.
-                None => return Err(RecipeError::SessionExpired),
+                None => return Err(txn_disagrees().into()),
             }
         };
         let holder = range_kvs(&resp, 1).first().map(|kv| kv.create_revision);
