@@ -78,6 +78,8 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         server: server.clone(),
     })
     .max_decoding_message_size(max_recv);
+    let lock = crate::lock_service::LockService::new(core.clone()).into_server();
+    let election = crate::election_service::ElectionService::new(core.clone()).into_server();
     // No alarm is raised yet (quota and corruption checks are not built).
     let alarms: crate::http::ActiveAlarms = Arc::new(Vec::new);
     Routes::from(crate::http::client_http_router(core, alarms))
@@ -85,6 +87,8 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .add_service(watch)
         .add_service(maintenance)
         .add_service(cluster)
+        .add_service(lock)
+        .add_service(election)
         .add_service(health_service)
 }
 

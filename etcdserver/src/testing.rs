@@ -1,6 +1,6 @@
 //! In-process test support: a [`ServerCore`] that applies each proposal at once on a store in
-//! a temporary directory (one member, its own leader), and the KV and Watch services served
-//! on `127.0.0.1:0`.
+//! a temporary directory (one member, its own leader), and the KV, Watch, Lock and Election
+//! services served on `127.0.0.1:0`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,8 +13,10 @@ use tokio::sync::oneshot;
 
 use crate::apply::KvApplier;
 use crate::core::{Applied, Limits, ServerCore};
+use crate::election_service::ElectionService;
 use crate::error::ServerError;
 use crate::kv_service::KvService;
+use crate::lock_service::LockService;
 use crate::watch_service::WatchService;
 
 pub const CLUSTER_ID: u64 = 0xc1;
@@ -114,7 +116,7 @@ impl ServerCore for DirectCore {
     }
 }
 
-/// The KV and Watch services of `core` on a free port of 127.0.0.1; stops when dropped.
+/// The KV, Watch, Lock and Election services of `core` on a free port of 127.0.0.1; stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -137,7 +139,9 @@ impl TestServer {
         let (shutdown, stopped) = oneshot::channel::<()>();
         let router = tonic::transport::Server::builder()
             .add_service(KvService::new(core.clone()).into_server())
-            .add_service(WatchService::new(core, progress_notify_interval).into_server());
+            .add_service(WatchService::new(core.clone(), progress_notify_interval).into_server())
+            .add_service(LockService::new(core.clone()).into_server())
+            .add_service(ElectionService::new(core).into_server());
         tokio::spawn(async move {
             let stop = async {
                 let _ = stopped.await;
