@@ -11,6 +11,8 @@ pub mod core;
 pub mod error;
 pub mod http;
 pub mod kv_service;
+pub mod lease_service;
+pub mod lessor;
 mod maintenance;
 pub mod membership;
 pub mod metrics;

@@ -78,6 +78,9 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         server: server.clone(),
     })
     .max_decoding_message_size(max_recv);
+    let lease = crate::lease_service::LeaseService::new(server.clone())
+        .into_server()
+        .max_decoding_message_size(max_recv);
     // No alarm is raised yet (quota and corruption checks are not built).
     let alarms: crate::http::ActiveAlarms = Arc::new(Vec::new);
     Routes::from(crate::http::client_http_router(core, alarms))
@@ -85,6 +88,7 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .add_service(watch)
         .add_service(maintenance)
         .add_service(cluster)
+        .add_service(lease)
         .add_service(health_service)
 }
 
