@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use crate::convert;
 use crate::core::Applied;
 use crate::error::ServerError;
+use crate::lessor::Lessor;
 
 type LeaseCheck = Box<dyn Fn(i64) -> bool + Send + Sync>;
 
@@ -20,6 +21,7 @@ type LeaseCheck = Box<dyn Fn(i64) -> bool + Send + Sync>;
 pub struct KvApplier {
     store: Arc<mvcc::Store>,
     lease_exists: LeaseCheck,
+    lessor: Option<Arc<Lessor>>,
 }
 
 impl KvApplier {
@@ -37,6 +39,17 @@ impl KvApplier {
         Self {
             store,
             lease_exists: Box::new(lease_exists),
+            lessor: None,
+        }
+    }
+
+    /// An applier that applies lease requests to `lessor` and keeps its key attachments.
+    pub fn with_lessor(store: Arc<mvcc::Store>, lessor: Arc<Lessor>) -> Self {
+        let check = lessor.clone();
+        Self {
+            store,
+            lease_exists: Box::new(move |id| check.exists(id)),
+            lessor: Some(lessor),
         }
     }
 
@@ -59,21 +72,50 @@ impl KvApplier {
             return self.compact(index, term, c.revision);
         }
         let lease_exists = &*self.lease_exists;
+        let lessor = self.lessor.as_deref();
         self.store.apply(index, term, |txn| {
             if let Some(r) = &req.put {
                 let put = convert::put_request(r);
                 if !put.ignore_lease && put.lease != 0 && !lease_exists(put.lease) {
                     return Err(ServerError::LeaseNotFound);
                 }
-                return Ok(Applied::Put(convert::put_response(txn.put(&put)?)));
+                let resp = txn.put(&put)?;
+                if let (Some(l), false) = (lessor, put.ignore_lease) {
+                    l.attach(&put.key, put.lease);
+                }
+                return Ok(Applied::Put(convert::put_response(resp)));
             }
             if let Some(r) = &req.delete_range {
-                let resp = txn.delete_range(&convert::delete_range_request(r))?;
+                let del = convert::delete_range_request(r);
+                let resp = txn.delete_range(&del)?;
+                if let Some(l) = lessor {
+                    l.detach_range(&mvcc::KeyRange::new(&del.key, &del.range_end));
+                }
                 return Ok(Applied::DeleteRange(convert::delete_range_response(resp)));
             }
             if let Some(r) = &req.txn {
-                let resp = txn.txn(&convert::txn_request(r)?, lease_exists)?;
+                let txn_req = convert::txn_request(r)?;
+                let resp = txn.txn(&txn_req, lease_exists)?;
+                if let Some(l) = lessor {
+                    record_txn(l, &txn_req, &resp);
+                }
                 return Ok(Applied::Txn(convert::txn_response(resp)));
+            }
+            if let Some(lessor) = lessor {
+                if let Some(r) = &req.lease_grant {
+                    let ttl = lessor.grant(txn, r.id, r.ttl)?;
+                    return Ok(Applied::LeaseGrant { id: r.id, ttl });
+                }
+                if let Some(r) = &req.lease_revoke {
+                    lessor.revoke(txn, r.id)?;
+                    return Ok(Applied::LeaseRevoke);
+                }
+                if let Some(r) = &req.lease_checkpoint {
+                    for c in &r.checkpoints {
+                        lessor.checkpoint(txn, c.id, c.remaining_ttl);
+                    }
+                    return Ok(Applied::Empty);
+                }
             }
             if let Some(r) = &req.range {
                 let resp = txn.range(&convert::range_request(r))?;
@@ -82,7 +124,31 @@ impl KvApplier {
             Ok(Applied::Empty)
         })
     }
+}
 
+/// Keeps the lessor's attachments in step with the ops a txn executed (the branch taken, in
+/// order, nested txns included).
+fn record_txn(lessor: &Lessor, req: &mvcc::TxnRequest, resp: &mvcc::TxnResponse) {
+    let ops = if resp.succeeded {
+        &req.success
+    } else {
+        &req.failure
+    };
+    for (op, out) in ops.iter().zip(&resp.responses) {
+        match (op, out) {
+            (mvcc::RequestOp::Put(p), _) if !p.ignore_lease => lessor.attach(&p.key, p.lease),
+            (mvcc::RequestOp::DeleteRange(d), _) => {
+                lessor.detach_range(&mvcc::KeyRange::new(&d.key, &d.range_end))
+            }
+            (mvcc::RequestOp::Txn(nested), mvcc::ResponseOp::Txn(nested_resp)) => {
+                record_txn(lessor, nested, nested_resp)
+            }
+            _ => {}
+        }
+    }
+}
+
+impl KvApplier {
     /// Compacts the index at `rev` now and removes the old rows on a thread of their own, as
     /// etcd's scheduled compaction does; `done` fires once they are gone.
     fn compact(&self, index: u64, term: u64, rev: i64) -> Option<Result<Applied, ServerError>> {
@@ -158,7 +224,7 @@ mod tests {
             Applied::Txn(r) => r.header.unwrap().revision,
             Applied::Range(r) => r.header.unwrap().revision,
             Applied::Compaction { response, .. } => response.header.unwrap().revision,
-            Applied::Empty => 0,
+            Applied::LeaseGrant { .. } | Applied::LeaseRevoke | Applied::Empty => 0,
         }
     }
 

@@ -43,6 +43,13 @@ pub enum Applied {
         response: CompactionResponse,
         done: Option<tokio::sync::oneshot::Receiver<()>>,
     },
+    /// A lease granted: its id and the TTL granted.
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
+    /// A lease revoked, with its keys.
+    LeaseRevoke,
     /// A request whose effect is on the cluster, not on the key space (alarms, attributes...).
     Empty,
 }

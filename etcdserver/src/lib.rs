@@ -13,6 +13,8 @@ pub mod error;
 pub mod http;
 pub mod kv_service;
 pub mod lock_service;
+pub mod lease_service;
+pub mod lessor;
 mod maintenance;
 pub mod membership;
 pub mod metrics;

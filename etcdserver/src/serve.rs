@@ -80,6 +80,9 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
     .max_decoding_message_size(max_recv);
     let lock = crate::lock_service::LockService::new(core.clone()).into_server();
     let election = crate::election_service::ElectionService::new(core.clone()).into_server();
+    let lease = crate::lease_service::LeaseService::new(server.clone())
+        .into_server()
+        .max_decoding_message_size(max_recv);
     // No alarm is raised yet (quota and corruption checks are not built).
     let alarms: crate::http::ActiveAlarms = Arc::new(Vec::new);
     Routes::from(crate::http::client_http_router(core, alarms))
@@ -89,6 +92,7 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .add_service(cluster)
         .add_service(lock)
         .add_service(election)
+        .add_service(lease)
         .add_service(health_service)
 }
 

@@ -99,7 +99,8 @@ pub(crate) struct Shared {
     pub membership: RwLock<Membership>,
     pub raft_tx: Sender<RaftInput>,
     waiters: Mutex<HashMap<u64, Waiter>>,
-    next_request_id: AtomicU64,
+    pub(crate) next_request_id: AtomicU64,
+    pub lessor: Arc<crate::lessor::Lessor>,
     pub limits: Limits,
     pub request_timeout: Duration,
     pub election_timeout: Duration,
@@ -127,6 +128,10 @@ impl Shared {
                 is_leader,
                 "raft leader changed"
             );
+        }
+        if !is_leader {
+            // Only a leader expires leases; a new one is promoted once it caught up.
+            self.lessor.demote();
         }
         crate::metrics_hooks::leader(self.member_id, leader, before != leader && leader != 0);
     }
@@ -256,6 +261,11 @@ impl EtcdServer {
         };
 
         let membership = Membership::load(&backend).map_err(StartError::Config)?;
+        let lessor = Arc::new(crate::lessor::Lessor::new(
+            crate::lessor::Lessor::min_ttl_for(params.election_timeout),
+            Some(crate::lessor::DEFAULT_CHECKPOINT_INTERVAL),
+        ));
+        lessor.recover(&store).map_err(StartError::Config)?;
         if membership.removed.contains(&member_id) {
             return Err(StartError::Config(format!(
                 "the member has been permanently removed from the cluster (member {member_id:x})"
@@ -289,6 +299,7 @@ impl EtcdServer {
             next_request_id: AtomicU64::new(
                 ((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
             ),
+            lessor: lessor.clone(),
             limits: params.limits,
             request_timeout: params.request_timeout(),
             election_timeout: params.election_timeout,
@@ -358,7 +369,7 @@ impl EtcdServer {
             .map_err(|e| StartError::Config(format!("cannot start the raft thread: {e}")))?;
         let applier = ApplyLoop {
             shared: shared.clone(),
-            kv: KvApplier::new(store.clone()),
+            kv: KvApplier::with_lessor(store.clone(), lessor),
             tasks: apply_rx,
             snap_dir: dirs.snap.clone(),
             snapshot_count: params.snapshot_count,
@@ -373,6 +384,7 @@ impl EtcdServer {
         crate::metrics::metrics().set_member_id(member_id);
         let server = EtcdServer { shared };
         server.spawn_publish();
+        crate::lease_service::spawn_lease_leader(&server);
         Ok((
             server,
             Threads {
@@ -385,18 +397,22 @@ impl EtcdServer {
     /// The peer listener's handlers: raft's transport plus etcd's `/members` and `/version`.
     pub fn peer_router(&self) -> axum::Router {
         let shared = self.shared.clone();
-        self.shared.transport().router().route(
-            "/members",
-            axum::routing::get(move || {
-                let shared = shared.clone();
-                async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        shared.membership_json(),
-                    )
-                }
-            }),
-        )
+        self.shared
+            .transport()
+            .router()
+            .merge(crate::lease_service::peer_routes(self))
+            .route(
+                "/members",
+                axum::routing::get(move || {
+                    let shared = shared.clone();
+                    async move {
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            shared.membership_json(),
+                        )
+                    }
+                }),
+            )
     }
 
     pub fn membership(&self) -> Membership {
@@ -718,6 +734,7 @@ impl ApplyLoop {
         let snapshotter = snap::Snapshotter::new(&self.snap_dir).map_err(|e| e.to_string())?;
         let db = snapshotter.db_path(index).map_err(|e| e.to_string())?;
         restore_store_from(&self.shared.store, &db).map_err(|e| e.to_string())?;
+        self.shared.lessor.recover(&self.shared.store)?;
         let membership = Membership::load(self.shared.store.backend())?;
         let transport = self.shared.transport();
         for m in membership.members.values() {

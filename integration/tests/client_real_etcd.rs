@@ -22,18 +22,14 @@ server_tests! {
     async fn watch_resumes_across_a_server_restart;
     async fn watch_from_a_compacted_revision_is_canceled_with_the_compact_revision;
     async fn many_watches_share_one_stream_and_progress_requests_answer;
-    // etcd-rs: issue 6 (leases).
-    pending_on_etcd_rs("etcd-rs: issue 6 (leases)") async fn lease_keep_alive_keeps_a_key_past_its_ttl_and_revoke_deletes_it;
-    // etcd-rs: issue 6 (leases).
-    pending_on_etcd_rs("etcd-rs: issue 6 (leases)") async fn a_key_on_an_unrenewed_lease_expires;
+    async fn lease_keep_alive_keeps_a_key_past_its_ttl_and_revoke_deletes_it;
+    async fn a_key_on_an_unrenewed_lease_expires;
     async fn requests_fail_over_when_a_member_dies;
     async fn maintenance_status_hashkv_alarm_defrag_and_snapshot;
     // etcd-rs: issue 6 (auth).
     pending_on_etcd_rs("etcd-rs: issue 6 (auth)") async fn auth_token_is_sent_and_refreshed_when_the_auth_store_changes;
-    // etcd-rs: issue 6 (leases).
-    pending_on_etcd_rs("etcd-rs: issue 6 (leases)") async fn mutex_admits_one_holder_at_a_time_in_arrival_order;
-    // etcd-rs: issue 6 (leases).
-    pending_on_etcd_rs("etcd-rs: issue 6 (leases)") async fn election_leadership_passes_when_the_leader_resigns;
+    async fn mutex_admits_one_holder_at_a_time_in_arrival_order;
+    async fn election_leadership_passes_when_the_leader_resigns;
     // etcd-rs: issue 6 (lock and election services).
     pending_on_etcd_rs("etcd-rs: issue 6 (lock and election services)") async fn server_side_lock_and_election_services;
 }

@@ -1,0 +1,287 @@
+//! Leases on in-process members: grant, attach, revoke in one revision, restart, renewals
+//! forwarded from a follower, and expiry decided by the leader of a 3-member cluster.
+
+use std::path::Path;
+use std::time::Duration;
+
+use api::etcdserverpb::{InternalRaftRequest, PutRequest};
+use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
+
+fn params(dir: &Path) -> ServerParams {
+    let peer = "http://127.0.0.1:2380".to_string();
+    ServerParams {
+        name: "default".into(),
+        data_dir: dir.to_path_buf(),
+        peer_urls: vec![peer.clone()],
+        client_urls: vec!["http://127.0.0.1:2379".into()],
+        initial_cluster: vec![("default".into(), vec![peer])],
+        new_cluster: true,
+        token: "etcd-cluster".into(),
+        heartbeat: Duration::from_millis(10),
+        // The minimum lease TTL is then ⌈0.15 s⌉ = 1 s.
+        election_timeout: Duration::from_millis(100),
+        snapshot_count: 1000,
+        snapshot_catch_up_entries: 5,
+        limits: Limits::default(),
+        auto_compaction: None,
+    }
+}
+
+fn put(key: &str, lease: i64) -> InternalRaftRequest {
+    InternalRaftRequest {
+        put: Some(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            lease,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn value(server: &EtcdServer, key: &str) -> Option<mvcc::KeyValue> {
+    server
+        .store()
+        .range(&mvcc::RangeRequest::key(key.as_bytes().to_vec()))
+        .unwrap()
+        .kvs
+        .into_iter()
+        .next()
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_attach_revoke_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, threads) = EtcdServer::start(params(dir.path())).unwrap();
+    wait_until("leadership", || server.is_leader()).await;
+
+    // Server-chosen id, minimum TTL raised; client-chosen id; duplicate; too large.
+    let (chosen, ttl) = server.lease_grant(0, 0).await.unwrap();
+    assert!(chosen > 0);
+    assert_eq!(ttl, 1);
+    assert_eq!(server.lease_grant(42, 3600).await.unwrap(), (42, 3600));
+    assert_eq!(
+        server.lease_grant(42, 10).await.unwrap_err(),
+        ServerError::LeaseExists
+    );
+    assert_eq!(
+        server.lease_grant(43, 9_000_000_001).await.unwrap_err(),
+        ServerError::LeaseTtlTooLarge
+    );
+    assert_eq!(
+        server.propose(put("x", 777)).await.unwrap_err(),
+        ServerError::LeaseNotFound
+    );
+    let mut ids = vec![chosen, 42];
+    ids.sort();
+    assert_eq!(server.lease_ids(), ids);
+
+    for k in ["a", "b", "c"] {
+        server.propose(put(k, 42)).await.unwrap();
+    }
+    // "c" moves off the lease; "b" is deleted.
+    server.propose(put("c", 0)).await.unwrap();
+    let del = InternalRaftRequest {
+        delete_range: Some(api::etcdserverpb::DeleteRangeRequest {
+            key: b"b".to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    server.propose(del).await.unwrap();
+    server.propose(put("d", 42)).await.unwrap();
+    let status = server.lease_time_to_live(42, true).await.unwrap();
+    assert_eq!(status.granted_ttl, 3600);
+    assert!(status.ttl > 3500 && status.ttl <= 3600, "{status:?}");
+    assert_eq!(status.keys, vec![b"a".to_vec(), b"d".to_vec()]);
+
+    // Restart: leases and attachments come back from the backend.
+    server.stop(threads);
+    drop(server);
+    let (server, threads) = EtcdServer::start(params(dir.path())).unwrap();
+    wait_until("leadership", || server.is_leader()).await;
+    let status = server.lease_time_to_live(42, true).await.unwrap();
+    assert_eq!(status.keys, vec![b"a".to_vec(), b"d".to_vec()]);
+
+    let before = server.store().current_revision();
+    match server.lease_revoke(42).await {
+        Ok(()) => {}
+        other => panic!("revoke: {other:?}"),
+    }
+    assert_eq!(server.store().current_revision(), before + 1);
+    assert!(value(&server, "a").is_none() && value(&server, "d").is_none());
+    assert_eq!(value(&server, "c").unwrap().lease, 0);
+    assert_eq!(
+        server.lease_revoke(42).await.unwrap_err(),
+        ServerError::LeaseNotFound
+    );
+    assert_eq!(
+        server.lease_time_to_live(42, false).await.unwrap_err(),
+        ServerError::LeaseNotFound
+    );
+    assert_eq!(
+        server.lease_renew(42).await.unwrap_err(),
+        ServerError::LeaseNotFound
+    );
+    server.stop(threads);
+}
+
+struct Node {
+    server: EtcdServer,
+    threads: Option<etcdserver::server::Threads>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    fn stop(&mut self) {
+        if let Some(t) = self.threads.take() {
+            self.server.stop(t);
+        }
+        self.serving.abort();
+    }
+}
+
+async fn start_cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
+    let mut listeners = Vec::new();
+    for _ in dirs {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let initial: Vec<(String, Vec<String>)> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            (
+                format!("m{i}"),
+                vec![format!("http://{}", l.local_addr().unwrap())],
+            )
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, (d, l)) in dirs.iter().zip(listeners).enumerate() {
+        let p = ServerParams {
+            name: format!("m{i}"),
+            peer_urls: initial[i].1.clone(),
+            initial_cluster: initial.clone(),
+            ..params(d.path())
+        };
+        let (server, threads) = EtcdServer::start(p).unwrap();
+        let router = server.peer_router();
+        let serving = tokio::spawn(async move {
+            let _ = axum::serve(l, router).await;
+        });
+        nodes.push(Node {
+            server,
+            threads: Some(threads),
+            serving,
+        });
+    }
+    nodes
+}
+
+async fn leader_of(nodes: &[Node]) -> usize {
+    for _ in 0..500 {
+        if let Some(i) = nodes
+            .iter()
+            .position(|n| n.threads.is_some() && n.server.is_leader())
+        {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no leader after 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_renew_through_the_leader_and_expire_by_it() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = start_cluster(&dirs).await;
+    let leader = leader_of(&nodes).await;
+    let follower = (leader + 1) % 3;
+    let f = nodes[follower].server.clone();
+
+    // Granted through a follower; a key attached.
+    let (kept, _) = f.lease_grant(0, 1).await.unwrap();
+    let (expiring, _) = f.lease_grant(0, 1).await.unwrap();
+    f.propose(put("kept", kept)).await.unwrap();
+    f.propose(put("expiring", expiring)).await.unwrap();
+
+    // Renewals sent to the follower reach the leader: `kept` outlives three TTLs.
+    for _ in 0..12 {
+        assert_eq!(f.lease_renew(kept).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let status = f.lease_time_to_live(kept, true).await.unwrap();
+    assert_eq!(
+        (status.granted_ttl, status.keys),
+        (1, vec![b"kept".to_vec()])
+    );
+    for n in &nodes {
+        let server = n.server.clone();
+        wait_until("the expired lease's key to go on every member", move || {
+            value(&server, "expiring").is_none()
+        })
+        .await;
+        assert!(value(&n.server, "kept").is_some());
+        assert!(!n.server.lease_ids().contains(&expiring));
+    }
+    assert_eq!(
+        f.lease_renew(expiring).await,
+        Err(ServerError::LeaseNotFound)
+    );
+
+    // The leader goes: the new leader restarts the clocks, then expires `kept` too.
+    let old = leader_of(&nodes).await;
+    nodes[old].stop();
+    let new_leader = leader_of(&nodes).await;
+    assert_ne!(new_leader, old);
+    let server = nodes[new_leader].server.clone();
+    wait_until("the new leader to expire the lease", move || {
+        value(&server, "kept").is_none()
+    })
+    .await;
+    for n in &mut nodes {
+        n.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_in_a_txn_attaches_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, threads) = EtcdServer::start(params(dir.path())).unwrap();
+    wait_until("leadership", || server.is_leader()).await;
+    let (id, _) = server.lease_grant(0, 60).await.unwrap();
+    let txn = InternalRaftRequest {
+        txn: Some(api::etcdserverpb::TxnRequest {
+            success: vec![api::etcdserverpb::RequestOp {
+                request: Some(api::etcdserverpb::request_op::Request::RequestPut(
+                    PutRequest {
+                        key: b"t".to_vec(),
+                        lease: id,
+                        ..Default::default()
+                    },
+                )),
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    match server.propose(txn).await {
+        Ok(Applied::Txn(_)) => {}
+        other => panic!("txn: {other:?}"),
+    }
+    let status = server.lease_time_to_live(id, true).await.unwrap();
+    assert_eq!(status.keys, vec![b"t".to_vec()]);
+    server.lease_revoke(id).await.unwrap();
+    assert!(value(&server, "t").is_none());
+    server.stop(threads);
+}
