@@ -152,6 +152,14 @@ impl Node {
 }
 
 async fn start_cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
+    start_cluster_with(dirs, 1000).await.0
+}
+
+/// Starts the members and returns them with each one's parameters and peer address.
+async fn start_cluster_with(
+    dirs: &[tempfile::TempDir],
+    snapshot_count: u64,
+) -> (Vec<Node>, Vec<(ServerParams, std::net::SocketAddr)>) {
     let mut listeners = Vec::new();
     for _ in dirs {
         listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -167,25 +175,32 @@ async fn start_cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
         })
         .collect();
     let mut nodes = Vec::new();
+    let mut started = Vec::new();
     for (i, (d, l)) in dirs.iter().zip(listeners).enumerate() {
         let p = ServerParams {
             name: format!("m{i}"),
             peer_urls: initial[i].1.clone(),
             initial_cluster: initial.clone(),
+            snapshot_count,
             ..params(d.path())
         };
-        let (server, threads) = EtcdServer::start(p).unwrap();
-        let router = server.peer_router();
-        let serving = tokio::spawn(async move {
-            let _ = axum::serve(l, router).await;
-        });
-        nodes.push(Node {
-            server,
-            threads: Some(threads),
-            serving,
-        });
+        started.push((p.clone(), l.local_addr().unwrap()));
+        nodes.push(start_node(p, l));
     }
-    nodes
+    (nodes, started)
+}
+
+fn start_node(p: ServerParams, l: tokio::net::TcpListener) -> Node {
+    let (server, threads) = EtcdServer::start(p).unwrap();
+    let router = server.peer_router();
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(l, router).await;
+    });
+    Node {
+        server,
+        threads: Some(threads),
+        serving,
+    }
 }
 
 async fn leader_of(nodes: &[Node]) -> usize {
@@ -284,4 +299,59 @@ async fn a_put_in_a_txn_attaches_its_key() {
     server.lease_revoke(id).await.unwrap();
     assert!(value(&server, "t").is_none());
     server.stop(threads);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restored_from_a_snapshot_knows_the_leases_and_their_keys() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (mut nodes, started) = start_cluster_with(&dirs, 20).await;
+    let leader = leader_of(&nodes).await;
+    let lagging = (leader + 1) % 3;
+    nodes[lagging].stop();
+    // Its backend is released once every handle on the member is gone.
+    drop(nodes.remove(lagging));
+    let l = nodes[if leader > lagging { leader - 1 } else { leader }]
+        .server
+        .clone();
+    let (id, _) = l.lease_grant(0, 3600).await.unwrap();
+    l.propose(put("leased", id)).await.unwrap();
+    // Past the snapshot count and the entries kept for catching up: the lagging member gets a
+    // database snapshot.
+    for i in 0..60 {
+        l.propose(put(&format!("k{i}"), 0)).await.unwrap();
+    }
+    let (p, addr) = started[lagging].clone();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    nodes.insert(lagging, start_node(p, listener));
+    let lagger = nodes[lagging].server.clone();
+    // The applied index moves once the snapshot's leases are loaded too.
+    let target = l.applied_index();
+    let caught_up = lagger.clone();
+    wait_until("the lagging member to catch up", move || {
+        caught_up.applied_index() >= target
+    })
+    .await;
+    let received_db = std::fs::read_dir(dirs[lagging].path().join("member/snap"))
+        .unwrap()
+        .any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".snap.db")
+        });
+    assert!(received_db, "the member caught up from a database snapshot");
+    assert_eq!(lagger.lease_ids(), vec![id]);
+    // Its lessor knows the attached key: the revoke it applies deletes it there too.
+    lagger.lease_revoke(id).await.unwrap();
+    let after = l.store().current_revision();
+    let applied = lagger.clone();
+    wait_until("the revoke on the lagging member", move || {
+        applied.store().current_revision() == after
+    })
+    .await;
+    assert!(value(&lagger, "leased").is_none());
+    assert!(lagger.lease_ids().is_empty());
+    for n in &mut nodes {
+        n.stop();
+    }
 }
