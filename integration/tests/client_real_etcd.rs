@@ -31,7 +31,7 @@ server_tests! {
     async fn mutex_admits_one_holder_at_a_time_in_arrival_order;
     async fn election_leadership_passes_when_the_leader_resigns;
     // etcd-rs: issue 6 (lock and election services).
-    pending_on_etcd_rs("etcd-rs: issue 6 (lock and election services)") async fn server_side_lock_and_election_services;
+    async fn server_side_lock_and_election_services;
 }
 
 async fn connect(endpoints: &[String]) -> Client {
