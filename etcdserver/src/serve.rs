@@ -145,6 +145,15 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
                 }
             });
         }
+        // As etcd, clients are served once the member has published itself (its attributes
+        // applied through raft), so the first `member list` already shows its client URLs.
+        // Connections wait in the listeners' backlog meanwhile.
+        while !server.is_published() {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+                _ = server.stopped() => return Err(RunError::Stopped("stopped before serving clients".into())),
+            }
+        }
         spawn_backend_gauges(server.clone());
         let routes = client_routes(&server);
         for l in client_listeners {

@@ -435,6 +435,17 @@ impl EtcdServer {
         self.shared.leader_changes.load(Ordering::Relaxed)
     }
 
+    /// Whether this member's name and client URLs are in the applied membership (etcd's
+    /// `publish`); etcd serves clients only from then on.
+    pub fn is_published(&self) -> bool {
+        let s = &self.shared;
+        s.membership
+            .read()
+            .members
+            .get(&s.member_id)
+            .is_some_and(|m| m.name == s.name && m.client_urls == s.client_urls)
+    }
+
     /// Resolves once the member stops (fatal error or [`EtcdServer::stop`]).
     pub async fn stopped(&self) {
         let mut rx = self.shared.stop_notify.subscribe();
