@@ -39,6 +39,52 @@ fn refused_with(out: &CmdOutput, message: &str) {
 
 server_tests! {
     fn learner_is_added_limited_not_promoted_before_sync_updated_and_removed;
+    fn move_leader_hands_leadership_to_the_named_member;
+}
+
+/// Member ids by index (names are `m<i>`), from `member list`.
+fn member_ids(bin: &Path, endpoints: &str, size: usize) -> Vec<String> {
+    let out = run(ctl(bin, endpoints).args(["member", "list"]));
+    let mut ids = vec![String::new(); size];
+    for line in out.stdout.lines() {
+        let fields: Vec<&str> = line.split(", ").collect();
+        let i: usize = fields[2].trim_start_matches('m').parse().expect(line);
+        ids[i] = fields[0].to_string();
+    }
+    ids
+}
+
+fn move_leader_hands_leadership_to_the_named_member(server: ServerBinary) {
+    let cluster = start(server, 3);
+    let endpoints = cluster.endpoints();
+    let [(_, reference), (_, ours)] = etcdctls();
+    let ids = member_ids(&reference, &endpoints, 3);
+    for bin in [&reference, &ours] {
+        let leader = cluster.wait_for_leader(WAIT).expect("leader");
+        let target = (leader + 1) % 3;
+        let out = run(ctl(bin, &endpoints).args(["move-leader", &ids[target]]));
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+        assert!(
+            out.stdout.contains(&format!(
+                "Leadership transferred from {} to {}",
+                ids[leader], ids[target]
+            )),
+            "{}",
+            out.stdout
+        );
+        let deadline = std::time::Instant::now() + WAIT;
+        while cluster.leader_index() != Some(target) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "leadership did not move"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // A follower refuses: etcdctl finds no leader among the endpoints it was given.
+        let follower = (target + 1) % 3;
+        let out = run(ctl(bin, cluster.client_url(follower)).args(["move-leader", &ids[leader]]));
+        assert_ne!(out.code(), Some(0), "{}", out.stdout);
+    }
 }
 
 fn learner_is_added_limited_not_promoted_before_sync_updated_and_removed(server: ServerBinary) {
