@@ -751,6 +751,11 @@ enum Host {
     Name(String),
 }
 
+/// Whether `raw` is a URL a member may advertise (a runtime membership change checks it).
+pub(crate) fn is_valid_member_url(raw: &str) -> bool {
+    parse_url(raw).is_ok()
+}
+
 /// One URL as etcd's `types.NewURLs` accepts it (and only `http`): `http://host:port`, no
 /// path. Returns the URL as given and its host and port.
 fn parse_url(raw: &str) -> Result<(String, Host, u16), String> {

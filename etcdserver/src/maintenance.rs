@@ -233,32 +233,55 @@ impl ClusterService {
     }
 }
 
-/// Runtime membership changes come with the next issue; until then they are refused plainly.
-fn membership_changes_not_built() -> Status {
-    Status::unimplemented("etcd-rs: runtime membership changes are not supported yet")
+fn to_api(members: Vec<crate::membership::Member>) -> Vec<Member> {
+    members.iter().map(|m| m.to_api()).collect()
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _: Request<MemberAddRequest>,
+        req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(membership_changes_not_built())
+        let req = req.into_inner();
+        let (added, members) = self
+            .server
+            .add_member(req.peer_ur_ls, req.is_learner)
+            .await?;
+        Ok(Response::new(MemberAddResponse {
+            header: Some(self.header()),
+            // etcd answers with the new member's id, peer URLs and learner flag only.
+            member: Some(Member {
+                id: added.id,
+                peer_ur_ls: added.peer_urls,
+                is_learner: added.is_learner,
+                ..Default::default()
+            }),
+            members: to_api(members),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<MemberRemoveRequest>,
+        req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(membership_changes_not_built())
+        let members = self.server.remove_member(req.into_inner().id).await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(self.header()),
+            members: to_api(members),
+        }))
     }
 
     async fn member_update(
         &self,
-        _: Request<MemberUpdateRequest>,
+        req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(membership_changes_not_built())
+        let req = req.into_inner();
+        let members = self.server.update_member(req.id, req.peer_ur_ls).await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(self.header()),
+            members: to_api(members),
+        }))
     }
 
     async fn member_list(
@@ -276,9 +299,13 @@ impl Cluster for ClusterService {
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(membership_changes_not_built())
+        let members = self.server.promote_member(req.into_inner().id).await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.header()),
+            members: to_api(members),
+        }))
     }
 }
 

@@ -41,6 +41,13 @@ pub(crate) enum RaftInput {
         conf_state: ConfState,
     },
     TransferLeader(u64),
+    /// A membership change; `cc.id` is the waiter woken when it is applied (or fails here).
+    ProposeConfChange {
+        cc: raftpb::ConfChange,
+        /// Promoting a learner: only the leader knows whether it is in sync, so the check is
+        /// made here, against raft's progress, right before proposing.
+        promote: bool,
+    },
     Stop,
 }
 
@@ -52,6 +59,10 @@ pub(crate) enum ApplyTask {
         /// The membership after each conf-change entry among `entries`, by index.
         conf_states: HashMap<u64, ConfState>,
     },
+    /// A snapshot raft wants sent to a follower. As etcd's `createMergedSnapshotMessage`, it
+    /// goes out at the applied index with the membership of then, not at the last raft
+    /// snapshot: a member added since that snapshot must find itself in the one it receives.
+    SendSnapshot(Message),
 }
 
 struct ReadRound {
@@ -118,6 +129,9 @@ impl RaftLoop {
                         self.shared.snapshot_index.store(index, Ordering::Release);
                     }
                     RaftInput::TransferLeader(to) => self.node.transfer_leader(to),
+                    RaftInput::ProposeConfChange { cc, promote } => {
+                        self.propose_conf_change(cc, promote)
+                    }
                     RaftInput::Stop => return,
                 }
             }
@@ -247,28 +261,33 @@ impl RaftLoop {
         let mut plain = Vec::with_capacity(msgs.len());
         for m in msgs {
             if m.kind() == MessageType::MsgSnap {
-                let backend = self.shared.store.backend().clone();
-                let to = m.to;
-                tracing::info!(
-                    to = format!("{to:x}"),
-                    index = m.snapshot.as_ref().map(|s| s.index()),
-                    "sending a snapshot"
-                );
-                self.shared.transport().send_snapshot(
-                    m,
-                    Box::new(move |w: &mut dyn std::io::Write| {
-                        backend
-                            .snapshot_to(w)
-                            .map(|_| ())
-                            .map_err(|e| std::io::Error::other(e.to_string()))
-                    }),
-                );
+                // Built by the apply thread at its applied index (etcd's merged snapshot).
+                let _ = self.apply.send(ApplyTask::SendSnapshot(m));
             } else {
                 plain.push(m);
             }
         }
         if !plain.is_empty() {
             self.shared.transport().send(plain);
+        }
+    }
+
+    fn propose_conf_change(&mut self, cc: raftpb::ConfChange, promote: bool) {
+        let checked = if promote {
+            crate::reconfig::learner_ready(&self.node.status(), cc.node_id)
+        } else if self.node.raft().leader_id == 0 {
+            Err(ServerError::NoLeader)
+        } else {
+            Ok(())
+        };
+        let proposed = checked.and_then(|()| {
+            self.node.propose_conf_change(&cc).map_err(|e| {
+                tracing::info!(error = %e, "raft dropped a conf change");
+                ServerError::LeaderChanged
+            })
+        });
+        if let Err(e) = proposed {
+            self.shared.wake(cc.id, Err(e));
         }
     }
 

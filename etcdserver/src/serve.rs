@@ -85,7 +85,7 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .max_decoding_message_size(max_recv);
     // No alarm is raised yet (quota and corruption checks are not built).
     let alarms: crate::http::ActiveAlarms = Arc::new(Vec::new);
-    Routes::from(crate::http::client_http_router(core, alarms))
+    let routes = Routes::from(crate::http::client_http_router(core, alarms))
         .add_service(kv)
         .add_service(watch)
         .add_service(maintenance)
@@ -93,7 +93,11 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .add_service(lock)
         .add_service(election)
         .add_service(lease)
-        .add_service(health_service)
+        .add_service(health_service);
+    Routes::from(crate::learner_guard::guard(
+        server.clone(),
+        routes.into_axum_router(),
+    ))
 }
 
 /// Runs the `etcd` binary's member from its parsed flags.

@@ -98,8 +98,10 @@ pub(crate) struct Shared {
     pub leader_changes: AtomicU64,
     pub membership: RwLock<Membership>,
     pub raft_tx: Sender<RaftInput>,
-    waiters: Mutex<HashMap<u64, Waiter>>,
+    pub(crate) waiters: Mutex<HashMap<u64, Waiter>>,
     pub(crate) next_request_id: AtomicU64,
+    /// Held while a membership change is in flight: raft takes one conf change at a time.
+    pub(crate) reconfig: tokio::sync::Mutex<()>,
     pub lessor: Arc<crate::lessor::Lessor>,
     pub limits: Limits,
     pub request_timeout: Duration,
@@ -139,7 +141,7 @@ impl Shared {
     pub fn fatal(&self, why: String) {
         tracing::error!(reason = %why, "stopping the member");
         self.stopped.store(true, Ordering::Release);
-        let _ = self.stop_notify.send(true);
+        self.stop_notify.send_replace(true);
         for (_, w) in self.waiters.lock().drain() {
             let _ = w.send(Err(ServerError::Stopped));
         }
@@ -149,7 +151,7 @@ impl Shared {
         serde_json::to_vec(&self.membership.read().list()).unwrap_or_default()
     }
 
-    fn wake(&self, id: u64, result: Result<Applied, ServerError>) {
+    pub(crate) fn wake(&self, id: u64, result: Result<Applied, ServerError>) {
         let waiter = {
             let mut waiters = self.waiters.lock();
             let w = waiters.remove(&id);
@@ -184,11 +186,12 @@ impl EtcdServer {
             StartError::Config(format!("cannot create {}: {e}", dirs.snap.display()))
         })?;
         let restarting = DiskStorage::exists(&dirs);
-        if !restarting && !params.new_cluster {
-            return Err(StartError::Config(
-                "joining an existing cluster (--initial-cluster-state existing) with an empty data dir is not supported yet".into(),
-            ));
-        }
+        // Joining a running cluster: its members tell us the cluster id and our member id.
+        let joining = if !restarting && !params.new_cluster {
+            Some(join_existing(&params)?)
+        } else {
+            None
+        };
 
         let backend = Arc::new(Backend::open(&dirs.db, BackendConfig::default())?);
         let store = Arc::new(mvcc::Store::open(
@@ -234,6 +237,26 @@ impl EtcdServer {
                 rec.metadata.node_id,
                 rec.metadata.cluster_id,
                 rec.snapshot,
+                Vec::new(),
+            )
+        } else if let Some((remote, me)) = &joining {
+            let storage = DiskStorage::create(
+                &dirs,
+                &WalMetadata {
+                    node_id: *me,
+                    cluster_id: remote.cluster_id,
+                },
+            )?;
+            tracing::info!(
+                member = format!("{me:x}"),
+                cluster = format!("{:x}", remote.cluster_id),
+                "joining an existing cluster; catching up from its leader"
+            );
+            (
+                storage,
+                *me,
+                remote.cluster_id,
+                raftpb::Snapshot::default(),
                 Vec::new(),
             )
         } else {
@@ -303,6 +326,7 @@ impl EtcdServer {
             limits: params.limits,
             request_timeout: params.request_timeout(),
             election_timeout: params.election_timeout,
+            reconfig: tokio::sync::Mutex::new(()),
             transport: OnceLock::new(),
             stopped: AtomicBool::new(false),
             stop_notify: stop_tx,
@@ -346,7 +370,11 @@ impl EtcdServer {
                 }
             }
         } else {
-            for m in shared.membership.read().list() {
+            let mut known = shared.membership.read().list();
+            if let Some((remote, _)) = &joining {
+                known = remote.members.clone();
+            }
+            for m in known {
                 if m.id != member_id {
                     shared.transport().add_peer(m.id, m.peer_urls.clone());
                 }
@@ -373,7 +401,7 @@ impl EtcdServer {
             tasks: apply_rx,
             snap_dir: dirs.snap.clone(),
             snapshot_count: params.snapshot_count,
-            conf_state: ConfState::default(),
+            conf_state: snapshot.conf_state(),
             last_snapshot: snapshot.index(),
         };
         let apply = std::thread::Builder::new()
@@ -407,7 +435,18 @@ impl EtcdServer {
                     let shared = shared.clone();
                     async move {
                         (
-                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            [
+                                (
+                                    axum::http::header::CONTENT_TYPE,
+                                    "application/json".to_owned(),
+                                ),
+                                (
+                                    axum::http::HeaderName::from_static(
+                                        crate::join::CLUSTER_ID_HEADER,
+                                    ),
+                                    format!("{:x}", shared.cluster_id),
+                                ),
+                            ],
                             shared.membership_json(),
                         )
                     }
@@ -425,6 +464,16 @@ impl EtcdServer {
 
     pub fn committed_index(&self) -> u64 {
         self.shared.committed.load(Ordering::Acquire)
+    }
+
+    /// Whether this member is a learner (it then serves only what etcd lets a learner serve).
+    pub fn is_learner(&self) -> bool {
+        self.shared
+            .membership
+            .read()
+            .members
+            .get(&self.shared.member_id)
+            .is_some_and(|m| m.is_learner)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -479,7 +528,7 @@ impl EtcdServer {
             tracing::error!(error = %e, "committing the backend at stop");
         }
         self.shared.stopped.store(true, Ordering::Release);
-        let _ = self.shared.stop_notify.send(true);
+        self.shared.stop_notify.send_replace(true);
         // Nothing will apply them now; their callers (and their handles on the member) go.
         for (_, w) in self.shared.waiters.lock().drain() {
             let _ = w.send(Err(ServerError::Stopped));
@@ -634,6 +683,10 @@ impl ServerCore for EtcdServer {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(ServerError::Stopped);
         }
+        if self.is_learner() {
+            // etcd lets a learner serve serializable reads only.
+            return Err(ServerError::NotSupportedForLearner);
+        }
         let (tx, rx) = oneshot::channel();
         if self.shared.raft_tx.send(RaftInput::ReadIndex(tx)).is_err() {
             return Err(ServerError::Stopped);
@@ -672,6 +725,23 @@ fn identity_from_flags(params: &ServerParams) -> Result<(Vec<Member>, u64, u64),
     Ok((members, me, cid))
 }
 
+/// The running cluster and this member's id in it, from the peers `--initial-cluster` lists.
+fn join_existing(params: &ServerParams) -> Result<(crate::join::RemoteCluster, u64), StartError> {
+    let mut own = params.peer_urls.clone();
+    own.sort();
+    let urls: Vec<String> = params
+        .initial_cluster
+        .iter()
+        .flat_map(|(_, urls)| urls.iter().cloned())
+        .filter(|u| !own.contains(u))
+        .collect();
+    let remote =
+        crate::join::cluster_from_peers(&urls).map_err(|e| StartError::Config(e.to_string()))?;
+    let me = crate::join::local_id(&remote, &params.peer_urls)
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    Ok((remote, me))
+}
+
 /// Replaces the store's contents with the database file at `path` (a snapshot received from the
 /// leader).
 fn restore_store_from(store: &mvcc::Store, path: &std::path::Path) -> Result<(), StartError> {
@@ -705,6 +775,10 @@ impl ApplyLoop {
                         return;
                     }
                 },
+                ApplyTask::SendSnapshot(msg) => {
+                    self.send_snapshot(msg);
+                    continue;
+                }
                 ApplyTask::Entries {
                     entries,
                     conf_states,
@@ -734,6 +808,40 @@ impl ApplyLoop {
                 });
             }
         }
+    }
+
+    /// Sends the store as applied so far: committed first, so the database a peer receives is
+    /// never behind the index the message names.
+    fn send_snapshot(&mut self, mut msg: raftpb::Message) {
+        let store = &self.shared.store;
+        if let Err(e) = store.commit() {
+            tracing::error!(error = %e, "committing the backend before sending a snapshot");
+            let _ = self.shared.raft_tx.send(RaftInput::SnapshotStatus(
+                msg.to,
+                raft::SnapshotStatus::Failure,
+            ));
+            return;
+        }
+        let (index, term) = store.consistent_index();
+        msg.snapshot = Some(raftpb::Snapshot {
+            data: Bytes::from(self.shared.membership_json()),
+            metadata: Some(raftpb::SnapshotMetadata {
+                conf_state: Some(self.conf_state.clone()),
+                index,
+                term,
+            }),
+        });
+        let backend = store.backend().clone();
+        tracing::info!(to = format!("{:x}", msg.to), index, "sending a snapshot");
+        self.shared.transport().send_snapshot(
+            msg,
+            Box::new(move |w: &mut dyn std::io::Write| {
+                backend
+                    .snapshot_to(w)
+                    .map(|_| ())
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            }),
+        );
     }
 
     fn apply_snapshot(&mut self, snap: &raftpb::Snapshot) -> Result<(), String> {
@@ -871,6 +979,25 @@ impl ApplyLoop {
                 }
             }
         });
+        let removed_self = cc.changes.iter().any(|c| {
+            c.kind() == ConfChangeType::ConfChangeRemoveNode && c.node_id == shared.member_id
+        });
+        if removed_self {
+            // As etcd's `stopWithDelay`: a removed leader keeps sending heartbeats a little
+            // longer, so the others learn the removal is committed before it goes.
+            let shared = shared.clone();
+            let delay = shared.election_timeout;
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                shared.fatal("the member has been permanently removed from the cluster".into());
+            });
+        }
+        if entry.kind() == EntryType::EntryConfChange {
+            // etcd's server puts the proposer's request id in the v1 ConfChange.
+            if let Ok(v1) = <raftpb::ConfChange as prost::Message>::decode(entry.data.as_ref()) {
+                shared.wake(v1.id, Ok(Applied::Empty));
+            }
+        }
     }
 }
 
