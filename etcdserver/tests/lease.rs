@@ -7,6 +7,9 @@ use std::time::Duration;
 use api::etcdserverpb::{InternalRaftRequest, PutRequest};
 use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
 
+mod common;
+use common::{leader_of, start_node, Node};
+
 fn params(dir: &Path) -> ServerParams {
     let peer = "http://127.0.0.1:2380".to_string();
     ServerParams {
@@ -136,21 +139,6 @@ async fn grant_attach_revoke_and_restart() {
     server.stop(threads);
 }
 
-struct Node {
-    server: EtcdServer,
-    threads: Option<etcdserver::server::Threads>,
-    serving: tokio::task::JoinHandle<()>,
-}
-
-impl Node {
-    fn stop(&mut self) {
-        if let Some(t) = self.threads.take() {
-            self.server.stop(t);
-        }
-        self.serving.abort();
-    }
-}
-
 async fn start_cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
     start_cluster_with(dirs, 1000).await.0
 }
@@ -188,32 +176,6 @@ async fn start_cluster_with(
         nodes.push(start_node(p, l));
     }
     (nodes, started)
-}
-
-fn start_node(p: ServerParams, l: tokio::net::TcpListener) -> Node {
-    let (server, threads) = EtcdServer::start(p).unwrap();
-    let router = server.peer_router();
-    let serving = tokio::spawn(async move {
-        let _ = axum::serve(l, router).await;
-    });
-    Node {
-        server,
-        threads: Some(threads),
-        serving,
-    }
-}
-
-async fn leader_of(nodes: &[Node]) -> usize {
-    for _ in 0..500 {
-        if let Some(i) = nodes
-            .iter()
-            .position(|n| n.threads.is_some() && n.server.is_leader())
-        {
-            return i;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no leader after 5 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,9 @@ use std::time::Duration;
 use api::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest};
 use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
 
+mod common;
+use common::{leader_of, start_node};
+
 fn params(dir: &Path, snapshot_count: u64) -> ServerParams {
     let peer = "http://127.0.0.1:2380".to_string();
     ServerParams {
@@ -138,35 +141,6 @@ async fn oversized_proposal_is_refused() {
     server.stop(threads);
 }
 
-/// A member of an in-process cluster, with its peer listener.
-struct Node {
-    server: EtcdServer,
-    threads: Option<etcdserver::server::Threads>,
-    serving: tokio::task::JoinHandle<()>,
-}
-
-async fn start_node(p: ServerParams, listener: tokio::net::TcpListener) -> Node {
-    let (server, threads) = EtcdServer::start(p).unwrap();
-    let router = server.peer_router();
-    let serving = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    Node {
-        server,
-        threads: Some(threads),
-        serving,
-    }
-}
-
-impl Node {
-    fn stop(&mut self) {
-        if let Some(t) = self.threads.take() {
-            self.server.stop(t);
-        }
-        self.serving.abort();
-    }
-}
-
 async fn cluster_params(
     dirs: &[tempfile::TempDir],
 ) -> (Vec<ServerParams>, Vec<std::net::SocketAddr>) {
@@ -193,19 +167,6 @@ async fn cluster_params(
     (params, addrs)
 }
 
-async fn wait_cluster_leader(nodes: &[Node]) -> usize {
-    for _ in 0..500 {
-        if let Some(i) = nodes
-            .iter()
-            .position(|n| n.threads.is_some() && n.server.is_leader())
-        {
-            return i;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no leader after 5 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_replicate_and_a_lagging_one_catches_up_by_snapshot() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -213,9 +174,9 @@ async fn three_members_replicate_and_a_lagging_one_catches_up_by_snapshot() {
     let mut nodes = Vec::new();
     for (p, a) in params.iter().zip(&addrs) {
         let l = tokio::net::TcpListener::bind(a).await.unwrap();
-        nodes.push(start_node(p.clone(), l).await);
+        nodes.push(start_node(p.clone(), l));
     }
-    let leader = wait_cluster_leader(&nodes).await;
+    let leader = leader_of(&nodes).await;
     let follower = (leader + 1) % 3;
     // A write sent to a follower reaches the leader.
     match nodes[follower].server.propose(put("via", "follower")).await {
@@ -244,7 +205,7 @@ async fn three_members_replicate_and_a_lagging_one_catches_up_by_snapshot() {
         }
     }
     let l = tokio::net::TcpListener::bind(addrs[lagging]).await.unwrap();
-    let restarted = start_node(params[lagging].clone(), l).await;
+    let restarted = start_node(params[lagging].clone(), l);
     nodes.insert(lagging, restarted);
     let lagger = &nodes[lagging].server;
     for _ in 0..500 {

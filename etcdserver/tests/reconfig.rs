@@ -9,6 +9,9 @@ use std::time::Duration;
 use api::etcdserverpb::{InternalRaftRequest, PutRequest};
 use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
 
+mod common;
+use common::start_node_at;
+
 fn params(dir: &Path, name: &str, addr: SocketAddr) -> ServerParams {
     let peer = format!("http://{addr}");
     ServerParams {
@@ -36,35 +39,6 @@ fn put(key: &str, value: &str) -> InternalRaftRequest {
             ..Default::default()
         }),
         ..Default::default()
-    }
-}
-
-struct Node {
-    server: EtcdServer,
-    threads: Option<etcdserver::server::Threads>,
-    serving: tokio::task::JoinHandle<()>,
-}
-
-async fn start_node(p: ServerParams, addr: SocketAddr) -> Node {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let (server, threads) = EtcdServer::start(p).unwrap();
-    let router = server.peer_router();
-    let serving = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    Node {
-        server,
-        threads: Some(threads),
-        serving,
-    }
-}
-
-impl Node {
-    fn stop(&mut self) {
-        if let Some(t) = self.threads.take() {
-            self.server.stop(t);
-        }
-        self.serving.abort();
     }
 }
 
@@ -128,7 +102,7 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
         .try_init();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-    let mut nodes = vec![start_node(params(dirs[0].path(), "m0", addrs[0]), addrs[0]).await];
+    let mut nodes = vec![start_node_at(params(dirs[0].path(), "m0", addrs[0]), addrs[0]).await];
     let first = nodes[0].server.clone();
     eventually(5, "single member leads and publishes", || {
         first.is_leader()
@@ -168,7 +142,7 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
         ServerError::PeerUrlExist
     );
     let known = vec![("m0".to_string(), addrs[0])];
-    nodes.push(start_node(joiner(dirs[1].path(), "m1", addrs[1], &known), addrs[1]).await);
+    nodes.push(start_node_at(joiner(dirs[1].path(), "m1", addrs[1], &known), addrs[1]).await);
     let second = nodes[1].server.clone();
     assert_eq!(second.member_id(), learner.id);
     assert_eq!(second.cluster_id(), first.cluster_id());
@@ -210,7 +184,7 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
     let url2 = vec![format!("http://{}", addrs[2])];
     let (third_member, _) = retry("add voter", || first.add_member(url2.clone(), false)).await;
     let known = vec![("m0".to_string(), addrs[0]), ("m1".to_string(), addrs[1])];
-    nodes.push(start_node(joiner(dirs[2].path(), "m2", addrs[2], &known), addrs[2]).await);
+    nodes.push(start_node_at(joiner(dirs[2].path(), "m2", addrs[2], &known), addrs[2]).await);
     let third = nodes[2].server.clone();
     assert_eq!(third.member_id(), third_member.id);
     match first.propose(put("via", "m0")).await {

@@ -1,0 +1,60 @@
+//! In-process members for the integration tests of this crate: each with its peer listener on
+//! 127.0.0.1, stoppable and restartable on the same data dir.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use etcdserver::{EtcdServer, ServerParams};
+
+/// A running member of an in-process cluster.
+pub struct Node {
+    pub server: EtcdServer,
+    pub threads: Option<etcdserver::server::Threads>,
+    pub serving: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a member and serves its peer handlers on `listener`.
+pub fn start_node(p: ServerParams, listener: tokio::net::TcpListener) -> Node {
+    let (server, threads) = EtcdServer::start(p).unwrap();
+    let router = server.peer_router();
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Node {
+        server,
+        threads: Some(threads),
+        serving,
+    }
+}
+
+/// As [`start_node`], listening on `addr`.
+pub async fn start_node_at(p: ServerParams, addr: SocketAddr) -> Node {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    start_node(p, listener)
+}
+
+impl Node {
+    /// Stops raft, apply and the peer listener; the data dir can be started again.
+    pub fn stop(&mut self) {
+        if let Some(t) = self.threads.take() {
+            self.server.stop(t);
+        }
+        self.serving.abort();
+    }
+}
+
+/// The index of the running member that leads, waiting up to 5 s for one.
+pub async fn leader_of(nodes: &[Node]) -> usize {
+    for _ in 0..500 {
+        if let Some(i) = nodes
+            .iter()
+            .position(|n| n.threads.is_some() && n.server.is_leader())
+        {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no leader after 5 s");
+}
