@@ -1,9 +1,9 @@
 //! Auto-compaction (etcd's `server/etcdserver/api/v3compactor`), run by the leader only and
 //! carried out through raft like a client's Compact.
 //!
-//! - periodic: every `min(retention, 1h) / 10` the current revision is sampled; every
-//!   `min(retention, 1h)` the store is compacted to the newest sample at least `retention` old,
-//!   so history of the last `retention` is kept;
+//! - periodic: every `min(retention, 1h) / 10` the current revision is sampled; after a first
+//!   wait of `retention`, then every `min(retention, 1h)`, the store is compacted to the oldest
+//!   sample of the window, the revision of `retention` ago (etcd's `v3compactor.Periodic`);
 //! - revision: every 5 minutes the store is compacted to `current - retention`.
 
 use std::collections::VecDeque;
@@ -32,33 +32,29 @@ pub fn spawn(server: EtcdServer, mode: AutoCompaction) {
 async fn periodic(server: EtcdServer, retention: Duration) {
     let compact_every = retention.min(Duration::from_secs(3600));
     let sample_every = (compact_every / 10).max(Duration::from_millis(10));
-    let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
-    let mut last_compaction = Instant::now();
+    // One sample per interval over the retention, so the oldest is the revision `retention` ago.
+    let window = (retention.as_nanos() / sample_every.as_nanos()) as usize + 1;
+    let mut samples: VecDeque<i64> = VecDeque::with_capacity(window + 1);
+    let mut last_success = Instant::now();
+    // The first compaction waits a whole retention, later ones the compaction interval.
+    let mut wait = retention;
     let mut ticker = tokio::time::interval(sample_every);
     loop {
-        ticker.tick().await;
-        if !server.is_leader() {
-            // A new leader starts over, as etcd's compactor is paused and resumed.
-            samples.clear();
-            last_compaction = Instant::now();
-            continue;
-        }
-        let now = Instant::now();
-        samples.push_back((now, server.store().current_revision()));
-        if now.duration_since(last_compaction) < compact_every {
-            continue;
-        }
-        let target = samples
-            .iter()
-            .rev()
-            .find(|(at, _)| now.duration_since(*at) >= retention)
-            .map(|(_, rev)| *rev);
-        let Some(rev) = target else { continue };
-        while samples.front().is_some_and(|(_, r)| *r < rev) {
+        samples.push_back(server.store().current_revision());
+        if samples.len() > window {
             samples.pop_front();
         }
-        last_compaction = now;
-        compact(&server, rev, "periodic").await;
+        ticker.tick().await;
+        // Followers keep sampling (revisions are the same on every member) but leave the
+        // compaction to the leader, as etcd pauses its compactor.
+        if !server.is_leader() || last_success.elapsed() < wait {
+            continue;
+        }
+        wait = compact_every;
+        let rev = samples[0];
+        if compact(&server, rev, "periodic").await {
+            last_success = Instant::now();
+        }
     }
 }
 
@@ -75,14 +71,16 @@ async fn revision(server: EtcdServer, keep: i64) {
         if rev <= 0 || rev == last {
             continue;
         }
-        last = rev;
-        compact(&server, rev, "revision").await;
+        if compact(&server, rev, "revision").await {
+            last = rev;
+        }
     }
 }
 
-async fn compact(server: &EtcdServer, rev: i64, mode: &str) {
+/// Proposes a compaction at `rev`; true when the store is compacted at or beyond it.
+async fn compact(server: &EtcdServer, rev: i64, mode: &str) -> bool {
     if rev <= server.store().compact_revision() {
-        return;
+        return true;
     }
     let req = InternalRaftRequest {
         compaction: Some(CompactionRequest {
@@ -92,8 +90,14 @@ async fn compact(server: &EtcdServer, rev: i64, mode: &str) {
         ..Default::default()
     };
     match server.propose(req).await {
-        Ok(_) => tracing::info!(revision = rev, mode, "auto compaction done"),
-        Err(ServerError::Compacted) => {}
-        Err(e) => tracing::warn!(revision = rev, mode, error = %e, "auto compaction failed"),
+        Ok(_) => {
+            tracing::info!(revision = rev, mode, "auto compaction done");
+            true
+        }
+        Err(ServerError::Compacted) => true,
+        Err(e) => {
+            tracing::warn!(revision = rev, mode, error = %e, "auto compaction failed");
+            false
+        }
     }
 }
