@@ -84,6 +84,63 @@ async fn events(
 server_tests! {
     async fn bad_requests_get_etcds_errors_and_the_cluster_keeps_serving;
     async fn watch_replays_history_and_is_canceled_at_a_compacted_revision;
+    async fn periodic_auto_compaction_drops_history_older_than_the_retention;
+}
+
+/// `--auto-compaction-mode periodic --auto-compaction-retention 1s`: the leader compacts, through
+/// raft, to the revision of about a second ago, so an early revision soon reads as compacted on
+/// every member while the latest values stay.
+async fn periodic_auto_compaction_drops_history_older_than_the_retention(server: ServerBinary) {
+    let cluster = start_with(
+        server,
+        3,
+        &[
+            "--auto-compaction-mode",
+            "periodic",
+            "--auto-compaction-retention",
+            "1s",
+        ],
+    );
+    let c = connect(&cluster.client_urls()).await;
+    let first = c
+        .put_kv("ac", "1")
+        .await
+        .expect("put")
+        .header
+        .expect("header")
+        .revision;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut value = 1;
+    loop {
+        value += 1;
+        c.put_kv("ac", value.to_string()).await.expect("put");
+        match c.range(range("ac", first)).await {
+            Err(e)
+                if e.server_message()
+                    == Some("etcdserver: mvcc: required revision has been compacted") =>
+            {
+                break
+            }
+            Err(e) => panic!("reading revision {first}: {e:?}"),
+            Ok(_) => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "revision {first} was never compacted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for i in 0..cluster.size() {
+        // Linearizable reads: each member has applied the compaction before it answers.
+        let member = connect_to(&cluster, i).await;
+        let latest = member.get("ac").await.expect("get").expect("the key");
+        assert_eq!(latest.value, value.to_string().into_bytes(), "member {i}");
+        assert_etcd_error(
+            member.range(range("ac", first)).await,
+            "OutOfRange",
+            "etcdserver: mvcc: required revision has been compacted",
+        );
+    }
 }
 
 /// Empty keys, a request over `--max-request-bytes` (1.5 MiB), a txn over `--max-txn-ops` (128),
