@@ -23,13 +23,6 @@ pub struct MaintenanceService {
     pub server: EtcdServer,
 }
 
-impl MaintenanceService {
-    /// Cluster-level headers carry no revision, as etcd's.
-    fn header(&self) -> ResponseHeader {
-        self.server.header()
-    }
-}
-
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -44,23 +37,29 @@ impl Maintenance for MaintenanceService {
             ));
         }
         Ok(Response::new(AlarmResponse {
-            header: Some(self.header()),
+            header: Some(self.server.header()),
             alarms: Vec::new(),
         }))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = &self.server;
-        let backend = s.store().backend();
-        let db_size = backend.size().map_err(internal)? as i64;
-        let db_size_in_use = backend.size_in_use().map_err(internal)? as i64;
+        let backend = s.store().backend().clone();
+        // The space in use is measured in a write transaction: off the async workers.
+        let (db_size, db_size_in_use) = tokio::task::spawn_blocking(move || {
+            Ok::<_, backend::Error>((backend.size()?, backend.size_in_use()?))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        let (db_size, db_size_in_use) = (db_size as i64, db_size_in_use as i64);
         let is_learner = s
             .membership()
             .members
             .get(&s.member_id())
             .is_some_and(|m| m.is_learner);
         Ok(Response::new(StatusResponse {
-            header: Some(self.header()),
+            header: Some(self.server.header()),
             version: SERVER_VERSION.to_owned(),
             db_size,
             leader: s.leader_id().unwrap_or(0),
@@ -83,14 +82,14 @@ impl Maintenance for MaintenanceService {
             .map_err(|e| internal(e.to_string()))?
             .map_err(internal)?;
         Ok(Response::new(DefragmentResponse {
-            header: Some(self.header()),
+            header: Some(self.server.header()),
         }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let hash = self.server.store().backend().hash().map_err(internal)?;
         Ok(Response::new(HashResponse {
-            header: Some(self.header()),
+            header: Some(self.server.header()),
             hash,
         }))
     }
@@ -105,7 +104,7 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(|e| internal(e.to_string()))?
             .map_err(ServerError::from)?;
-        let mut header = self.header();
+        let mut header = self.server.header();
         header.revision = h.current_revision;
         Ok(Response::new(HashKvResponse {
             header: Some(header),
@@ -121,7 +120,7 @@ impl Maintenance for MaintenanceService {
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let backend = self.server.store().backend().clone();
-        let header = self.header();
+        let header = self.server.header();
         // Spooled to a file first: etcd tells the client how many bytes remain in each message.
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
             use std::io::{Seek, Write};
@@ -199,7 +198,7 @@ impl Maintenance for MaintenanceService {
         }
         self.server.transfer_leadership(target).await?;
         Ok(Response::new(MoveLeaderResponse {
-            header: Some(self.header()),
+            header: Some(self.server.header()),
         }))
     }
 

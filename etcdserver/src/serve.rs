@@ -197,16 +197,32 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
     })
 }
 
-/// Keeps the database size gauges current, as etcd's backend reports them.
+/// Keeps the database size gauges current, as etcd's backend reports them. Measuring the space
+/// in use opens a write transaction and walks the table trees, so it runs on a blocking thread
+/// and only every `IN_USE_EVERY` seconds; the file size is cheap and follows every second.
 fn spawn_backend_gauges(server: EtcdServer) {
+    const IN_USE_EVERY: u32 = 10;
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
+        let mut in_use = 0;
+        for tick in 0u32.. {
             every.tick().await;
-            let backend = server.shared.store.backend();
-            let (Ok(total), Ok(in_use)) = (backend.size(), backend.size_in_use()) else {
+            let backend = server.shared.store.backend().clone();
+            let measure_in_use = tick % IN_USE_EVERY == 0;
+            let measured = tokio::task::spawn_blocking(move || {
+                let total = backend.size().ok()?;
+                let in_use = if measure_in_use {
+                    Some(backend.size_in_use().ok()?)
+                } else {
+                    None
+                };
+                Some((total, in_use))
+            })
+            .await;
+            let Ok(Some((total, measured_in_use))) = measured else {
                 continue;
             };
+            in_use = measured_in_use.unwrap_or(in_use);
             crate::metrics_hooks::backend_size(total, in_use);
         }
     });
