@@ -130,7 +130,7 @@ impl EtcdServer {
     {
         let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
         loop {
-            if self.shared.stopped.load(Ordering::Acquire) {
+            if self.shared.is_stopped() {
                 return Err(ServerError::Stopped);
             }
             match self.leader_id() {
@@ -361,7 +361,7 @@ pub(crate) fn peer_routes(server: &EtcdServer) -> axum::Router {
 
 fn upgrade(weak: &Weak<Shared>) -> Option<EtcdServer> {
     let shared = weak.upgrade()?;
-    if shared.stopped.load(Ordering::Acquire) {
+    if shared.is_stopped() {
         return None;
     }
     Some(EtcdServer { shared })

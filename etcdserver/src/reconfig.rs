@@ -251,7 +251,7 @@ impl EtcdServer {
         promote: bool,
     ) -> Result<Vec<Member>, ServerError> {
         let shared = &self.shared;
-        if shared.stopped.load(Ordering::Acquire) {
+        if shared.is_stopped() {
             return Err(ServerError::Stopped);
         }
         let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);

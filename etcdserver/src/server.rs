@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -107,12 +107,16 @@ pub(crate) struct Shared {
     pub request_timeout: Duration,
     pub election_timeout: Duration,
     transport: OnceLock<rafthttp::Transport>,
-    /// Set when the member cannot go on (a failed fsync): every request fails from then on.
-    pub stopped: AtomicBool,
+    /// `true` once the member stopped, by `stop` or because it cannot go on (a failed fsync):
+    /// every request fails from then on. `is_stopped` reads it; tasks wait on it.
     pub stop_notify: watch::Sender<bool>,
 }
 
 impl Shared {
+    pub fn is_stopped(&self) -> bool {
+        *self.stop_notify.borrow()
+    }
+
     pub fn transport(&self) -> &rafthttp::Transport {
         self.transport
             .get()
@@ -140,7 +144,6 @@ impl Shared {
 
     pub fn fatal(&self, why: String) {
         tracing::error!(reason = %why, "stopping the member");
-        self.stopped.store(true, Ordering::Release);
         self.stop_notify.send_replace(true);
         for (_, w) in self.waiters.lock().drain() {
             let _ = w.send(Err(ServerError::Stopped));
@@ -328,7 +331,6 @@ impl EtcdServer {
             election_timeout: params.election_timeout,
             reconfig: tokio::sync::Mutex::new(()),
             transport: OnceLock::new(),
-            stopped: AtomicBool::new(false),
             stop_notify: stop_tx,
         });
 
@@ -399,7 +401,7 @@ impl EtcdServer {
             shared: shared.clone(),
             kv: KvApplier::with_lessor(store.clone(), lessor),
             tasks: apply_rx,
-            snap_dir: dirs.snap.clone(),
+            snapshotter: snap::Snapshotter::new(&dirs.snap)?,
             snapshot_count: params.snapshot_count,
             conf_state: snapshot.conf_state(),
             last_snapshot: snapshot.index(),
@@ -527,7 +529,6 @@ impl EtcdServer {
         if let Err(e) = self.shared.store.commit() {
             tracing::error!(error = %e, "committing the backend at stop");
         }
-        self.shared.stopped.store(true, Ordering::Release);
         self.shared.stop_notify.send_replace(true);
         // Nothing will apply them now; their callers (and their handles on the member) go.
         for (_, w) in self.shared.waiters.lock().drain() {
@@ -546,7 +547,7 @@ impl EtcdServer {
             loop {
                 {
                     let Some(shared) = weak.upgrade() else { return };
-                    if shared.stopped.load(Ordering::Acquire) {
+                    if shared.is_stopped() {
                         return;
                     }
                     let published = shared
@@ -636,7 +637,7 @@ impl ServerCore for EtcdServer {
 
     async fn propose(&self, mut req: InternalRaftRequest) -> Result<Applied, ServerError> {
         let shared = &self.shared;
-        if shared.stopped.load(Ordering::Acquire) {
+        if shared.is_stopped() {
             return Err(ServerError::Stopped);
         }
         let applied = *shared.applied.borrow();
@@ -680,7 +681,7 @@ impl ServerCore for EtcdServer {
     }
 
     async fn read_barrier(&self) -> Result<(), ServerError> {
-        if self.shared.stopped.load(Ordering::Acquire) {
+        if self.shared.is_stopped() {
             return Err(ServerError::Stopped);
         }
         if self.is_learner() {
@@ -757,7 +758,7 @@ struct ApplyLoop {
     shared: Arc<Shared>,
     kv: KvApplier,
     tasks: Receiver<ApplyTask>,
-    snap_dir: PathBuf,
+    snapshotter: snap::Snapshotter,
     snapshot_count: u64,
     conf_state: ConfState,
     last_snapshot: u64,
@@ -850,7 +851,7 @@ impl ApplyLoop {
         if index <= ci {
             return Ok(());
         }
-        let snapshotter = snap::Snapshotter::new(&self.snap_dir).map_err(|e| e.to_string())?;
+        let snapshotter = &self.snapshotter;
         let db = snapshotter.db_path(index).map_err(|e| e.to_string())?;
         restore_store_from(&self.shared.store, &db).map_err(|e| e.to_string())?;
         self.shared.lessor.recover(&self.shared.store)?;
