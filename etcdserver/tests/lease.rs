@@ -5,41 +5,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use api::etcdserverpb::{InternalRaftRequest, PutRequest};
-use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
+use etcdserver::{Applied, EtcdServer, ServerCore, ServerError, ServerParams};
 
 mod common;
 use common::{leader_of, start_node, Node};
 
 fn params(dir: &Path) -> ServerParams {
-    let peer = "http://127.0.0.1:2380".to_string();
-    ServerParams {
-        name: "default".into(),
-        data_dir: dir.to_path_buf(),
-        peer_urls: vec![peer.clone()],
-        client_urls: vec!["http://127.0.0.1:2379".into()],
-        initial_cluster: vec![("default".into(), vec![peer])],
-        new_cluster: true,
-        token: "etcd-cluster".into(),
-        heartbeat: Duration::from_millis(10),
-        // The minimum lease TTL is then ⌈0.15 s⌉ = 1 s.
-        election_timeout: Duration::from_millis(100),
-        snapshot_count: 1000,
-        snapshot_catch_up_entries: 5,
-        limits: Limits::default(),
-        auto_compaction: None,
-    }
+    common::params(dir)
 }
 
 fn put(key: &str, lease: i64) -> InternalRaftRequest {
-    InternalRaftRequest {
-        put: Some(PutRequest {
-            key: key.into(),
-            value: b"v".to_vec(),
-            lease,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    common::put_request(key, "v", lease)
 }
 
 fn value(server: &EtcdServer, key: &str) -> Option<mvcc::KeyValue> {

@@ -5,40 +5,21 @@
 use std::path::Path;
 use std::time::Duration;
 
-use api::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest};
+use api::etcdserverpb::{InternalRaftRequest, RangeRequest};
 use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
 
 mod common;
 use common::{leader_of, start_node};
 
 fn params(dir: &Path, snapshot_count: u64) -> ServerParams {
-    let peer = "http://127.0.0.1:2380".to_string();
     ServerParams {
-        name: "default".into(),
-        data_dir: dir.to_path_buf(),
-        peer_urls: vec![peer.clone()],
-        client_urls: vec!["http://127.0.0.1:2379".into()],
-        initial_cluster: vec![("default".into(), vec![peer])],
-        new_cluster: true,
-        token: "etcd-cluster".into(),
-        heartbeat: Duration::from_millis(10),
-        election_timeout: Duration::from_millis(100),
         snapshot_count,
-        snapshot_catch_up_entries: 5,
-        limits: Limits::default(),
-        auto_compaction: None,
+        ..common::params(dir)
     }
 }
 
 fn put(key: &str, value: &str) -> InternalRaftRequest {
-    InternalRaftRequest {
-        put: Some(PutRequest {
-            key: key.into(),
-            value: value.into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    common::put_request(key, value, 0)
 }
 
 async fn get(server: &EtcdServer, key: &str) -> Option<Vec<u8>> {

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use api::etcdserverpb::{InternalRaftRequest, PutRequest};
-use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
+use api::etcdserverpb::InternalRaftRequest;
+use etcdserver::{Applied, EtcdServer, ServerCore, ServerError, ServerParams};
 
 mod common;
 use common::start_node_at;
@@ -16,30 +16,16 @@ fn params(dir: &Path, name: &str, addr: SocketAddr) -> ServerParams {
     let peer = format!("http://{addr}");
     ServerParams {
         name: name.into(),
-        data_dir: dir.to_path_buf(),
         peer_urls: vec![peer.clone()],
         client_urls: vec![format!("http://127.0.0.1:{}", addr.port() + 1)],
         initial_cluster: vec![(name.into(), vec![peer])],
-        new_cluster: true,
-        token: "etcd-cluster".into(),
-        heartbeat: Duration::from_millis(10),
-        election_timeout: Duration::from_millis(100),
         snapshot_count: 50,
-        snapshot_catch_up_entries: 5,
-        limits: Limits::default(),
-        auto_compaction: None,
+        ..common::params(dir)
     }
 }
 
 fn put(key: &str, value: &str) -> InternalRaftRequest {
-    InternalRaftRequest {
-        put: Some(PutRequest {
-            key: key.into(),
-            value: value.into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    common::put_request(key, value, 0)
 }
 
 fn free_addr() -> SocketAddr {

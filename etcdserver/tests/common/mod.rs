@@ -58,3 +58,37 @@ pub async fn leader_of(nodes: &[Node]) -> usize {
     }
     panic!("no leader after 5 s");
 }
+
+/// A single-member cluster named `default` in `dir`, with short raft timings (a 100 ms election
+/// timeout, so the minimum lease TTL is 1 s) and a short log kept after snapshots.
+pub fn params(dir: &std::path::Path) -> ServerParams {
+    let peer = "http://127.0.0.1:2380".to_string();
+    ServerParams {
+        name: "default".into(),
+        data_dir: dir.to_path_buf(),
+        peer_urls: vec![peer.clone()],
+        client_urls: vec!["http://127.0.0.1:2379".into()],
+        initial_cluster: vec![("default".into(), vec![peer])],
+        new_cluster: true,
+        token: "etcd-cluster".into(),
+        heartbeat: Duration::from_millis(10),
+        election_timeout: Duration::from_millis(100),
+        snapshot_count: 1000,
+        snapshot_catch_up_entries: 5,
+        limits: etcdserver::Limits::default(),
+        auto_compaction: None,
+    }
+}
+
+/// A put of `value` at `key` on `lease` (0: none), as the KV service proposes it.
+pub fn put_request(key: &str, value: &str, lease: i64) -> api::etcdserverpb::InternalRaftRequest {
+    api::etcdserverpb::InternalRaftRequest {
+        put: Some(api::etcdserverpb::PutRequest {
+            key: key.into(),
+            value: value.into(),
+            lease,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
