@@ -96,58 +96,75 @@ impl ClientConn {
                     return Ok(());
                 }
                 Mode::Http2 { decoder, pending } => {
-                    if self.raw.len() < FRAME_HEADER_LEN {
-                        return Ok(());
-                    }
-                    let len =
-                        u32::from_be_bytes([0, self.raw[0], self.raw[1], self.raw[2]]) as usize;
-                    if self.raw.len() < FRAME_HEADER_LEN + len {
-                        return Ok(());
-                    }
-                    let kind = self.raw[3];
-                    let flags = self.raw[4];
-                    let stream_id =
-                        u32::from_be_bytes([self.raw[5], self.raw[6], self.raw[7], self.raw[8]])
-                            & 0x7fff_ffff;
-                    let frame: Vec<u8> = self.raw.drain(..FRAME_HEADER_LEN + len).collect();
-                    let payload = &frame[FRAME_HEADER_LEN..];
-                    match kind {
-                        FRAME_HEADERS => {
-                            let (priority, fragment) = split_headers_payload(flags, payload)?;
-                            *pending = Some(PendingBlock {
-                                stream_id,
-                                flags,
-                                priority,
-                                fragment: fragment.to_vec(),
-                            });
-                        }
-                        FRAME_CONTINUATION if pending.is_some() => {
-                            let block = pending.as_mut().expect("checked");
-                            block.fragment.extend_from_slice(payload);
-                            block.flags |= flags & FLAG_END_HEADERS;
-                            if block.fragment.len() > MAX_HEADER_BLOCK {
-                                return Err(io::Error::other("header block too large"));
-                            }
-                        }
-                        _ => {
-                            // Anything else, or a CONTINUATION out of place (the server
-                            // reports that protocol error itself).
-                            self.ready.extend_from_slice(&frame);
-                            continue;
-                        }
-                    }
-                    if pending
-                        .as_ref()
-                        .is_some_and(|b| b.flags & FLAG_END_HEADERS != 0)
-                    {
-                        let block = pending.take().expect("checked");
-                        let headers = decoder.decode(&block.fragment).map_err(|e| {
-                            io::Error::other(format!("undecodable header block: {e:?}"))
-                        })?;
-                        write_headers(&mut self.ready, &block, &headers);
-                    }
+                    // Whole frames are consumed through a cursor and removed at once: no copy
+                    // or shift per frame on the path of every request.
+                    let consumed = filter_frames(&self.raw, &mut self.ready, decoder, pending)?;
+                    self.raw.drain(..consumed);
+                    return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// Moves every whole frame at the start of `raw` to `ready`, re-encoding header blocks; returns
+/// how many bytes of `raw` it consumed (an incomplete frame stays for the next read).
+fn filter_frames(
+    raw: &[u8],
+    ready: &mut Vec<u8>,
+    decoder: &mut loona_hpack::Decoder<'static>,
+    pending: &mut Option<PendingBlock>,
+) -> io::Result<usize> {
+    let mut pos = 0;
+    loop {
+        let rest = &raw[pos..];
+        if rest.len() < FRAME_HEADER_LEN {
+            return Ok(pos);
+        }
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        if rest.len() < FRAME_HEADER_LEN + len {
+            return Ok(pos);
+        }
+        let kind = rest[3];
+        let flags = rest[4];
+        let stream_id = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
+        let frame = &rest[..FRAME_HEADER_LEN + len];
+        let payload = &frame[FRAME_HEADER_LEN..];
+        pos += frame.len();
+        match kind {
+            FRAME_HEADERS => {
+                let (priority, fragment) = split_headers_payload(flags, payload)?;
+                *pending = Some(PendingBlock {
+                    stream_id,
+                    flags,
+                    priority,
+                    fragment: fragment.to_vec(),
+                });
+            }
+            FRAME_CONTINUATION if pending.is_some() => {
+                let block = pending.as_mut().expect("checked");
+                block.fragment.extend_from_slice(payload);
+                block.flags |= flags & FLAG_END_HEADERS;
+                if block.fragment.len() > MAX_HEADER_BLOCK {
+                    return Err(io::Error::other("header block too large"));
+                }
+            }
+            _ => {
+                // Anything else, or a CONTINUATION out of place (the server reports that
+                // protocol error itself).
+                ready.extend_from_slice(frame);
+                continue;
+            }
+        }
+        if pending
+            .as_ref()
+            .is_some_and(|b| b.flags & FLAG_END_HEADERS != 0)
+        {
+            let block = pending.take().expect("checked");
+            let headers = decoder
+                .decode(&block.fragment)
+                .map_err(|e| io::Error::other(format!("undecodable header block: {e:?}")))?;
+            write_headers(ready, &block, &headers);
         }
     }
 }
