@@ -144,6 +144,8 @@ struct Member {
 #[derive(Debug)]
 pub struct Cluster {
     members: Vec<Member>,
+    spec: ClusterSpec,
+    token: String,
     // Drop order matters: `Drop for Cluster` kills the members, then the directory goes, then the ports
     // are released (fields drop in declaration order), so no other test can bind a port still in use.
     dir: tempfile::TempDir,
@@ -180,73 +182,39 @@ impl Cluster {
         let peer_urls: Vec<String> = (0..spec.size)
             .map(|i| format!("http://127.0.0.1:{}", ports[2 * i + 1].port()))
             .collect();
-        let initial_cluster = peer_urls
-            .iter()
-            .enumerate()
-            .map(|(i, url)| format!("{}={url}", member_name(i)))
-            .collect::<Vec<_>>()
-            .join(",");
+        let names: Vec<String> = (0..spec.size).map(member_name).collect();
+        let initial_cluster = initial_cluster(names.iter().zip(&peer_urls));
         let token = unique_token();
 
+        let template = MemberTemplate {
+            spec: &spec,
+            dir: dir.path(),
+            token: &token,
+        };
         let members = (0..spec.size)
             .map(|i| {
-                let name = member_name(i);
-                let data_dir = dir.path().join(&name);
-                let log_path = dir.path().join(format!("{name}.log"));
-                let mut args: Vec<String> = [
-                    "--name",
-                    &name,
-                    "--data-dir",
-                    &data_dir.to_string_lossy(),
-                    "--listen-client-urls",
-                    &client_urls[i],
-                    "--advertise-client-urls",
-                    &client_urls[i],
-                    "--listen-peer-urls",
-                    &peer_urls[i],
-                    "--initial-advertise-peer-urls",
-                    &peer_urls[i],
-                    "--initial-cluster",
+                template.member(
+                    names[i].clone(),
+                    client_urls[i].clone(),
+                    peer_urls[i].clone(),
                     &initial_cluster,
-                    "--initial-cluster-state",
                     "new",
-                    "--initial-cluster-token",
-                    &token,
-                    "--heartbeat-interval",
-                    &spec.heartbeat_interval_ms.to_string(),
-                    "--election-timeout",
-                    &spec.election_timeout_ms.to_string(),
-                ]
-                .map(String::from)
-                .into();
-                args.extend(spec.extra_args.iter().cloned());
-                Member {
-                    name,
-                    client_url: client_urls[i].clone(),
-                    peer_url: peer_urls[i].clone(),
-                    data_dir,
-                    log_path,
-                    command: MemberCommand {
-                        program: spec.server.path().to_path_buf(),
-                        args,
-                    },
-                    process: None,
-                    paused: false,
-                    starts: 0,
-                }
+                )
             })
             .collect();
 
         let mut cluster = Cluster {
             members,
+            spec,
+            token,
             dir,
             _ports: ports,
         };
-        for i in 0..spec.size {
+        for i in 0..cluster.size() {
             cluster.launch(i)?;
         }
-        cluster.wait_all_healthy(spec.start_timeout)?;
-        tracing::info!(size = spec.size, endpoints = %cluster.endpoints(), "cluster is healthy");
+        cluster.wait_all_healthy(cluster.spec.start_timeout)?;
+        tracing::info!(size = cluster.size(), endpoints = %cluster.endpoints(), "cluster is healthy");
         Ok(cluster)
     }
 
@@ -407,6 +375,80 @@ impl Cluster {
     pub fn restart(&mut self, i: usize) -> Result<()> {
         self.stop(i)?;
         self.launch(i)
+    }
+
+    /// Reserves ports and a data dir for one more member, `m<size()>`, and returns its index. Nothing is
+    /// started: announce it with MemberAdd (its [`Cluster::peer_url`]), then [`Cluster::join`] it.
+    pub fn add_member_slot(&mut self) -> Result<usize> {
+        let ports = ports::reserve(2)?;
+        let i = self.members.len();
+        let template = MemberTemplate {
+            spec: &self.spec,
+            dir: self.dir.path(),
+            token: &self.token,
+        };
+        let member = template.member(
+            member_name(i),
+            format!("http://127.0.0.1:{}", ports[0].port()),
+            format!("http://127.0.0.1:{}", ports[1].port()),
+            "",
+            "existing",
+        );
+        self.members.push(member);
+        self._ports.extend(ports);
+        Ok(i)
+    }
+
+    /// Starts member `i` as a newcomer to the running cluster, as etcd's docs say to after MemberAdd:
+    /// `--initial-cluster-state existing` and `--initial-cluster` naming `membership`, the indexes of
+    /// every member the cluster has now, `i` included. The member must not be running; its data dir is
+    /// kept, so [`Cluster::wipe`] it first to join afresh. Does not wait for health.
+    pub fn join(&mut self, i: usize, membership: &[usize]) -> Result<()> {
+        self.member_mut(i)?;
+        if self.members[i].process.is_some() {
+            return Err(Error::InvalidSpec(format!(
+                "member {} is running; stop it before it joins again",
+                self.members[i].name
+            )));
+        }
+        if let Some(&bad) = membership.iter().find(|&&m| m >= self.size()) {
+            return Err(Error::NoSuchMember {
+                index: bad,
+                size: self.size(),
+            });
+        }
+        let initial_cluster = initial_cluster(
+            membership
+                .iter()
+                .map(|&m| (&self.members[m].name, &self.members[m].peer_url)),
+        );
+        let args = &mut self.members[i].command.args;
+        set_flag(args, "--initial-cluster", &initial_cluster);
+        set_flag(args, "--initial-cluster-state", "existing");
+        self.launch(i)
+    }
+
+    /// Deletes member `i`'s data dir, which must not be in use: a replaced disk or machine.
+    pub fn wipe(&mut self, i: usize) -> Result<()> {
+        let member = self.member_mut(i)?;
+        if member.process.is_some() {
+            return Err(Error::InvalidSpec(format!(
+                "member {} is running; stop it before wiping its data",
+                member.name
+            )));
+        }
+        match fs::remove_dir_all(&member.data_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_err(format!("remove {}", member.data_dir.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets member `i`'s process after it left the cluster: a removed member exits by itself, and
+    /// probes and [`Cluster::wait_all_healthy`] must not wait for it. Kills it if it still runs.
+    pub fn retire(&mut self, i: usize) -> Result<()> {
+        self.kill(i)
     }
 
     /// Waits until member `i` answers `GET /health` with `{"health":"true"}`.
@@ -631,6 +673,86 @@ fn remove_abandoned_dirs(tmp: &Path) {
             if let Err(e) = fs::remove_dir_all(entry.path()) {
                 tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove");
             }
+        }
+    }
+}
+
+/// What every member's command line shares: the spec's binary, timing and extra flags, the token and
+/// the directory that holds data dirs and logs.
+struct MemberTemplate<'a> {
+    spec: &'a ClusterSpec,
+    dir: &'a Path,
+    token: &'a str,
+}
+
+impl MemberTemplate<'_> {
+    fn member(
+        &self,
+        name: String,
+        client_url: String,
+        peer_url: String,
+        initial_cluster: &str,
+        state: &str,
+    ) -> Member {
+        let data_dir = self.dir.join(&name);
+        let log_path = self.dir.join(format!("{name}.log"));
+        let mut args: Vec<String> = [
+            "--name",
+            &name,
+            "--data-dir",
+            &data_dir.to_string_lossy(),
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            initial_cluster,
+            "--initial-cluster-state",
+            state,
+            "--initial-cluster-token",
+            self.token,
+            "--heartbeat-interval",
+            &self.spec.heartbeat_interval_ms.to_string(),
+            "--election-timeout",
+            &self.spec.election_timeout_ms.to_string(),
+        ]
+        .map(String::from)
+        .into();
+        args.extend(self.spec.extra_args.iter().cloned());
+        Member {
+            name,
+            client_url,
+            peer_url,
+            data_dir,
+            log_path,
+            command: MemberCommand {
+                program: self.spec.server.path().to_path_buf(),
+                args,
+            },
+            process: None,
+            paused: false,
+            starts: 0,
+        }
+    }
+}
+
+/// `--initial-cluster`'s value: `name=peer-url` pairs joined by commas.
+fn initial_cluster<'a>(members: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    members
+        .map(|(name, url)| format!("{name}={url}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Sets `flag`'s value in `args`, which holds it as a separate word after the flag.
+fn set_flag(args: &mut [String], flag: &str, value: &str) {
+    if let Some(pos) = args.iter().position(|a| a == flag) {
+        if let Some(slot) = args.get_mut(pos + 1) {
+            *slot = value.to_string();
         }
     }
 }
