@@ -32,6 +32,7 @@
 
 mod cluster;
 mod error;
+pub mod history;
 mod http;
 pub mod output;
 mod ports;
