@@ -684,10 +684,8 @@ impl ServerCore for EtcdServer {
         if self.shared.is_stopped() {
             return Err(ServerError::Stopped);
         }
-        if self.is_learner() {
-            // etcd lets a learner serve serializable reads only.
-            return Err(ServerError::NotSupportedForLearner);
-        }
+        // A learner may ask too: raft forwards its ReadIndex to the leader. Which client RPCs a learner
+        // serves is decided at the gRPC edge (`learner_guard`); /health needs the barrier on a learner.
         let (tx, rx) = oneshot::channel();
         if self.shared.raft_tx.send(RaftInput::ReadIndex(tx)).is_err() {
             return Err(ServerError::Stopped);

@@ -1,0 +1,294 @@
+//! Runtime membership changes on real processes, against etcd 3.4 and our `etcd`: grow a cluster from
+//! 1 to 5 members and shrink it back to 1 while a client writes, losing no acknowledged write; replace a
+//! member (remove it, wipe its data, add it back fresh); add a learner, let it catch up, promote it.
+//! New members join with `--initial-cluster-state existing` and, because the leader's log is compacted
+//! by then (`--snapshot-count 1000`, 5000 entries kept), catch up from a snapshot.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::api::etcdserverpb::{
+    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, RangeRequest,
+};
+use client::{prefix_range_end, Client};
+use common::*;
+use integration::{server_tests, Cluster, ServerBinary};
+use tokio::task::JoinHandle;
+
+server_tests! {
+    async fn grow_from_1_to_5_and_shrink_back_to_1_under_writes_loses_nothing;
+    async fn a_removed_member_wiped_and_added_back_fresh_catches_up;
+    async fn a_learner_joins_catches_up_and_is_promoted_to_voter;
+}
+
+/// Entries a leader keeps behind a snapshot for slow followers (etcd's SnapshotCatchUpEntries); writing
+/// more than this with a small `--snapshot-count` makes a newcomer catch up from a snapshot.
+const ENTRIES_KEPT_AFTER_SNAPSHOT: usize = 5000;
+
+fn start_compacting(server: ServerBinary, size: usize) -> Cluster {
+    start_with(server, size, &["--snapshot-count", "1000"])
+}
+
+/// Writes `count` distinct keys under `prefix` with 16 concurrent puts.
+async fn preload(client: &Client, prefix: &str, count: usize) {
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let client = client.clone();
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            for n in (worker..count).step_by(16) {
+                client
+                    .put_kv(format!("{prefix}{n:06}"), format!("v{n}"))
+                    .await
+                    .unwrap_or_else(|e| panic!("preload put {n}: {e}"));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("preload task");
+    }
+}
+
+/// Puts `w/<n>` for n = 0, 1, ... until stopped; returns the numbers whose put was acknowledged. A put
+/// that fails (a leader change, a member leaving) may or may not have happened, so it is not counted.
+fn spawn_writer(client: Client, stop: Arc<AtomicBool>) -> JoinHandle<Vec<usize>> {
+    tokio::spawn(async move {
+        let mut acknowledged = Vec::new();
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let put = client.put_kv(format!("w/{n:06}"), format!("{n}"));
+            match tokio::time::timeout(Duration::from_secs(5), put).await {
+                Ok(Ok(_)) => acknowledged.push(n),
+                Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+            n += 1;
+        }
+        acknowledged
+    })
+}
+
+/// Sends MemberAdd for `peer_url` until the cluster takes it: etcd refuses with `unhealthy cluster`
+/// until the previous newcomer has started (strict reconfiguration check). Returns the new member's id.
+async fn add_member(client: &Client, peer_url: &str, is_learner: bool) -> u64 {
+    let mut last = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match client
+            .member_add(MemberAddRequest {
+                peer_ur_ls: vec![peer_url.to_string()],
+                is_learner,
+            })
+            .await
+        {
+            Ok(response) => return response.member.expect("added member").id,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("member add {peer_url} not accepted within {WAIT:?}: {last}");
+}
+
+async fn remove_member(client: &Client, id: u64) {
+    let mut last = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match client.member_remove(MemberRemoveRequest { id }).await {
+            Ok(_) => return,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("member remove {id:x} not accepted within {WAIT:?}: {last}");
+}
+
+/// Member ids by name (`m<i>`) from MemberList; a member that has not started yet has no name.
+async fn member_id(client: &Client, name: &str) -> u64 {
+    let members = client
+        .member_list(MemberListRequest::default())
+        .await
+        .expect("member list")
+        .members;
+    members
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("no member named {name} in {members:?}"))
+        .id
+}
+
+/// Adds a fresh voter in a new slot and starts it; returns its index once it is healthy.
+async fn grow(cluster: &mut Cluster, client: &Client, membership: &mut Vec<usize>) -> usize {
+    let slot = blocking(|| cluster.add_member_slot()).expect("slot");
+    add_member(client, cluster.peer_url(slot), false).await;
+    membership.push(slot);
+    blocking(|| {
+        cluster.join(slot, membership)?;
+        cluster.wait_healthy(slot, WAIT)
+    })
+    .unwrap_or_else(|e| panic!("member {slot} joins: {e}"));
+    slot
+}
+
+/// Acknowledged keys that a linearizable read through `client` does not return.
+async fn missing(client: &Client, acknowledged: &[usize]) -> Vec<usize> {
+    let response = client
+        .range(RangeRequest {
+            key: b"w/".to_vec(),
+            range_end: prefix_range_end(b"w/"),
+            keys_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("read back");
+    let present: std::collections::HashSet<Vec<u8>> =
+        response.kvs.into_iter().map(|kv| kv.key).collect();
+    acknowledged
+        .iter()
+        .copied()
+        .filter(|n| !present.contains(format!("w/{n:06}").as_bytes()))
+        .collect()
+}
+
+/// Waits until member `i`'s metrics count at least one snapshot received from a peer.
+async fn received_a_snapshot(cluster: &Cluster, i: usize) {
+    eventually(WAIT, &format!("member {i} receives a snapshot"), || {
+        let received = cluster
+            .metrics(i)
+            .map(|m| metric_sum(&m, "etcd_network_snapshot_receive_success"))
+            .unwrap_or(0.0);
+        async move { received >= 1.0 }
+    })
+    .await;
+}
+
+async fn grow_from_1_to_5_and_shrink_back_to_1_under_writes_loses_nothing(server: ServerBinary) {
+    let mut cluster = start_compacting(server, 1);
+    // m0 stays a member throughout, so the writer and the admin client never lose their endpoint.
+    let client = connect_to(&cluster, 0).await;
+    preload(&client, "pre/", ENTRIES_KEPT_AFTER_SNAPSHOT + 1500).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(connect_to(&cluster, 0).await, stop.clone());
+
+    let mut membership = vec![0];
+    for _ in 1..5 {
+        let slot = grow(&mut cluster, &client, &mut membership).await;
+        received_a_snapshot(&cluster, slot).await;
+    }
+    let members = client.member_list(MemberListRequest::default()).await;
+    assert_eq!(members.expect("member list").members.len(), 5);
+
+    // Shrink newest first; whoever leads, the leader included, is removed in turn.
+    while let Some(slot) = membership.pop().filter(|&s| s != 0) {
+        let id = member_id(&client, cluster.name(slot)).await;
+        remove_member(&client, id).await;
+        blocking(|| cluster.retire(slot)).expect("retire");
+        client
+            .put_kv("after-removal", cluster.name(slot))
+            .await
+            .unwrap_or_else(|e| panic!("write after removing {slot}: {e}"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged = writer.await.expect("writer");
+    assert!(!acknowledged.is_empty(), "no write was acknowledged");
+
+    let members = client.member_list(MemberListRequest::default()).await;
+    assert_eq!(members.expect("member list").members.len(), 1);
+    assert_eq!(missing(&client, &acknowledged).await, Vec::<usize>::new());
+    let preloaded = dump(&client, "pre/").await;
+    assert_eq!(preloaded.len(), ENTRIES_KEPT_AFTER_SNAPSHOT + 1500);
+}
+
+async fn a_removed_member_wiped_and_added_back_fresh_catches_up(server: ServerBinary) {
+    let mut cluster = start_compacting(server, 3);
+    let client = connect(&cluster.client_urls()[..2]).await;
+    preload(&client, "pre/", ENTRIES_KEPT_AFTER_SNAPSHOT + 1500).await;
+
+    let id = member_id(&client, cluster.name(2)).await;
+    remove_member(&client, id).await;
+    blocking(|| {
+        cluster.retire(2)?;
+        cluster.wipe(2)
+    })
+    .expect("retire and wipe m2");
+    client.put_kv("while-away", "1").await.expect("put");
+
+    let new_id = add_member(&client, cluster.peer_url(2), false).await;
+    assert_ne!(new_id, id, "a fresh member gets a new id");
+    blocking(|| {
+        cluster.join(2, &[0, 1, 2])?;
+        cluster.wait_healthy(2, WAIT)
+    })
+    .unwrap_or_else(|e| panic!("m2 joins again: {e}"));
+    received_a_snapshot(&cluster, 2).await;
+    client.put_kv("after-return", "1").await.expect("put");
+
+    // m2 answers from its own state: it has everything, including what was written while it was away.
+    let m2 = connect_to(&cluster, 2).await;
+    let serializable = |key: &'static str| RangeRequest {
+        key: key.into(),
+        serializable: true,
+        ..Default::default()
+    };
+    eventually(WAIT, "m2 has the latest write", || {
+        let m2 = m2.clone();
+        let request = serializable("after-return");
+        async move { m2.range(request).await.is_ok_and(|r| r.count == 1) }
+    })
+    .await;
+    let on_m2 = m2.range(serializable("while-away")).await.expect("range");
+    assert_eq!(on_m2.count, 1);
+    assert_eq!(
+        dump(&m2, "pre/").await.len(),
+        ENTRIES_KEPT_AFTER_SNAPSHOT + 1500
+    );
+    let members = client.member_list(MemberListRequest::default()).await;
+    let members = members.expect("member list").members;
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|m| m.id != id), "{members:?}");
+}
+
+async fn a_learner_joins_catches_up_and_is_promoted_to_voter(server: ServerBinary) {
+    let mut cluster = start_compacting(server, 3);
+    let client = connect(&cluster.client_urls()).await;
+    preload(&client, "pre/", ENTRIES_KEPT_AFTER_SNAPSHOT + 1500).await;
+
+    let slot = blocking(|| cluster.add_member_slot()).expect("slot");
+    let id = add_member(&client, cluster.peer_url(slot), true).await;
+    blocking(|| {
+        cluster.join(slot, &[0, 1, 2, slot])?;
+        cluster.wait_healthy(slot, WAIT)
+    })
+    .unwrap_or_else(|e| panic!("learner joins: {e}"));
+    received_a_snapshot(&cluster, slot).await;
+
+    // etcd refuses to promote a learner that is not in sync yet; once it is, promote succeeds.
+    let mut last = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match client.member_promote(MemberPromoteRequest { id }).await {
+            Ok(_) => break,
+            Err(e) => last = e.to_string(),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "promote not accepted within {WAIT:?}: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let members = client.member_list(MemberListRequest::default()).await;
+    let members = members.expect("member list").members;
+    assert_eq!(members.len(), 4);
+    assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
+
+    // A voter now: with one of the original three down, 3 of 4 voters remain and a write needs all of
+    // them, the promoted member included.
+    blocking(|| cluster.kill(1)).expect("kill m1");
+    let survivors = connect(&[cluster.client_url(0), cluster.client_url(slot)]).await;
+    let write = survivors.put_kv("quorum-with-the-promoted", "1");
+    tokio::time::timeout(WAIT, write)
+        .await
+        .expect("write within the bound")
+        .expect("write with m0 and the promoted member as quorum");
+}
