@@ -251,44 +251,16 @@ fn unexpected(applied: Applied) -> ServerError {
     ServerError::Internal(format!("unexpected apply result {applied:?}"))
 }
 
-/// Posts `body` to `url` over HTTP/1.1 within `timeout`.
+/// Posts a forwarded lease request to the leader's `url`.
 async fn post(url: &str, body: Vec<u8>, timeout: Duration) -> Forwarded {
-    let attempt = async {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("no host in {url}"))?
-            .to_string();
-        let tcp = tokio::net::TcpStream::connect(&authority)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = hyper::Request::post(uri)
-            .header(hyper::header::HOST, authority)
-            .header(hyper::header::CONTENT_TYPE, "application/protobuf")
-            .body(http_body_util::Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let bytes = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok::<_, String>((status, bytes))
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok((StatusCode::OK, bytes))) => Forwarded::Ok(bytes),
-        Ok(Ok((StatusCode::NOT_FOUND, _))) => Forwarded::NotFound,
-        Ok(Ok(_)) => Forwarded::Retry,
-        Ok(Err(e)) => {
+    match crate::peer_post::post(url, "application/protobuf", body, timeout).await {
+        Ok((StatusCode::OK, bytes)) => Forwarded::Ok(bytes),
+        Ok((StatusCode::NOT_FOUND, _)) => Forwarded::NotFound,
+        Ok(_) => Forwarded::Retry,
+        Err(e) => {
             tracing::debug!(url, error = %e, "forwarding a lease request to the leader failed");
             Forwarded::Retry
         }
-        Err(_) => Forwarded::Retry,
     }
 }
 
@@ -359,7 +331,8 @@ pub(crate) fn peer_routes(server: &EtcdServer) -> axum::Router {
         )
 }
 
-fn upgrade(weak: &Weak<Shared>) -> Option<EtcdServer> {
+/// A live server behind a peer handler's weak reference; None once it stopped.
+pub(crate) fn upgrade(weak: &Weak<Shared>) -> Option<EtcdServer> {
     let shared = weak.upgrade()?;
     if shared.is_stopped() {
         return None;

@@ -21,6 +21,7 @@ mod maintenance;
 pub mod membership;
 pub mod metrics;
 mod metrics_hooks;
+mod peer_post;
 mod raft_loop;
 mod reconfig;
 pub mod serve;

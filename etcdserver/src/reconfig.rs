@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use bytes::Bytes;
 use raftpb::{ConfChange, ConfChangeType};
 
@@ -14,6 +15,12 @@ use crate::error::ServerError;
 use crate::membership::{Member, Membership};
 use crate::raft_loop::RaftInput;
 use crate::server::EtcdServer;
+
+/// Where a follower forwards MemberPromote to the leader (etcd's peer API), followed by the id in
+/// decimal.
+const PROMOTE_PATH: &str = "/members/promote/";
+/// Pause between two forwarding attempts while the leader is unknown or changing.
+const PROMOTE_RETRY: Duration = Duration::from_millis(100);
 
 /// A peer counts as active once connected this long (etcd's `HealthInterval`).
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
@@ -220,8 +227,45 @@ impl EtcdServer {
     }
 
     /// etcd's `MemberPromote`: a learner in sync with the leader becomes a voter. Only the
-    /// leader can tell whether it is in sync; a follower answers `not leader`.
+    /// leader can tell whether it is in sync, so a follower forwards the request to the leader's
+    /// peer URL (`POST /members/promote/<id>`), as etcd does, until the request timeout.
     pub async fn promote_member(&self, id: u64) -> Result<Vec<Member>, ServerError> {
+        match self.promote_here(id).await {
+            Err(ServerError::NotLeader) => {}
+            done => return done,
+        }
+        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        loop {
+            let leader_urls = self
+                .leader_id()
+                .filter(|&leader| leader != self.member_id())
+                .and_then(|leader| self.membership().members.get(&leader).cloned())
+                .map(|m| m.peer_urls)
+                .unwrap_or_default();
+            for url in leader_urls {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let url = format!("{url}{PROMOTE_PATH}{id}");
+                match crate::peer_post::post(&url, "text/plain", Vec::new(), left).await {
+                    Ok((status, body)) => {
+                        if let Some(answer) = promote_answer(status, &body) {
+                            return answer;
+                        }
+                    }
+                    Err(e) => tracing::debug!(url, error = %e, "forwarding promote failed"),
+                }
+            }
+            if self.shared.is_stopped() {
+                return Err(ServerError::Stopped);
+            }
+            if tokio::time::Instant::now() + PROMOTE_RETRY >= deadline {
+                return Err(ServerError::Timeout);
+            }
+            tokio::time::sleep(PROMOTE_RETRY).await;
+        }
+    }
+
+    /// Promotes on this member, which must be the leader.
+    async fn promote_here(&self, id: u64) -> Result<Vec<Member>, ServerError> {
         let _serial = self.shared.reconfig.lock().await;
         let ms = self.membership();
         let Some(target) = ms.members.get(&id) else {
@@ -310,6 +354,64 @@ impl EtcdServer {
     }
 }
 
+/// The leader's end of forwarded promotions: `POST /members/promote/<id>` answers 200 and the
+/// members as JSON, 404 for an unknown member, 412 with etcd's message for a member that is not a
+/// learner or not in sync, 503 off the leader or on any other failure (the sender retries).
+pub(crate) fn peer_routes(server: &EtcdServer) -> axum::Router {
+    let weak = std::sync::Arc::downgrade(&server.shared);
+    axum::Router::new().route(
+        &format!("{PROMOTE_PATH}{{id}}"),
+        axum::routing::post(
+            move |axum::extract::Path(id): axum::extract::Path<String>| {
+                let weak = weak.clone();
+                async move {
+                    let Some(server) = crate::lease_service::upgrade(&weak) else {
+                        return (StatusCode::SERVICE_UNAVAILABLE, String::new());
+                    };
+                    let Ok(id) = id.parse::<u64>() else {
+                        return (StatusCode::BAD_REQUEST, format!("invalid member id {id:?}"));
+                    };
+                    match server.promote_here(id).await {
+                        Ok(members) => (
+                            StatusCode::OK,
+                            serde_json::to_string(&members).unwrap_or_default(),
+                        ),
+                        Err(e @ ServerError::MemberNotFound) => {
+                            (StatusCode::NOT_FOUND, e.to_string())
+                        }
+                        Err(e @ (ServerError::MemberNotLearner | ServerError::LearnerNotReady)) => {
+                            (StatusCode::PRECONDITION_FAILED, e.to_string())
+                        }
+                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                    }
+                }
+            },
+        ),
+    )
+}
+
+/// The outcome a forwarded promotion's answer gives; None when the sender should try again.
+fn promote_answer(status: StatusCode, body: &[u8]) -> Option<Result<Vec<Member>, ServerError>> {
+    let text = String::from_utf8_lossy(body);
+    match status {
+        StatusCode::OK => Some(
+            serde_json::from_slice(body)
+                .map_err(|e| ServerError::Internal(format!("bad promote answer: {e}"))),
+        ),
+        StatusCode::NOT_FOUND => Some(Err(ServerError::MemberNotFound)),
+        StatusCode::PRECONDITION_FAILED if text == ServerError::LearnerNotReady.to_string() => {
+            Some(Err(ServerError::LearnerNotReady))
+        }
+        StatusCode::PRECONDITION_FAILED if text == ServerError::MemberNotLearner.to_string() => {
+            Some(Err(ServerError::MemberNotLearner))
+        }
+        StatusCode::PRECONDITION_FAILED | StatusCode::BAD_REQUEST => Some(Err(
+            ServerError::Internal(format!("member promote: unknown error({text})")),
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +495,38 @@ mod tests {
             Err(ServerError::MemberBadUrls)
         );
         assert_eq!(check_urls(&[]), Err(ServerError::MemberBadUrls));
+    }
+
+    #[test]
+    fn forwarded_promote_answers_map_back_to_etcds_errors() {
+        let members = vec![member(1, true, false)];
+        let json = serde_json::to_vec(&members).unwrap();
+        assert_eq!(
+            promote_answer(StatusCode::OK, &json),
+            Some(Ok(members.clone()))
+        );
+        assert_eq!(
+            promote_answer(StatusCode::NOT_FOUND, b"etcdserver: member not found"),
+            Some(Err(ServerError::MemberNotFound))
+        );
+        let not_ready = ServerError::LearnerNotReady.to_string();
+        assert_eq!(
+            promote_answer(StatusCode::PRECONDITION_FAILED, not_ready.as_bytes()),
+            Some(Err(ServerError::LearnerNotReady))
+        );
+        let not_learner = ServerError::MemberNotLearner.to_string();
+        assert_eq!(
+            promote_answer(StatusCode::PRECONDITION_FAILED, not_learner.as_bytes()),
+            Some(Err(ServerError::MemberNotLearner))
+        );
+        assert!(matches!(
+            promote_answer(StatusCode::PRECONDITION_FAILED, b"something else"),
+            Some(Err(ServerError::Internal(_)))
+        ));
+        assert!(matches!(
+            promote_answer(StatusCode::OK, b"not json"),
+            Some(Err(ServerError::Internal(_)))
+        ));
+        assert_eq!(promote_answer(StatusCode::SERVICE_UNAVAILABLE, b""), None);
     }
 }

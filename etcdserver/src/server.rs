@@ -431,6 +431,7 @@ impl EtcdServer {
             .transport()
             .router()
             .merge(crate::lease_service::peer_routes(self))
+            .merge(crate::reconfig::peer_routes(self))
             .route(
                 "/members",
                 axum::routing::get(move || {
