@@ -281,16 +281,11 @@ async fn a_learner_joins_catches_up_and_is_promoted_to_voter(server: ServerBinar
     // the leader knows, so the request goes to a follower, which must forward it.
     let leader = blocking(|| cluster.wait_for_leader(WAIT)).expect("leader");
     let follower = connect_to(&cluster, (leader + 1) % 3).await;
-    let mut last = String::new();
     let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match follower.member_promote(MemberPromoteRequest { id }).await {
-            Ok(_) => break,
-            Err(e) => last = e.to_string(),
-        }
+    while let Err(e) = follower.member_promote(MemberPromoteRequest { id }).await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "promote not accepted within {WAIT:?}: {last}"
+            "promote not accepted within {WAIT:?}: {e}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
