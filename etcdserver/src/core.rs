@@ -87,4 +87,17 @@ pub trait ServerCore: Send + Sync + 'static {
     /// Returns once this member has applied everything committed before the call (etcd's
     /// linearizable read barrier, served by a batched ReadIndex).
     fn read_barrier(&self) -> impl Future<Output = Result<(), ServerError>> + Send;
+
+    /// Grants a lease of `ttl` seconds with an id the server chooses, for the Lock and Election
+    /// services' requests with lease 0 (etcd's `concurrency.NewSession`). Cores without a lessor
+    /// (the test cores) refuse.
+    fn grant_session_lease(
+        &self,
+        ttl: i64,
+    ) -> impl Future<Output = Result<i64, ServerError>> + Send {
+        let _ = ttl;
+        std::future::ready(Err(ServerError::Internal(
+            "this server core has no lessor".into(),
+        )))
+    }
 }

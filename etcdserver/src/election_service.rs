@@ -59,14 +59,12 @@ impl<C: ServerCore> ElectionService<C> {
         &self,
         r: epb::CampaignRequest,
     ) -> Result<epb::CampaignResponse, RecipeError> {
-        if r.lease == 0 {
-            return Err(RecipeError::LeaseRequired);
-        }
+        let lease = self.kv.session_lease(r.lease).await?;
         let prefix = participants_prefix(&r.name);
-        let key = session_key(&prefix, r.lease);
+        let key = session_key(&prefix, lease);
         let enter = pb::TxnRequest {
             compare: vec![create_revision_is(&key, 0)],
-            success: vec![op(put(&key, r.value.clone(), r.lease))],
+            success: vec![op(put(&key, r.value.clone(), lease))],
             failure: vec![op(get(&key))],
         };
         let resp = self.kv.txn(enter).await?;
@@ -79,7 +77,7 @@ impl<C: ServerCore> ElectionService<C> {
             };
             revision = existing.create_revision;
             if existing.value != r.value {
-                if let Err(e) = self.proclaim(&key, revision, r.lease, r.value).await {
+                if let Err(e) = self.proclaim(&key, revision, lease, r.value).await {
                     let _ = remove_participant(&self.kv, key, Some(revision)).await;
                     return Err(e);
                 }
@@ -97,7 +95,7 @@ impl<C: ServerCore> ElectionService<C> {
                 name: r.name,
                 key,
                 rev: revision,
-                lease: r.lease,
+                lease: lease,
             }),
         })
     }
@@ -543,11 +541,6 @@ mod tests {
         assert_eq!(
             status_of(unknown_lease),
             unknown("etcdserver: requested lease not found")
-        );
-        let no_lease = c.campaign(campaign_request("x", 0, "v")).await;
-        assert_eq!(
-            status_of(no_lease),
-            unknown(crate::lock_service::SESSION_LEASE_NEEDED)
         );
         // Proclaiming with a key that was never elected.
         let never = c

@@ -5,8 +5,10 @@
 //! etcd runs these services through an in-process client, so every failure reaches the caller
 //! as code `Unknown` carrying the inner error's text; [`recipe_status`] reproduces that.
 //!
-//! Known difference: etcd grants a 60 s lease for a request naming lease 0. Granting needs the
-//! lessor, which this member does not have yet, so lease 0 is refused ([`SESSION_LEASE_NEEDED`]).
+//! A request naming lease 0 gets a new lease of [`SESSION_TTL`] seconds, as etcd's
+//! `concurrency.NewSession` grants; etcd orphans that session at once, so nobody keeps the
+//! lease alive and the lock or candidacy lapses after 60 s unless the caller renews the lease
+//! named in the returned key.
 
 use std::sync::Arc;
 
@@ -25,9 +27,8 @@ use crate::core::{Applied, ServerCore};
 use crate::error::ServerError;
 use crate::kv_service::{self, requires_leader, GRPC_OVERHEAD_BYTES};
 
-/// The refusal of a request without a lease (see the module comment).
-pub const SESSION_LEASE_NEEDED: &str =
-    "etcd-rs: a lease is required (granting a session lease for lease 0 is not supported yet)";
+/// The TTL of the lease granted for a request with lease 0 (clientv3's `defaultSessionTTL`).
+pub const SESSION_TTL: i64 = 60;
 
 /// Why a recipe step failed; the texts are etcd's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,8 +44,6 @@ pub enum RecipeError {
     NoLeader,
     #[error("\"leader\" field must be provided")]
     MissingLeaderKey,
-    #[error("{}", SESSION_LEASE_NEEDED)]
-    LeaseRequired,
 }
 
 /// etcd's answer for a failed recipe: code `Unknown` with the error's text (its in-process
@@ -95,6 +94,14 @@ impl<C: ServerCore> RecipeKv<C> {
 
     fn with_header(&self, header: &Option<pb::ResponseHeader>) -> Option<pb::ResponseHeader> {
         Some(self.header(header.as_ref().map_or(0, |h| h.revision)))
+    }
+
+    /// `lease`, or for 0 a new lease of [`SESSION_TTL`] seconds.
+    pub async fn session_lease(&self, lease: i64) -> Result<i64, ServerError> {
+        match lease {
+            0 => self.core.grant_session_lease(SESSION_TTL).await,
+            id => Ok(id),
+        }
     }
 
     /// Refuses as etcd's interceptor does when the client asked for a leader and none is known.
@@ -352,9 +359,7 @@ impl<C: ServerCore> LockService<C> {
 
     /// clientv3's `Mutex.Lock` for the session of `lease`.
     async fn lock(&self, name: &[u8], lease: i64) -> Result<lockpb::LockResponse, RecipeError> {
-        if lease == 0 {
-            return Err(RecipeError::LeaseRequired);
-        }
+        let lease = self.kv.session_lease(lease).await?;
         let prefix = participants_prefix(name);
         let key = session_key(&prefix, lease);
         let oldest = Op::RequestRange(under_prefix(&prefix, SortOrder::Ascend));
@@ -735,11 +740,6 @@ pub(crate) mod tests {
         assert_eq!(
             (err.code(), err.message()),
             (Code::Unknown, "etcdserver: requested lease not found")
-        );
-        let err = locks.lock(lock_request("e", 0)).await.unwrap_err();
-        assert_eq!(
-            (err.code(), err.message()),
-            (Code::Unknown, SESSION_LEASE_NEEDED)
         );
         let err = locks
             .unlock(lockpb::UnlockRequest { key: Vec::new() })

@@ -609,6 +609,10 @@ impl EtcdServer {
 }
 
 impl ServerCore for EtcdServer {
+    async fn grant_session_lease(&self, ttl: i64) -> Result<i64, ServerError> {
+        self.lease_grant(0, ttl).await.map(|(id, _)| id)
+    }
+
     fn store(&self) -> &Arc<mvcc::Store> {
         &self.shared.store
     }
