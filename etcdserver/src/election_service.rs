@@ -95,7 +95,7 @@ impl<C: ServerCore> ElectionService<C> {
                 name: r.name,
                 key,
                 rev: revision,
-                lease: lease,
+                lease,
             }),
         })
     }
