@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use client::api::etcdserverpb::RangeRequest;
+use client::api::etcdserverpb::{RangeRequest, RangeResponse};
 use client::{Client, ClientOptions};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -271,16 +271,11 @@ impl Shared {
     /// highest revision seen) if no member answers.
     async fn cluster_revision(&self, deadline: Instant) -> i64 {
         let fallback = self.latest_revision.load(Ordering::Relaxed);
-        let Ok(client) = Client::connect(&self.endpoints, client_options(&self.spec)).await else {
+        let Ok(mut reader) = Reader::new(&self.endpoints, &self.spec).await else {
             return fallback;
         };
         while Instant::now() < deadline {
-            let read = client.range(RangeRequest {
-                key: self.spec.prefix.clone().into_bytes(),
-                count_only: true,
-                ..Default::default()
-            });
-            if let Ok(Ok(response)) = tokio::time::timeout_at(deadline, read).await {
+            if let Ok(response) = reader.range(&self.spec.prefix, true, deadline).await {
                 if let Some(header) = response.header {
                     return header.revision.max(fallback);
                 }
@@ -288,6 +283,53 @@ impl Shared {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         fallback
+    }
+}
+
+/// Linearizable reads for the end of a run, one member at a time: a read that fails or times out is
+/// tried again on the next member (the multi-endpoint client stays with a member that times out).
+struct Reader {
+    clients: Vec<Client>,
+    current: usize,
+}
+
+impl Reader {
+    async fn new(endpoints: &[String], spec: &TrafficSpec) -> Result<Reader, client::Error> {
+        let mut clients = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            clients.push(Client::connect(&[endpoint], client_options(spec)).await?);
+        }
+        if clients.is_empty() {
+            return Err(client::Error::InvalidArgument("no endpoints given".into()));
+        }
+        Ok(Reader {
+            clients,
+            current: 0,
+        })
+    }
+
+    /// One attempt at reading `key` (with `count_only`, just the revision) before `deadline`.
+    async fn range(
+        &mut self,
+        key: &str,
+        count_only: bool,
+        deadline: Instant,
+    ) -> Result<RangeResponse, String> {
+        let read = self.clients[self.current].range(RangeRequest {
+            key: key.as_bytes().to_vec(),
+            count_only,
+            ..Default::default()
+        });
+        let result = match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(response)) if response.header.is_some() => Ok(response),
+            Ok(Ok(_)) => Err("an answer without a response header".to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer before the deadline".to_string()),
+        };
+        if result.is_err() {
+            self.current = (self.current + 1) % self.clients.len();
+        }
+        result
     }
 }
 
@@ -375,43 +417,37 @@ pub async fn final_state(
     timeout: Duration,
 ) -> Result<(), TrafficError> {
     spec.validate()?;
-    let client = Client::connect(endpoints, client_options(spec))
-        .await
-        .map_err(|source| TrafficError::Endpoints {
-            endpoints: endpoints.to_vec(),
-            source,
-        })?;
+    let mut reader =
+        Reader::new(endpoints, spec)
+            .await
+            .map_err(|source| TrafficError::Endpoints {
+                endpoints: endpoints.to_vec(),
+                source,
+            })?;
     let deadline = Instant::now() + timeout;
     let id = spec.final_state_client();
     for key in spec.kv_keys().into_iter().chain(spec.lease_keys()) {
         loop {
             let invoke = clock.now();
-            let read = client.range(RangeRequest {
-                key: key.clone().into_bytes(),
-                ..Default::default()
-            });
-            let error = match tokio::time::timeout_at(deadline, read).await {
-                Ok(Ok(response)) => match response.header {
-                    Some(header) => {
-                        history.operations.push(Operation {
-                            client: id,
-                            request: Request::Get {
-                                key: key.clone(),
-                                serializable: false,
-                            },
-                            invoke,
-                            complete: clock.now(),
-                            outcome: Outcome::Ok(Response::Get {
-                                revision: header.revision,
-                                kv: response.kvs.first().map(key_value),
-                            }),
-                        });
-                        break;
-                    }
-                    None => "an answer without a response header".to_string(),
-                },
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "no answer before the deadline".to_string(),
+            let error = match reader.range(&key, false, deadline).await {
+                Ok(response) => {
+                    let revision = response.header.map_or(0, |h| h.revision);
+                    history.operations.push(Operation {
+                        client: id,
+                        request: Request::Get {
+                            key: key.clone(),
+                            serializable: false,
+                        },
+                        invoke,
+                        complete: clock.now(),
+                        outcome: Outcome::Ok(Response::Get {
+                            revision,
+                            kv: response.kvs.first().map(key_value),
+                        }),
+                    });
+                    break;
+                }
+                Err(error) => error,
             };
             if Instant::now() >= deadline {
                 return Err(TrafficError::FinalStateUnreadable {
