@@ -9,6 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use client::api::etcdserverpb::CompactionRequest;
 use common::*;
 use integration::history::{
     EventKind, History, Operation, Outcome, Request, Response, WatchRecord,
@@ -20,6 +21,7 @@ server_tests! {
     async fn healthy_cluster;
     async fn member_killed_and_restarted;
     async fn member_paused_and_resumed;
+    async fn watch_from_compacted_revision;
 }
 
 const TRAFFIC: Duration = Duration::from_secs(5);
@@ -224,6 +226,64 @@ async fn member_paused_and_resumed(server: ServerBinary) {
     );
 }
 
+/// Watcher 0 opens at revision 1, below a compaction made before the run: the server cancels the
+/// stream with the compacted revision, and the watcher resumes there and misses nothing after it.
+async fn watch_from_compacted_revision(server: ServerBinary) {
+    let cluster = start(server, 3);
+    let urls = cluster.client_urls();
+    let spec = TrafficSpec {
+        watchers: 1,
+        ..TrafficSpec::default()
+    };
+    let client = connect(&urls).await;
+    let mut compacted = 0;
+    for n in 0..5 {
+        let put = client
+            .put_kv(format!("{}kv/{n}", spec.prefix), "before the run")
+            .await
+            .expect("put");
+        compacted = put.header.expect("a header").revision;
+    }
+    client
+        .compact(CompactionRequest {
+            revision: compacted,
+            physical: true,
+        })
+        .await
+        .expect("compact");
+    let clock = Clock::start();
+    let history = traffic::run(
+        clock,
+        &urls,
+        &spec,
+        tokio::time::sleep(Duration::from_secs(2)),
+    )
+    .await
+    .expect("traffic runs");
+
+    let records = records_of(&history, 0);
+    assert!(
+        records.len() >= 2,
+        "the watcher did not reopen: {records:?}"
+    );
+    assert_eq!(records[0].start_revision, 1);
+    let cancel = records[0]
+        .responses
+        .last()
+        .expect("the first stream got an answer");
+    assert!(
+        cancel.canceled && cancel.compact_revision == compacted,
+        "first stream ended with {cancel:?}, not a cancel at compacted revision {compacted}"
+    );
+    assert_eq!(
+        records[1].start_revision, compacted,
+        "first stream: {:?}",
+        records[0]
+    );
+    check_resumes(&history, &spec);
+    check_watchers(&history, &spec);
+}
+
 fn kind_of(op: &Operation) -> &'static str {
     match &op.request {
         Request::Put { lease: 0, .. } => "put",
@@ -279,8 +339,8 @@ fn records_of(history: &History, watcher: u32) -> Vec<&WatchRecord> {
         .collect()
 }
 
-/// Each stream after the first starts where the previous one left off: one past the last revision it
-/// delivered (events or progress), and never before its own start.
+/// Each stream after the first starts where the previous one left off: one past the last event it
+/// delivered, never before its own start, and at the compacted revision if it was canceled for that.
 fn check_resumes(history: &History, spec: &TrafficSpec) {
     let mut resumed = 0;
     for watcher in 0..spec.watchers {
@@ -294,16 +354,19 @@ fn check_resumes(history: &History, spec: &TrafficSpec) {
             let delivered = previous
                 .responses
                 .iter()
-                .map(|r| match r.events.last() {
-                    Some(event) => event.kv.mod_revision + 1,
-                    None if r.progress_notify => r.header_revision + 1,
-                    None => 0,
-                })
+                .flat_map(|r| r.events.last())
+                .map(|event| event.kv.mod_revision + 1)
+                .max()
+                .unwrap_or(0);
+            let compacted = previous
+                .responses
+                .iter()
+                .map(|r| r.compact_revision)
                 .max()
                 .unwrap_or(0);
             assert_eq!(
                 next.start_revision,
-                previous.start_revision.max(delivered),
+                previous.start_revision.max(delivered).max(compacted),
                 "watcher {watcher} resumed at the wrong revision after {:?}",
                 previous.ended
             );

@@ -1,7 +1,13 @@
 //! Watchers: each watches the run's whole prefix on a raw Watch stream of its own, records every
 //! response, and when the stream breaks opens a new one on the next member from one past the last
-//! revision it saw. The client's `Watcher` would resume by itself, hiding the break (and the `created`
-//! responses) that the checkers must see.
+//! event it saw (or from the compacted revision, when its start was compacted away). The client's
+//! `Watcher` would resume by itself, hiding the break (and the `created` responses) that the checkers
+//! must see.
+//!
+//! Progress notifications do not move the resume point: etcd 3.4 may answer a progress request with the
+//! current revision before it has sent older events on the same stream (etcd-io/etcd#15220; seen here on
+//! a watch opened below a compaction), and resuming past them would lose events the server still owed.
+//! They only end a watcher whose stream has gone quiet (see `finished`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,8 +32,10 @@ use crate::history::{EventKind, KeyValue, Nanos, WatchEvent, WatchRecord, WatchR
 /// Mixed into the seed so that watcher `k` does not draw what client `k` draws.
 const WATCHER_SEED: u64 = 0x5741_5443_4845_5200;
 
-/// Pause before reopening a broken stream, so a dead member is not hammered.
+/// Pause before reopening a broken stream, doubled for each stream in a row that broke without
+/// delivering anything (up to `MAX_REOPEN_PAUSE`), so members that refuse streams are not hammered.
 const REOPEN_PAUSE: Duration = Duration::from_millis(100);
+const MAX_REOPEN_PAUSE: Duration = Duration::from_secs(1);
 
 /// How a stream ended.
 enum End {
@@ -64,6 +72,7 @@ pub(super) async fn watcher(
     }
     let (key, range_end) = watched_range(&shared.spec.prefix);
     let mut records = Vec::new();
+    let mut fruitless = 0u32;
     loop {
         let mut record = WatchRecord {
             watcher: id,
@@ -83,6 +92,8 @@ pub(super) async fn watcher(
                 true
             }
             End::Compacted(revision) => {
+                // The server cancels a watch as compacted only while it still owes events below
+                // `revision`, so the events seen so far end below it.
                 record.ended = Some(format!("compacted: resume from revision {revision}"));
                 next_revision = next_revision.max(revision);
                 false
@@ -94,11 +105,17 @@ pub(super) async fn watcher(
                 false
             }
         };
+        fruitless = if record.responses.is_empty() {
+            fruitless + 1
+        } else {
+            0
+        };
         records.push(record);
         if done || past_drain_deadline(&phase) {
             return records;
         }
-        tokio::time::sleep(REOPEN_PAUSE).await;
+        let pause = REOPEN_PAUSE * 2u32.pow(fruitless.min(4));
+        tokio::time::sleep(pause.min(MAX_REOPEN_PAUSE)).await;
     }
 }
 
@@ -116,10 +133,26 @@ fn past_drain_deadline(phase: &watch::Receiver<Phase>) -> bool {
     matches!(*phase.borrow(), Phase::Draining { deadline, .. } if Instant::now() >= deadline)
 }
 
-/// Whether the watcher is done: it has delivered the run's last revision, or run out of time to.
-fn finished(phase: Phase, next_revision: i64) -> Option<End> {
+/// What one stream has shown of the watcher's progress.
+struct Progress {
+    /// The highest revision a progress notification on this stream claimed.
+    notified: i64,
+    /// When this stream last delivered an event (or opened).
+    last_event: Instant,
+}
+
+/// Whether the watcher is done: it has delivered the run's last revision, or run out of time to. A
+/// progress notification at or past that revision counts only once the stream has been quiet for
+/// `quiet` after it, since etcd 3.4 may send it ahead of events it still owes; it matters only when
+/// someone else writes outside the watched prefix.
+fn finished(phase: Phase, next_revision: i64, progress: &Progress, quiet: Duration) -> Option<End> {
     match phase {
         Phase::Draining { revision, .. } if next_revision > revision => Some(End::Reached),
+        Phase::Draining { revision, .. }
+            if progress.notified >= revision && progress.last_event.elapsed() >= quiet =>
+        {
+            Some(End::Reached)
+        }
         Phase::Draining { revision, deadline } if Instant::now() >= deadline => {
             Some(End::OutOfTime(format!(
                 "the run ended before the watch reached revision {revision} (it saw up to {})",
@@ -167,9 +200,13 @@ async fn stream(
     let mut ask_progress = tokio::time::interval(silence / 4);
     ask_progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    let mut progress = Progress {
+        notified: 0,
+        last_event: Instant::now(),
+    };
     loop {
         let current = *phase.borrow_and_update();
-        if let Some(end) = finished(current, *next_revision) {
+        if let Some(end) = finished(current, *next_revision, &progress, silence) {
             return end;
         }
         let drain_deadline = match current {
@@ -183,8 +220,9 @@ async fn stream(
                     let converted = convert(&response, shared.clock.now());
                     if let Some(last) = converted.events.last() {
                         *next_revision = (*next_revision).max(last.kv.mod_revision + 1);
+                        progress.last_event = last_heard;
                     } else if converted.progress_notify {
-                        *next_revision = (*next_revision).max(converted.header_revision + 1);
+                        progress.notified = progress.notified.max(converted.header_revision);
                     }
                     shared.saw_revision(converted.header_revision);
                     record.responses.push(converted);
