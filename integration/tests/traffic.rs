@@ -77,18 +77,18 @@ async fn healthy_cluster(server: ServerBinary) {
         unknown.first()
     );
     for watcher in 0..spec.watchers {
-        let records = records_of(&history, watcher);
-        assert_eq!(
-            records.len(),
-            1,
-            "watcher {watcher} reopened on a healthy cluster: {:?}",
-            records.iter().map(|r| &r.ended).collect::<Vec<_>>()
-        );
         assert!(
-            records[0].responses.iter().any(|r| r.progress_notify),
+            records_of(&history, watcher)
+                .iter()
+                .flat_map(|r| &r.responses)
+                .any(|r| r.progress_notify),
             "watcher {watcher} got no progress notification"
         );
     }
+    // A healthy cluster breaks no stream, but a starved machine may stall one past the silence
+    // timeout: then it must have resumed correctly.
+    let resumed = check_resumes(&history, &spec);
+    println!("watch streams resumed: {resumed}");
     check_watchers(&history, &spec);
     assert_eq!(
         check_final_state(&history, &spec),
@@ -148,7 +148,10 @@ async fn member_killed_and_restarted(server: ServerBinary) {
         "watcher 0's stream on the killed member did not end: {:?}",
         first_stream.responses.last()
     );
-    check_resumes(&history, &spec);
+    assert!(
+        check_resumes(&history, &spec) > 0,
+        "no watch stream was resumed"
+    );
     check_watchers(&history, &spec);
     let keys = check_final_state(&history, &spec);
     println!(
@@ -217,7 +220,10 @@ async fn member_paused_and_resumed(server: ServerBinary) {
         "watcher 1's stream on the paused member did not end: {:?}",
         first_stream.responses.last()
     );
-    check_resumes(&history, &spec);
+    assert!(
+        check_resumes(&history, &spec) > 0,
+        "no watch stream was resumed"
+    );
     check_watchers(&history, &spec);
     let keys = check_final_state(&history, &spec);
     println!(
@@ -280,7 +286,10 @@ async fn watch_from_compacted_revision(server: ServerBinary) {
         "first stream: {:?}",
         records[0]
     );
-    check_resumes(&history, &spec);
+    assert!(
+        check_resumes(&history, &spec) > 0,
+        "no watch stream was resumed"
+    );
     check_watchers(&history, &spec);
 }
 
@@ -341,7 +350,8 @@ fn records_of(history: &History, watcher: u32) -> Vec<&WatchRecord> {
 
 /// Each stream after the first starts where the previous one left off: one past the last event it
 /// delivered, never before its own start, and at the compacted revision if it was canceled for that.
-fn check_resumes(history: &History, spec: &TrafficSpec) {
+/// Every watcher's last stream ran to the end of the run. Returns how many streams were resumed.
+fn check_resumes(history: &History, spec: &TrafficSpec) -> usize {
     let mut resumed = 0;
     for watcher in 0..spec.watchers {
         let records = records_of(history, watcher);
@@ -378,7 +388,7 @@ fn check_resumes(history: &History, spec: &TrafficSpec) {
             "watcher {watcher} did not catch up by the end of the run"
         );
     }
-    assert!(resumed > 0, "no watch stream was resumed");
+    resumed
 }
 
 /// Every acknowledged write appears exactly once in every watcher's events (all its streams together)
