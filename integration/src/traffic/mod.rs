@@ -75,7 +75,8 @@ pub struct TrafficSpec {
     /// KV clients pick among `<prefix>kv/0 .. <prefix>kv/<key_count - 1>`.
     pub key_count: u32,
     /// Every key the run writes is under this prefix (lease clients write `<prefix>lease/<client>/<n>`),
-    /// and watchers watch all of it.
+    /// and watchers watch all of it. Written values (`<client>-<n>`) are unique within a run: a second
+    /// run on the same cluster needs another prefix.
     pub prefix: String,
     pub mix: Mix,
     /// The client's budget for one request, its retries on other members included; a request still

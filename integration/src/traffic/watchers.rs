@@ -121,8 +121,7 @@ pub(super) async fn watcher(
 
 fn watched_range(prefix: &str) -> (String, String) {
     let end = client::prefix_range_end(prefix.as_bytes());
-    // The prefix is UTF-8 and its last byte below 0x80 is incremented within ASCII; a multi-byte last
-    // character may give bytes that are not UTF-8, kept lossily (the record is for reading).
+    // Lossy only for a prefix ending in a non-ASCII character, whose range end is not UTF-8.
     (
         prefix.to_string(),
         String::from_utf8_lossy(&end).into_owned(),
