@@ -39,6 +39,7 @@ mod ports;
 mod process;
 #[doc(hidden)]
 pub mod server_tests;
+pub mod traffic;
 
 pub use cluster::{Cluster, ClusterSpec, MemberCommand, ServerBinary};
 pub use error::{Error, Result};
