@@ -173,6 +173,9 @@ pub struct ServerConfig {
     pub max_txn_ops: usize,
     /// `--auto-compaction-mode` and `--auto-compaction-retention`.
     pub auto_compaction: Option<AutoCompaction>,
+    /// `--experimental-lease-checkpoint-interval` when `--experimental-enable-lease-checkpoint`
+    /// is on; None when off (etcd's default: a new leader gives every lease its full TTL again).
+    pub lease_checkpoint_interval: Option<Duration>,
     /// `--log-level`.
     pub log_level: LogLevel,
     /// The config file the values came from, if any.
@@ -383,6 +386,20 @@ struct Flags {
         allow_hyphen_values = true
     )]
     auto_compaction_retention: String,
+    /// Enable the leader to send regular checkpoints to other members, so a leader change does not
+    /// reset leases' remaining TTLs.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    experimental_enable_lease_checkpoint: bool,
+    /// How often the leader checkpoints leases (a Go duration; 0 means the default).
+    #[arg(long, value_name = "DURATION", default_value = "5m0s")]
+    experimental_lease_checkpoint_interval: String,
     /// Log level: debug, info, warn, error, dpanic, panic or fatal.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -430,6 +447,8 @@ struct RawConfig {
     max_txn_ops: u64,
     auto_compaction_mode: String,
     auto_compaction_retention: String,
+    lease_checkpoint: bool,
+    lease_checkpoint_interval: String,
     log_level: String,
     logger: String,
     enable_v2: bool,
@@ -457,6 +476,8 @@ impl From<Flags> for RawConfig {
             max_txn_ops: f.max_txn_ops,
             auto_compaction_mode: f.auto_compaction_mode,
             auto_compaction_retention: f.auto_compaction_retention,
+            lease_checkpoint: f.experimental_enable_lease_checkpoint,
+            lease_checkpoint_interval: f.experimental_lease_checkpoint_interval,
             log_level: f.log_level,
             logger: f.logger,
             enable_v2: f.enable_v2,
@@ -488,6 +509,9 @@ struct FileConfig {
     max_txn_ops: Option<u64>,
     auto_compaction_mode: Option<String>,
     auto_compaction_retention: Option<Scalar>,
+    experimental_enable_lease_checkpoint: Option<bool>,
+    /// etcd reads a `time.Duration` from YAML as nanoseconds; a Go duration string is taken too.
+    experimental_lease_checkpoint_interval: Option<Scalar>,
     log_level: Option<String>,
     logger: Option<String>,
     enable_v2: Option<bool>,
@@ -596,6 +620,12 @@ impl RawConfig {
                 Some(Scalar::Int(n)) => n.to_string(),
                 Some(Scalar::Text(s)) => s,
             },
+            lease_checkpoint: file.experimental_enable_lease_checkpoint.unwrap_or(false),
+            lease_checkpoint_interval: match file.experimental_lease_checkpoint_interval {
+                None => "5m0s".into(),
+                Some(Scalar::Int(nanos)) => format!("{nanos}ns"),
+                Some(Scalar::Text(s)) => s,
+            },
             log_level: file.log_level.unwrap_or_else(|| "info".into()),
             logger: file.logger.unwrap_or_else(|| "zap".into()),
             enable_v2: file.enable_v2.unwrap_or(false),
@@ -673,6 +703,21 @@ impl RawConfig {
             ));
         }
 
+        let interval = parse_go_duration(&self.lease_checkpoint_interval).map_err(|_| {
+            invalid(format!(
+                "invalid value {:?} for flag -experimental-lease-checkpoint-interval: parse \
+                 error",
+                self.lease_checkpoint_interval
+            ))
+        })?;
+        let lease_checkpoint_interval = self.lease_checkpoint.then(|| {
+            if interval.is_zero() {
+                crate::lessor::DEFAULT_CHECKPOINT_INTERVAL
+            } else {
+                interval
+            }
+        });
+
         // Checked by etcd when it sets the member up.
         let auto_compaction = compaction(periodic, &self.auto_compaction_retention)?;
         let initial_cluster = match &self.initial_cluster {
@@ -737,6 +782,7 @@ impl RawConfig {
             max_request_bytes: usize::try_from(self.max_request_bytes).unwrap_or(usize::MAX),
             max_txn_ops: usize::try_from(self.max_txn_ops).unwrap_or(usize::MAX),
             auto_compaction,
+            lease_checkpoint_interval,
             log_level,
             config_file: self.config_file,
             warnings,
@@ -1520,6 +1566,64 @@ mod tests {
         ] {
             assert_eq!(parse(&["--log-level", level]).unwrap().log_level, want);
         }
+    }
+
+    #[test]
+    fn lease_checkpoints_are_off_unless_enabled() {
+        let interval = |args: &[&str]| {
+            parse(args)
+                .map(|c| c.lease_checkpoint_interval)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(interval(&[]), Ok(None));
+        assert_eq!(
+            interval(&["--experimental-lease-checkpoint-interval", "1s"]),
+            Ok(None)
+        );
+        assert_eq!(
+            interval(&["--experimental-enable-lease-checkpoint"]),
+            Ok(Some(Duration::from_secs(300)))
+        );
+        assert_eq!(
+            interval(&[
+                "--experimental-enable-lease-checkpoint=true",
+                "--experimental-lease-checkpoint-interval",
+                "1.5s"
+            ]),
+            Ok(Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            interval(&[
+                "--experimental-enable-lease-checkpoint",
+                "--experimental-lease-checkpoint-interval",
+                "0"
+            ]),
+            Ok(Some(Duration::from_secs(300)))
+        );
+        let e = interval(&["--experimental-lease-checkpoint-interval", "soon"]).unwrap_err();
+        assert!(e.contains("experimental-lease-checkpoint-interval"), "{e}");
+
+        let c = parse_env(
+            &[],
+            &[
+                ("ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", "true"),
+                ("ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", "2m"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.lease_checkpoint_interval, Some(Duration::from_secs(120)));
+
+        // etcd's YAML holds a time.Duration as nanoseconds.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.yml");
+        std::fs::write(
+            &path,
+            "experimental-enable-lease-checkpoint: true\n\
+             experimental-lease-checkpoint-interval: 3000000000\n",
+        )
+        .unwrap();
+        let c = parse(&["--config-file", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.lease_checkpoint_interval, Some(Duration::from_secs(3)));
     }
 
     #[test]

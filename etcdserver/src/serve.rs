@@ -116,6 +116,7 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         snapshot_catch_up_entries: SNAPSHOT_CATCH_UP_ENTRIES,
         limits: config.limits(),
         auto_compaction: config.auto_compaction,
+        lease_checkpoint_interval: config.lease_checkpoint_interval,
     };
     let listen = ListenAddrs {
         client: config.listen_client_urls.iter().map(|u| u.addr).collect(),

@@ -56,6 +56,8 @@ pub struct ServerParams {
     pub snapshot_catch_up_entries: u64,
     pub limits: Limits,
     pub auto_compaction: Option<crate::config::AutoCompaction>,
+    /// How often the leader checkpoints long leases' remaining TTLs; None: never.
+    pub lease_checkpoint_interval: Option<Duration>,
 }
 
 impl ServerParams {
@@ -289,7 +291,7 @@ impl EtcdServer {
         let membership = Membership::load(&backend).map_err(StartError::Config)?;
         let lessor = Arc::new(crate::lessor::Lessor::new(
             crate::lessor::Lessor::min_ttl_for(params.election_timeout),
-            Some(crate::lessor::DEFAULT_CHECKPOINT_INTERVAL),
+            params.lease_checkpoint_interval,
         ));
         lessor.recover(&store).map_err(StartError::Config)?;
         if membership.removed.contains(&member_id) {

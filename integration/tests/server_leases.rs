@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use client::api::etcdserverpb::{LeaseGrantRequest, LeaseTimeToLiveRequest, PutRequest};
+use client::api::etcdserverpb::{
+    LeaseGrantRequest, LeaseTimeToLiveRequest, MemberListRequest, MoveLeaderRequest, PutRequest,
+};
 use common::*;
 use integration::{server_tests, Cluster, ServerBinary};
 
@@ -14,6 +16,78 @@ server_tests! {
     fn etcdctl_lease_commands_answer_as_etcd;
     async fn a_key_with_a_2s_lease_is_gone_after_expiry_even_if_the_leader_is_killed;
     async fn a_lease_kept_alive_across_a_leader_kill_does_not_expire;
+    async fn without_checkpoints_a_new_leader_gives_leases_their_full_ttl_again;
+}
+
+/// Debian's etcd 3.4 has `--experimental-enable-lease-checkpoint` but not the interval flag (its
+/// interval is 5 minutes), so this runs on ours only.
+#[test]
+fn with_checkpoints_a_new_leader_keeps_the_remaining_ttl() {
+    let server = integration::server_tests::etcd_rs_or_panic();
+    integration::server_tests::block_on(ttl_after_leader_change(server, true));
+}
+
+/// A 30 s lease, 10 s of waiting, then leadership moves: the TTL the new leader reports. With
+/// checkpoints (every second) it continues from about 20 s; without, etcd's default, the new
+/// leader restarts every lease at its full TTL (plus an election timeout of grace).
+async fn ttl_after_leader_change(server: ServerBinary, checkpoints: bool) {
+    let args: &[&str] = if checkpoints {
+        &[
+            "--experimental-enable-lease-checkpoint",
+            "--experimental-lease-checkpoint-interval",
+            "1s",
+        ]
+    } else {
+        &[]
+    };
+    let cluster = start_with(server, 3, args);
+    let c = connect(&cluster.client_urls()).await;
+    let lease = c
+        .lease_grant(LeaseGrantRequest { ttl: 30, id: 0 })
+        .await
+        .expect("grant");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let leader = blocking(|| cluster.wait_for_leader(WAIT)).expect("a leader");
+    let members = c
+        .member_list(MemberListRequest::default())
+        .await
+        .expect("member list")
+        .members;
+    let next = cluster.name((leader + 1) % 3);
+    let target_id = members
+        .iter()
+        .find(|m| m.name == next)
+        .expect("the next member")
+        .id;
+    connect_to(&cluster, leader)
+        .await
+        .move_leader(MoveLeaderRequest { target_id })
+        .await
+        .expect("move leader");
+    let ttl = c
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: lease.id,
+            keys: false,
+        })
+        .await
+        .expect("time to live")
+        .ttl;
+    if checkpoints {
+        assert!(
+            (1..=25).contains(&ttl),
+            "checkpointed TTL after 10 s: {ttl}"
+        );
+    } else {
+        assert!(
+            ttl >= 27,
+            "TTL after a leader change without checkpoints: {ttl}"
+        );
+    }
+}
+
+async fn without_checkpoints_a_new_leader_gives_leases_their_full_ttl_again(server: ServerBinary) {
+    ttl_after_leader_change(server, false).await;
 }
 
 fn etcdctl(cluster: &Cluster, bin: &std::path::Path, args: &[&str]) -> integration::CmdOutput {
