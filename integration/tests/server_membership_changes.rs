@@ -192,6 +192,12 @@ async fn grow_from_1_to_5_and_shrink_back_to_1_under_writes_loses_nothing(server
     for _ in 1..5 {
         let slot = grow(&mut cluster, &client, &mut membership).await;
         received_a_snapshot(&cluster, slot).await;
+        // A member that just joined serves writes at once: no retry here.
+        connect_to(&cluster, slot)
+            .await
+            .put_kv("through-the-newcomer", cluster.name(slot))
+            .await
+            .unwrap_or_else(|e| panic!("write through {}: {e}", cluster.name(slot)));
     }
     let members = client.member_list(MemberListRequest::default()).await;
     assert_eq!(members.expect("member list").members.len(), 5);
