@@ -1,21 +1,22 @@
-//! Runtime membership changes on real processes, against etcd 3.4 and our `etcd`: grow a cluster from
-//! 1 to 5 members and shrink it back to 1 while a client writes, losing no acknowledged write; replace a
-//! member (remove it, wipe its data, add it back fresh); add a learner, let it catch up, promote it.
+//! Runtime membership changes on real processes, against etcd 3.4 and our `etcd`, driven by Debian's
+//! etcdctl 3.4 and ours in turn: grow a cluster from 1 to 5 members and shrink it back to 1 while a
+//! client writes, losing no acknowledged write; replace a member (remove it, wipe its data, add it
+//! back fresh); add a learner, let it catch up, promote it (through a follower).
 //! New members join with `--initial-cluster-state existing` and, because the leader's log is compacted
 //! by then (`--snapshot-count 1000`, 5000 entries kept), catch up from a snapshot.
 
 mod common;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use client::api::etcdserverpb::{
-    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, RangeRequest,
-};
+use client::api::etcdserverpb::{MemberListRequest, RangeRequest};
 use client::{prefix_range_end, Client};
 use common::*;
-use integration::{server_tests, Cluster, ServerBinary};
+use integration::output::without_logs;
+use integration::{server_tests, Cli, Cluster, ServerBinary};
 use tokio::task::JoinHandle;
 
 server_tests! {
@@ -70,38 +71,53 @@ fn spawn_writer(client: Client, stop: Arc<AtomicBool>) -> JoinHandle<Vec<usize>>
     })
 }
 
-/// Sends MemberAdd for `peer_url` until the cluster takes it: etcd refuses with `unhealthy cluster`
-/// until the previous newcomer has started (strict reconfiguration check). Returns the new member's id.
-async fn add_member(client: &Client, peer_url: &str, is_learner: bool) -> u64 {
-    let mut last = String::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        match client
-            .member_add(MemberAddRequest {
-                peer_ur_ls: vec![peer_url.to_string()],
-                is_learner,
-            })
-            .await
-        {
-            Ok(response) => return response.member.expect("added member").id,
-            Err(e) => last = e.to_string(),
+/// Runs etcdctl `args` against `endpoints` until it succeeds (etcd refuses a change with `unhealthy
+/// cluster` until the previous newcomer has started and its peers see it active); returns stdout.
+fn etcdctl_until_ok(bin: &Path, endpoints: &str, args: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let out = Cli::new(bin)
+            .arg(format!("--endpoints={endpoints}"))
+            .args(args)
+            .run()
+            .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"));
+        if out.success() {
+            return out.stdout;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} {args:?} not accepted within {WAIT:?}: {}",
+            bin.display(),
+            without_logs(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("member add {peer_url} not accepted within {WAIT:?}: {last}");
 }
 
-async fn remove_member(client: &Client, id: u64) {
-    let mut last = String::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        match client.member_remove(MemberRemoveRequest { id }).await {
-            Ok(_) => return,
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// `etcdctl member add` (`--learner` if asked); returns the new member's id from "Member <id> added
+/// to cluster <cluster id>".
+fn add_member(bin: &Path, endpoints: &str, name: &str, peer_url: &str, learner: bool) -> u64 {
+    let peer_urls = format!("--peer-urls={peer_url}");
+    let mut args = vec!["member", "add", name, &peer_urls];
+    if learner {
+        args.push("--learner");
     }
-    panic!("member remove {id:x} not accepted within {WAIT:?}: {last}");
+    let out = blocking(|| etcdctl_until_ok(bin, endpoints, &args));
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words.get(..1), Some(&["Member"][..]), "{out}");
+    assert_eq!(
+        words.get(2..5),
+        Some(&["added", "to", "cluster"][..]),
+        "{out}"
+    );
+    u64::from_str_radix(words[1], 16).unwrap_or_else(|e| panic!("{out}: {e}"))
+}
+
+/// `etcdctl member remove <id>`.
+fn remove_member(bin: &Path, endpoints: &str, id: u64) {
+    let out =
+        blocking(|| etcdctl_until_ok(bin, endpoints, &["member", "remove", &format!("{id:x}")]));
+    assert!(out.contains("removed from cluster"), "{out}");
 }
 
 /// Member ids by name (`m<i>`) from MemberList; a member that has not started yet has no name.
@@ -118,10 +134,18 @@ async fn member_id(client: &Client, name: &str) -> u64 {
         .id
 }
 
-/// Adds a fresh voter in a new slot and starts it; returns its index once it is healthy.
-async fn grow(cluster: &mut Cluster, client: &Client, membership: &mut Vec<usize>) -> usize {
+/// Adds a fresh voter in a new slot with etcdctl `bin` and starts it; returns its index once it is
+/// healthy.
+async fn grow(cluster: &mut Cluster, bin: &Path, membership: &mut Vec<usize>) -> usize {
     let slot = blocking(|| cluster.add_member_slot()).expect("slot");
-    add_member(client, cluster.peer_url(slot), false).await;
+    let endpoints = cluster.client_url(0).to_string();
+    add_member(
+        bin,
+        &endpoints,
+        cluster.name(slot),
+        cluster.peer_url(slot),
+        false,
+    );
     membership.push(slot);
     blocking(|| {
         cluster.join(slot, membership)?;
@@ -188,9 +212,12 @@ async fn grow_from_1_to_5_and_shrink_back_to_1_under_writes_loses_nothing(server
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(connect_to(&cluster, 0).await, stop.clone());
 
+    // Both etcdctls take turns adding and removing.
+    let etcdctls = etcdctls();
     let mut membership = vec![0];
-    for _ in 1..5 {
-        let slot = grow(&mut cluster, &client, &mut membership).await;
+    for k in 1..5 {
+        let (_, bin) = &etcdctls[k % 2];
+        let slot = grow(&mut cluster, bin, &mut membership).await;
         received_a_snapshot(&cluster, slot).await;
         // A member that just joined serves writes at once: no retry here.
         connect_to(&cluster, slot)
@@ -205,7 +232,8 @@ async fn grow_from_1_to_5_and_shrink_back_to_1_under_writes_loses_nothing(server
     // Shrink newest first; whoever leads, the leader included, is removed in turn.
     while let Some(slot) = membership.pop().filter(|&s| s != 0) {
         let id = member_id(&client, cluster.name(slot)).await;
-        remove_member(&client, id).await;
+        let (_, bin) = &etcdctls[slot % 2];
+        remove_member(bin, cluster.client_url(0), id);
         blocking(|| cluster.retire(slot)).expect("retire");
         put_eventually(&client, "after-removal", cluster.name(slot)).await;
     }
@@ -225,8 +253,10 @@ async fn a_removed_member_wiped_and_added_back_fresh_catches_up(server: ServerBi
     let client = connect(&cluster.client_urls()[..2]).await;
     preload(&client, "pre/", ENTRIES_KEPT_AFTER_SNAPSHOT + 1500).await;
 
+    let [(_, reference), (_, ours)] = etcdctls();
+    let endpoints = cluster.client_urls()[..2].join(",");
     let id = member_id(&client, cluster.name(2)).await;
-    remove_member(&client, id).await;
+    remove_member(&ours, &endpoints, id);
     blocking(|| {
         cluster.retire(2)?;
         cluster.wipe(2)
@@ -234,7 +264,13 @@ async fn a_removed_member_wiped_and_added_back_fresh_catches_up(server: ServerBi
     .expect("retire and wipe m2");
     put_eventually(&client, "while-away", "1").await;
 
-    let new_id = add_member(&client, cluster.peer_url(2), false).await;
+    let new_id = add_member(
+        &reference,
+        &endpoints,
+        cluster.name(2),
+        cluster.peer_url(2),
+        false,
+    );
     assert_ne!(new_id, id, "a fresh member gets a new id");
     blocking(|| {
         cluster.join(2, &[0, 1, 2])?;
@@ -274,43 +310,63 @@ async fn a_learner_joins_catches_up_and_is_promoted_to_voter(server: ServerBinar
     let client = connect(&cluster.client_urls()).await;
     preload(&client, "pre/", ENTRIES_KEPT_AFTER_SNAPSHOT + 1500).await;
 
-    let slot = blocking(|| cluster.add_member_slot()).expect("slot");
-    let id = add_member(&client, cluster.peer_url(slot), true).await;
-    blocking(|| {
-        cluster.join(slot, &[0, 1, 2, slot])?;
-        cluster.wait_healthy(slot, WAIT)
-    })
-    .unwrap_or_else(|e| panic!("learner joins: {e}"));
-    received_a_snapshot(&cluster, slot).await;
-
-    // etcd refuses to promote a learner that is not in sync yet; once it is, promote succeeds. Only
-    // the leader knows, so the request goes to a follower, which must forward it.
-    let leader = blocking(|| cluster.wait_for_leader(WAIT)).expect("leader");
-    let follower = connect_to(&cluster, (leader + 1) % 3).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while let Err(e) = follower.member_promote(MemberPromoteRequest { id }).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "promote not accepted within {WAIT:?}: {e}"
+    // Two rounds (etcd allows one learner at a time): each etcdctl adds one learner and the other
+    // promotes it.
+    let [(_, reference), (_, ours)] = etcdctls();
+    let mut membership = vec![0, 1, 2];
+    for (adder, promoter) in [(&reference, &ours), (&ours, &reference)] {
+        let slot = blocking(|| cluster.add_member_slot()).expect("slot");
+        let endpoints = cluster.endpoints();
+        let id = add_member(
+            adder,
+            &endpoints,
+            cluster.name(slot),
+            cluster.peer_url(slot),
+            true,
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // MemberList answers from the member's applied state, which may lag the promotion a moment.
-    eventually(WAIT, "every member listed as a voter", || {
-        let client = client.clone();
-        async move {
-            client
-                .member_list(MemberListRequest::default())
-                .await
-                .is_ok_and(|r| r.members.len() == 4 && r.members.iter().all(|m| !m.is_learner))
-        }
-    })
-    .await;
+        membership.push(slot);
+        blocking(|| {
+            cluster.join(slot, &membership)?;
+            cluster.wait_healthy(slot, WAIT)
+        })
+        .unwrap_or_else(|e| panic!("learner joins: {e}"));
+        received_a_snapshot(&cluster, slot).await;
 
-    // A voter now: with one of the original three down, 3 of 4 voters remain and a write needs all of
-    // them, the promoted member included.
-    let down = (leader + 2) % 3;
-    blocking(|| cluster.kill(down)).expect("kill a member");
-    let survivors = connect(&[cluster.client_url(leader), cluster.client_url(slot)]).await;
+        // etcd refuses to promote a learner that is not in sync yet; once it is, promote succeeds.
+        // Only the leader knows, so the request goes to a follower, which must forward it.
+        let leader = blocking(|| cluster.wait_for_leader(WAIT)).expect("leader");
+        let follower = cluster.client_url((leader + 1) % 3).to_string();
+        let out = blocking(|| {
+            etcdctl_until_ok(
+                promoter,
+                &follower,
+                &["member", "promote", &format!("{id:x}")],
+            )
+        });
+        assert!(out.contains("promoted in cluster"), "{out}");
+        // MemberList answers from the member's applied state, which may lag the promotion.
+        let voters = membership.len();
+        eventually(WAIT, "every member listed as a voter", || {
+            let client = client.clone();
+            async move {
+                client
+                    .member_list(MemberListRequest::default())
+                    .await
+                    .is_ok_and(|r| {
+                        r.members.len() == voters && r.members.iter().all(|m| !m.is_learner)
+                    })
+            }
+        })
+        .await;
+    }
+
+    // Voters now: with two of the original three down, 3 of 5 voters remain and a write needs all
+    // of them, both promoted members included.
+    blocking(|| {
+        cluster.kill(1)?;
+        cluster.kill(2)
+    })
+    .expect("kill two members");
+    let survivors = connect(&[cluster.client_url(0), cluster.client_url(3)]).await;
     put_eventually(&survivors, "quorum-with-the-promoted", "1").await;
 }
