@@ -144,6 +144,21 @@ fn learner_is_added_limited_not_promoted_before_sync_updated_and_removed(server:
     says(&out, &["Member", &id, "updated", "in", "cluster"]);
     let list = run(ctl(&ours, &endpoints).args(["member", "list"]));
     assert!(list.stdout.contains(&updated_url), "{}", list.stdout);
+    // And back, with our etcdctl.
+    let out = run(ctl(&ours, &endpoints).args([
+        "member",
+        "update",
+        &id,
+        &format!("--peer-urls={learner_url}"),
+    ]));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    says(&out, &["Member", &id, "updated", "in", "cluster"]);
+    let list = run(ctl(&reference, &endpoints).args(["member", "list"]));
+    assert!(
+        list.stdout.contains(&format!(", {learner_url}, ")),
+        "{}",
+        list.stdout
+    );
     let out = run(ctl(&ours, &endpoints).args(["member", "remove", &id]));
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     says(&out, &["Member", &id, "removed", "from", "cluster"]);
