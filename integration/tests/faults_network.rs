@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use client::{Client, ClientOptions};
 use common::*;
-use integration::{server_tests, Cluster, ClusterSpec, Delay, Error, Link, ServerBinary};
+use integration::{
+    real_etcdctl, server_tests, Cluster, ClusterSpec, Delay, Error, Link, ServerBinary,
+};
 
 /// How long a one-way fault stays in force: several election timeouts (the harness sets 500 ms).
 const FAULT_HOLDS: Duration = Duration::from_secs(2);
@@ -141,6 +143,8 @@ server_tests! {
     async fn an_isolated_leader_is_replaced_and_gets_every_write_after_the_heal;
     async fn one_way_blackholes_between_a_follower_and_the_leader_heal;
     async fn writes_succeed_with_50ms_on_every_peer_link;
+    async fn peer_connections_reset_at_random_then_heal;
+    async fn a_member_added_at_runtime_is_proxied_and_can_be_isolated;
     fn network_faults_need_a_proxied_cluster;
 }
 
@@ -274,6 +278,99 @@ async fn writes_succeed_with_50ms_on_every_peer_link(server: ServerBinary) {
     );
     cluster.heal().expect("heal");
     converges(&mut cluster, &mut acked, "delayed").await;
+}
+
+/// Half of the peer connections reset, five times over (each time every open one may go, and half of
+/// the reconnections with it) while writes go on; after the heal the cluster converges.
+async fn peer_connections_reset_at_random_then_heal(server: ServerBinary) {
+    let mut cluster = start_proxied(server);
+    blocking(|| cluster.wait_for_leader(WAIT)).expect("a leader");
+    let client = connect(&cluster.client_urls()).await;
+    let mut acked = Vec::new();
+    for round in 0..5 {
+        for i in 0..cluster.size() {
+            cluster
+                .drop_connections(Link::Peers(i), 0.5)
+                .expect("drop connections");
+        }
+        for n in 0..10 {
+            let key = format!("net/resets/{round}/{n:02}");
+            put_eventually(&client, &key).await;
+            acked.push(key);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.heal().expect("heal");
+    converges(&mut cluster, &mut acked, "resets").await;
+}
+
+/// A fourth member added at runtime (MemberAdd with its proxy's peer URL, then joined) gets proxies
+/// too, and the proxies tell its connections from the others': isolated, it loses its leader while
+/// the other three take writes, and it catches up after the heal.
+async fn a_member_added_at_runtime_is_proxied_and_can_be_isolated(server: ServerBinary) {
+    let mut cluster = start_proxied(server);
+    let client = connect(&cluster.client_urls()).await;
+    put_eventually(&client, "net/before-add").await;
+    let mut acked = vec!["net/before-add".to_string()];
+
+    let new = cluster.add_member_slot().expect("a member slot");
+    let peer_url = cluster.peer_url(new).to_string();
+    let name = cluster.name(new).to_string();
+    let endpoints = format!("--endpoints={}", urls_from(&cluster, 0)[..3].join(","));
+    // etcd refuses MemberAdd ("unhealthy cluster") until every member has been connected for 5 s.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let added = blocking(|| {
+            integration::Cli::new(real_etcdctl())
+                .args([
+                    endpoints.as_str(),
+                    "member",
+                    "add",
+                    &name,
+                    &format!("--peer-urls={peer_url}"),
+                ])
+                .run_ok()
+        });
+        match added {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "member add refused; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("etcdctl member add: {e}"),
+        }
+    }
+    blocking(|| {
+        cluster.join(new, &[0, 1, 2, new])?;
+        cluster.wait_healthy(new, WAIT)
+    })
+    .expect("the new member joins");
+    assert_ne!(cluster.client_url(new), cluster.direct_client_url(new));
+
+    cluster.isolate(new).expect("isolate the new member");
+    let has_leader = |cluster: &Cluster| {
+        cluster
+            .metrics(new)
+            .map(|m| metric_sum(&m, "etcd_server_has_leader"))
+    };
+    eventually(
+        WAIT,
+        "the isolated new member to lose its leader",
+        || async { blocking(|| has_leader(&cluster)).is_ok_and(|v| v == 0.0) },
+    )
+    .await;
+    for n in 0..10 {
+        let key = format!("net/new-isolated/{n:02}");
+        put_eventually(&client, &key).await;
+        acked.push(key);
+    }
+    assert_eq!(
+        blocking(|| has_leader(&cluster)).expect("metrics"),
+        0.0,
+        "the isolated member found a leader"
+    );
+    cluster.heal().expect("heal");
+    converges(&mut cluster, &mut acked, "new-member").await;
 }
 
 /// Fault methods on a cluster without proxies say so instead of doing nothing; bad arguments are
