@@ -16,14 +16,18 @@ use integration::{
 const FAULT_HOLDS: Duration = Duration::from_secs(2);
 
 fn start_proxied(server: ServerBinary) -> Cluster {
+    start_proxied_with(server, 3)
+}
+
+fn start_proxied_with(server: ServerBinary, size: usize) -> Cluster {
     let spec = ClusterSpec {
-        size: 3,
+        size,
         server,
         proxied: true,
         proxy_seed: 42,
         ..ClusterSpec::default()
     };
-    Cluster::start(spec).unwrap_or_else(|e| panic!("start a proxied 3-member cluster: {e}"))
+    Cluster::start(spec).unwrap_or_else(|e| panic!("start a proxied {size}-member cluster: {e}"))
 }
 
 /// A client that gives up on a request after 3 s instead of the default 5 s.
@@ -144,6 +148,7 @@ server_tests! {
     async fn one_way_blackholes_between_a_follower_and_the_leader_heal;
     async fn writes_succeed_with_50ms_on_every_peer_link;
     async fn peer_connections_reset_at_random_then_heal;
+    async fn a_5_member_cluster_partitioned_with_the_leader_in_the_minority_heals;
     async fn a_member_added_at_runtime_is_proxied_and_can_be_isolated;
     fn network_faults_need_a_proxied_cluster;
 }
@@ -302,6 +307,54 @@ async fn peer_connections_reset_at_random_then_heal(server: ServerBinary) {
     }
     cluster.heal().expect("heal");
     converges(&mut cluster, &mut acked, "resets").await;
+}
+
+/// Five members split 2 | 3 with the leader on the minority side: the majority elects a leader of
+/// its own and takes writes, a write through the minority fails, and after the heal all five hold every
+/// acknowledged write.
+async fn a_5_member_cluster_partitioned_with_the_leader_in_the_minority_heals(
+    server: ServerBinary,
+) {
+    let mut cluster = start_proxied_with(server, 5);
+    let old = blocking(|| cluster.wait_for_leader(WAIT)).expect("a leader");
+    let minority = [old, (old + 1) % 5];
+    let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
+    let to_majority = connect(
+        &majority
+            .iter()
+            .map(|&i| cluster.client_url(i))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let to_minority = impatient(cluster.client_url(minority[1])).await;
+    let mut acked = Vec::new();
+
+    cluster
+        .partition(&[&minority, &majority])
+        .expect("partition");
+    let new = leader_among(&cluster, &majority).await;
+    for n in 0..20 {
+        let key = format!("net/majority/{n:02}");
+        put_eventually(&to_majority, &key).await;
+        acked.push(key);
+    }
+    let lost = to_minority.put_kv("net/lost/minority", "x").await;
+    assert!(
+        lost.is_err(),
+        "a write through the minority succeeded: {lost:?}"
+    );
+    eprintln!(
+        "{:?} | {majority:?}: {} leads the majority",
+        minority,
+        cluster.name(new)
+    );
+    cluster.heal().expect("heal");
+    let leader = converges(&mut cluster, &mut acked, "minority").await;
+    assert!(
+        majority.contains(&leader),
+        "{} led after the heal, without the majority's writes",
+        cluster.name(leader)
+    );
 }
 
 /// A fourth member added at runtime (MemberAdd with its proxy's peer URL, then joined) gets proxies
