@@ -147,6 +147,8 @@ struct Rule {
     blocked: bool,
     delay: Delay,
     drop_share: f64,
+    /// Which `drop_connections` call set `drop_share`: a connection rolls once for each new one.
+    drop_call: u64,
 }
 
 impl Rule {
@@ -155,6 +157,7 @@ impl Rule {
             blocked: self.blocked || other.blocked,
             delay: self.delay.longest(other.delay),
             drop_share: self.drop_share.max(other.drop_share),
+            drop_call: self.drop_call.max(other.drop_call),
         }
     }
 }
@@ -168,8 +171,8 @@ pub(crate) struct Faults {
     members: HashMap<usize, Rule>,
     /// A member's client link, both directions.
     clients: HashMap<usize, Rule>,
-    /// Bumped by every `drop_connections`: each live connection on the link rolls once per bump.
-    drop_epoch: u64,
+    /// Counts `drop_connections` calls, never reset, so every call is new to every connection.
+    drop_calls: u64,
 }
 
 impl Faults {
@@ -182,8 +185,11 @@ impl Faults {
     }
 
     pub(crate) fn drop_connections(&mut self, link: Link, share: f64) {
-        self.rule_mut(link).drop_share = share;
-        self.drop_epoch += 1;
+        self.drop_calls += 1;
+        let calls = self.drop_calls;
+        let rule = self.rule_mut(link);
+        rule.drop_share = share;
+        rule.drop_call = calls;
     }
 
     fn rule_mut(&mut self, link: Link) -> &mut Rule {
@@ -236,14 +242,12 @@ impl Shared {
         self.state().faults.rule(dir)
     }
 
-    /// The current drop epoch and the share of resets for a connection carrying both directions.
+    /// The latest `drop_connections` call that applies to a connection carrying both directions, and
+    /// its share of resets.
     fn drop_roll(&self, dirs: [Direction; 2]) -> (u64, f64) {
         let state = self.state();
-        let share = dirs
-            .iter()
-            .map(|&d| state.faults.rule(d).drop_share)
-            .fold(0.0, f64::max);
-        (state.faults.drop_epoch, share)
+        let rule = state.faults.rule(dirs[0]).merge(state.faults.rule(dirs[1]));
+        (rule.drop_call, rule.drop_share)
     }
 
     fn learn(&self, id: u64, member: usize) {
@@ -366,7 +370,7 @@ impl Network {
     pub(crate) fn heal(&self) {
         self.change(|faults| {
             *faults = Faults {
-                drop_epoch: faults.drop_epoch,
+                drop_calls: faults.drop_calls,
                 ..Faults::default()
             }
         });
@@ -437,9 +441,9 @@ async fn serve(
         from: member,
         to: party,
     };
-    // Subscribe before reading the epoch, so no change between the two goes unnoticed.
+    // Subscribe before reading the rule, so no change between the two goes unnoticed.
     let mut changes = shared.changed.subscribe();
-    let (mut epoch, share) = shared.drop_roll([inbound, outbound]);
+    let (mut drop_call, share) = shared.drop_roll([inbound, outbound]);
     if rng.chance(share) {
         tracing::debug!(%dialer, ?party, ?member, "proxy resets a new connection");
         reset(&downstream);
@@ -485,9 +489,9 @@ async fn serve(
                 if changes.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
-                let (now, share) = shared.drop_roll([inbound, outbound]);
-                if now != epoch {
-                    epoch = now;
+                let (latest, share) = shared.drop_roll([inbound, outbound]);
+                if latest != drop_call {
+                    drop_call = latest;
                     if rng.chance(share) {
                         tracing::debug!(%dialer, ?party, ?member, "proxy resets a connection");
                         return;
@@ -988,6 +992,40 @@ mod tests {
         let mut after = connect(addr);
         after.write_all(b"d").unwrap();
         assert_eq!(read_exactly(&mut after, 1), b"d");
+    }
+
+    #[test]
+    fn dropping_connections_on_one_link_spares_the_others() {
+        let (network, addr0, _) = proxied_echo(Side::Client, 0);
+        let (upstream, _) = echo_server();
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr1 = listener.local_addr().unwrap();
+        network
+            .add_proxy(1, Side::Client, listener, upstream)
+            .unwrap();
+        let mut buf = [0u8; 1];
+        let mut on1 = connect(addr1);
+        on1.write_all(b"a").unwrap();
+        assert_eq!(read_exactly(&mut on1, 1), b"a");
+
+        // Connections to link 0 that survive the roll they get when they open.
+        network.change(|f| f.drop_connections(Link::Client(0), 0.5));
+        let mut survivors: Vec<StdStream> = (0..20)
+            .map(|_| connect(addr0))
+            .filter_map(|mut s| {
+                (s.write_all(b"b").is_ok() && matches!(s.read(&mut buf), Ok(1))).then_some(s)
+            })
+            .collect();
+        assert!(!survivors.is_empty());
+        // Calls on link 1 reset link 1's connections, and make no connection of link 0 roll again.
+        for _ in 0..10 {
+            network.change(|f| f.drop_connections(Link::Client(1), 1.0));
+        }
+        assert!(matches!(on1.read(&mut buf), Err(_) | Ok(0)));
+        for stream in &mut survivors {
+            stream.write_all(b"c").unwrap();
+            assert_eq!(read_exactly(stream, 1), b"c");
+        }
     }
 
     #[test]
