@@ -49,7 +49,7 @@ use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -289,6 +289,7 @@ impl std::fmt::Debug for Network {
 impl Network {
     /// Starts the proxy thread; proxies are added with [`Network::add_proxy`].
     pub(crate) fn start(seed: u64) -> Result<Network> {
+        raise_open_files_limit();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -386,6 +387,31 @@ impl Drop for Network {
             }
         }
     }
+}
+
+/// Lifts the soft limit on open files to the hard one, once per process, as Go programs do at start.
+/// Every proxied connection holds two descriptors, and a connection stalled by a partition stays open
+/// until the heal (TCP would keep retransmitting its bytes), so a long partition with members that
+/// redial (etcd 3.4 does every few seconds) adds up descriptors that a 1024 limit would not hold.
+fn raise_open_files_limit() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only access the struct they are given.
+        let raised = unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && (limit.rlim_cur >= limit.rlim_max || {
+                    limit.rlim_cur = limit.rlim_max;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+                })
+        };
+        if !raised {
+            tracing::warn!(error = %io::Error::last_os_error(), "cannot raise the open files limit");
+        }
+    });
 }
 
 /// One listening proxy.
