@@ -14,6 +14,7 @@ use crate::error::{io_err, Error, Result};
 use crate::http;
 use crate::ports::{self, ReservedPort};
 use crate::process::{self, bin_path, shell_words, Cli};
+use crate::proxy::{Delay, Faults, Link, Network, Side};
 
 /// How often health and leader probes are repeated while waiting.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -81,6 +82,12 @@ pub struct ClusterSpec {
     pub election_timeout_ms: u64,
     /// Bound on waiting for every member to report healthy in [`Cluster::start`].
     pub start_timeout: Duration,
+    /// Puts a TCP proxy in front of every member's peer and client port, so that tests can inject
+    /// network faults ([`Cluster::partition`], [`Cluster::blackhole`], ...). Members listen on their own
+    /// ports and advertise the proxies'; [`Cluster::client_url`] is the proxied one.
+    pub proxied: bool,
+    /// Seeds the proxies' random choices (jitter, which connections are reset).
+    pub proxy_seed: u64,
 }
 
 impl ClusterSpec {
@@ -101,6 +108,8 @@ impl Default for ClusterSpec {
             heartbeat_interval_ms: 50,
             election_timeout_ms: 500,
             start_timeout: Duration::from_secs(30),
+            proxied: false,
+            proxy_seed: 0,
         }
     }
 }
@@ -121,8 +130,11 @@ impl fmt::Display for MemberCommand {
 #[derive(Debug)]
 struct Member {
     name: String,
+    /// What the member advertises; its proxies' URLs in a proxied cluster.
     client_url: String,
     peer_url: String,
+    /// Where the member itself listens; the harness probes it there, past any fault.
+    listen_client_url: String,
     data_dir: PathBuf,
     log_path: PathBuf,
     command: MemberCommand,
@@ -146,6 +158,8 @@ pub struct Cluster {
     members: Vec<Member>,
     spec: ClusterSpec,
     token: String,
+    /// The proxies of a proxied cluster; stopped (every socket closed) when the cluster is dropped.
+    network: Option<Network>,
     // Drop order matters: `Drop for Cluster` kills the members, then the directory goes, then the ports
     // are released (fields drop in declaration order), so no other test can bind a port still in use.
     dir: tempfile::TempDir,
@@ -169,21 +183,24 @@ impl Cluster {
                         .into(),
             });
         }
-        let ports = ports::reserve(2 * spec.size)?;
+        let network = spec
+            .proxied
+            .then(|| Network::start(spec.proxy_seed))
+            .transpose()?;
+        let ports = ports::reserve(ports_per_member(&spec) * spec.size)?;
         remove_abandoned_dirs(&std::env::temp_dir());
         let dir = tempfile::Builder::new()
             .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(io_err("create the cluster's temporary directory"))?;
 
-        let client_urls: Vec<String> = (0..spec.size)
-            .map(|i| format!("http://127.0.0.1:{}", ports[2 * i].port()))
-            .collect();
-        let peer_urls: Vec<String> = (0..spec.size)
-            .map(|i| format!("http://127.0.0.1:{}", ports[2 * i + 1].port()))
-            .collect();
+        let urls = ports
+            .chunks(ports_per_member(&spec))
+            .enumerate()
+            .map(|(i, ports)| MemberUrls::new(i, ports, network.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
         let names: Vec<String> = (0..spec.size).map(member_name).collect();
-        let initial_cluster = initial_cluster(names.iter().zip(&peer_urls));
+        let initial_cluster = initial_cluster(names.iter().zip(urls.iter().map(|u| &u.peer)));
         let token = unique_token();
 
         let template = MemberTemplate {
@@ -191,22 +208,17 @@ impl Cluster {
             dir: dir.path(),
             token: &token,
         };
-        let members = (0..spec.size)
-            .map(|i| {
-                template.member(
-                    names[i].clone(),
-                    client_urls[i].clone(),
-                    peer_urls[i].clone(),
-                    &initial_cluster,
-                    "new",
-                )
-            })
+        let members = names
+            .into_iter()
+            .zip(urls)
+            .map(|(name, urls)| template.member(name, urls, &initial_cluster, "new"))
             .collect();
 
         let mut cluster = Cluster {
             members,
             spec,
             token,
+            network,
             dir,
             _ports: ports,
         };
@@ -227,9 +239,15 @@ impl Cluster {
         &self.members[i].name
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`: where clients reach the member (through its proxy when proxied).
     pub fn client_url(&self, i: usize) -> &str {
         &self.members[i].client_url
+    }
+
+    /// Where the member itself listens for clients: past its proxy, so past every network fault. The
+    /// same as [`Cluster::client_url`] in a cluster that is not proxied.
+    pub fn direct_client_url(&self, i: usize) -> &str {
+        &self.members[i].listen_client_url
     }
 
     /// `http://127.0.0.1:<port>` where the member talks raft to its peers.
@@ -292,12 +310,14 @@ impl Cluster {
             tracing::info!(member = %member.name, pid = child.id(), "SIGKILL");
             process::kill_and_reap(&mut child);
         }
+        self.forget_pid(i);
         Ok(())
     }
 
     /// SIGTERMs member `i` and waits for it to exit (SIGKILL after 10 s). Returns its exit status, or None
     /// if it had been killed or stopped already.
     pub fn stop(&mut self, i: usize) -> Result<Option<ExitStatus>> {
+        self.forget_pid(i);
         let member = self.member_mut(i)?;
         let Some(mut child) = member.process.take() else {
             return Ok(None);
@@ -380,20 +400,15 @@ impl Cluster {
     /// Reserves ports and a data dir for one more member, `m<size()>`, and returns its index. Nothing is
     /// started: announce it with MemberAdd (its [`Cluster::peer_url`]), then [`Cluster::join`] it.
     pub fn add_member_slot(&mut self) -> Result<usize> {
-        let ports = ports::reserve(2)?;
+        let ports = ports::reserve(ports_per_member(&self.spec))?;
         let i = self.members.len();
+        let urls = MemberUrls::new(i, &ports, self.network.as_ref())?;
         let template = MemberTemplate {
             spec: &self.spec,
             dir: self.dir.path(),
             token: &self.token,
         };
-        let member = template.member(
-            member_name(i),
-            format!("http://127.0.0.1:{}", ports[0].port()),
-            format!("http://127.0.0.1:{}", ports[1].port()),
-            "",
-            "existing",
-        );
+        let member = template.member(member_name(i), urls, "", "existing");
         self.members.push(member);
         self._ports.extend(ports);
         Ok(i)
@@ -426,6 +441,131 @@ impl Cluster {
         set_flag(args, "--initial-cluster", &initial_cluster);
         set_flag(args, "--initial-cluster-state", "existing");
         self.launch(i)
+    }
+
+    /// Splits the members into `groups` that cannot talk to each other: every peer link between two
+    /// groups is blocked both ways. Clients still reach every member, and members in no group are not
+    /// affected. Faults add up until [`Cluster::heal`]; see [`Link`] for what a blocked link does.
+    pub fn partition(&self, groups: &[&[usize]]) -> Result<()> {
+        let network = self.network()?;
+        let mut seen = Vec::new();
+        for &member in groups.iter().flat_map(|g| g.iter()) {
+            self.check_member(member)?;
+            if seen.contains(&member) {
+                return Err(Error::InvalidFault(format!(
+                    "member {member} is in two groups of {groups:?}"
+                )));
+            }
+            seen.push(member);
+        }
+        tracing::info!(?groups, "fault: partition");
+        network.change(|faults| {
+            for (g, group) in groups.iter().enumerate() {
+                for other in groups.iter().skip(g + 1) {
+                    for &a in group.iter() {
+                        for &b in other.iter() {
+                            faults.block(Link::Peer { from: a, to: b });
+                            faults.block(Link::Peer { from: b, to: a });
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Cuts member `i` off the network: its peer links both ways and its client link.
+    pub fn isolate(&self, i: usize) -> Result<()> {
+        self.change_faults(
+            "isolate",
+            &[Link::Peers(i), Link::Client(i)],
+            |faults, link| faults.block(link),
+        )
+    }
+
+    /// Blocks `link`: bytes sent over it are held (the sender's TCP stalls) until [`Cluster::heal`].
+    /// `Link::Peer { from, to }` is one-way: `to`'s traffic to `from` still flows.
+    pub fn blackhole(&self, link: Link) -> Result<()> {
+        self.change_faults("blackhole", &[link], |faults, link| faults.block(link))
+    }
+
+    /// Delays every chunk of bytes sent over `link` by `delay` (on a client link or `Link::Peers`, both
+    /// directions).
+    pub fn delay(&self, link: Link, delay: Delay) -> Result<()> {
+        self.change_faults("delay", &[link], |faults, link| faults.delay(link, delay))
+    }
+
+    /// Resets (RST) each connection over `link` with probability `share`, from 0 to 1: every one open
+    /// now, and every new one as it opens. A peer connection carries both directions between two
+    /// members, so `Link::Peer { from, to }` resets connections between them whichever side dialed.
+    pub fn drop_connections(&self, link: Link, share: f64) -> Result<()> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(Error::InvalidFault(format!(
+                "a share of connections must be within [0, 1], not {share}"
+            )));
+        }
+        self.change_faults("drop connections", &[link], |faults, link| {
+            faults.drop_connections(link, share)
+        })
+    }
+
+    /// Lifts every network fault: held bytes flow again, delays and resets stop.
+    pub fn heal(&self) -> Result<()> {
+        tracing::info!("fault: heal");
+        self.network()?.heal();
+        Ok(())
+    }
+
+    fn change_faults(
+        &self,
+        what: &str,
+        links: &[Link],
+        apply: impl Fn(&mut Faults, Link),
+    ) -> Result<()> {
+        let network = self.network()?;
+        for &link in links {
+            match link {
+                Link::Peer { from, to } => {
+                    self.check_member(from)?;
+                    self.check_member(to)?;
+                    if from == to {
+                        return Err(Error::InvalidFault(format!(
+                            "a peer link joins two members, not member {from} to itself"
+                        )));
+                    }
+                }
+                Link::Peers(i) | Link::Client(i) => self.check_member(i)?,
+            }
+        }
+        tracing::info!(?links, "fault: {what}");
+        network.change(|faults| {
+            for &link in links {
+                apply(faults, link);
+            }
+        });
+        Ok(())
+    }
+
+    fn network(&self) -> Result<&Network> {
+        self.network.as_ref().ok_or(Error::NotProxied)
+    }
+
+    fn check_member(&self, i: usize) -> Result<()> {
+        if i < self.size() {
+            Ok(())
+        } else {
+            Err(Error::NoSuchMember {
+                index: i,
+                size: self.size(),
+            })
+        }
+    }
+
+    /// Tells the proxies member `i` has no process any more, so its pid is never taken for it.
+    fn forget_pid(&self, i: usize) {
+        if let Some(network) = &self.network {
+            network.set_pid(i, None);
+        }
     }
 
     /// Deletes member `i`'s data dir, which must not be in use: a replaced disk or machine.
@@ -478,10 +618,10 @@ impl Cluster {
             index: i,
             size: self.size(),
         })?;
-        let resp = http::get(&member.client_url, "/metrics", PROBE_TIMEOUT)?;
+        let resp = http::get(&member.listen_client_url, "/metrics", PROBE_TIMEOUT)?;
         if resp.status != 200 {
             return Err(Error::Http {
-                url: format!("{}/metrics", member.client_url),
+                url: format!("{}/metrics", member.listen_client_url),
                 reason: format!("HTTP {}: {}", resp.status, resp.body.trim()),
             });
         }
@@ -510,8 +650,12 @@ impl Cluster {
         (0..self.size())
             .filter(|&i| self.probed(i))
             .filter(|&i| {
-                http::get(&self.members[i].client_url, "/metrics", PROBE_TIMEOUT)
-                    .is_ok_and(|resp| resp.status == 200 && reports_leader(&resp.body))
+                http::get(
+                    &self.members[i].listen_client_url,
+                    "/metrics",
+                    PROBE_TIMEOUT,
+                )
+                .is_ok_and(|resp| resp.status == 200 && reports_leader(&resp.body))
             })
             .collect()
     }
@@ -556,7 +700,11 @@ impl Cluster {
         let child = process::spawn_tied(command)
             .map_err(io_err(format!("spawn {}: {}", member.name, member.command)))?;
         tracing::info!(member = %member.name, pid = child.id(), start = member.starts, "started");
+        let pid = child.id();
         member.process = Some(child);
+        if let Some(network) = &self.network {
+            network.set_pid(i, Some(pid));
+        }
         Ok(())
     }
 
@@ -568,7 +716,7 @@ impl Cluster {
             let mut still_pending = Vec::new();
             for &i in &pending {
                 self.ensure_alive(i)?;
-                match http::get(&self.members[i].client_url, "/health", PROBE_TIMEOUT) {
+                match http::get(&self.members[i].listen_client_url, "/health", PROBE_TIMEOUT) {
                     Ok(resp) if resp.status == 200 && reports_healthy(&resp.body) => continue,
                     Ok(resp) => last[i] = format!("HTTP {}: {}", resp.status, resp.body.trim()),
                     Err(e) => last[i] = e.to_string(),
@@ -686,14 +834,7 @@ struct MemberTemplate<'a> {
 }
 
 impl MemberTemplate<'_> {
-    fn member(
-        &self,
-        name: String,
-        client_url: String,
-        peer_url: String,
-        initial_cluster: &str,
-        state: &str,
-    ) -> Member {
+    fn member(&self, name: String, urls: MemberUrls, initial_cluster: &str, state: &str) -> Member {
         let data_dir = self.dir.join(&name);
         let log_path = self.dir.join(format!("{name}.log"));
         let mut args: Vec<String> = [
@@ -702,13 +843,13 @@ impl MemberTemplate<'_> {
             "--data-dir",
             &data_dir.to_string_lossy(),
             "--listen-client-urls",
-            &client_url,
+            &urls.listen_client,
             "--advertise-client-urls",
-            &client_url,
+            &urls.client,
             "--listen-peer-urls",
-            &peer_url,
+            &urls.listen_peer,
             "--initial-advertise-peer-urls",
-            &peer_url,
+            &urls.peer,
             "--initial-cluster",
             initial_cluster,
             "--initial-cluster-state",
@@ -725,8 +866,9 @@ impl MemberTemplate<'_> {
         args.extend(self.spec.extra_args.iter().cloned());
         Member {
             name,
-            client_url,
-            peer_url,
+            client_url: urls.client,
+            peer_url: urls.peer,
+            listen_client_url: urls.listen_client,
             data_dir,
             log_path,
             command: MemberCommand {
@@ -737,6 +879,55 @@ impl MemberTemplate<'_> {
             paused: false,
             starts: 0,
         }
+    }
+}
+
+/// Ports a member takes from the pool: client and peer, and in a proxied cluster the member's own two
+/// behind its proxies'.
+fn ports_per_member(spec: &ClusterSpec) -> usize {
+    if spec.proxied {
+        4
+    } else {
+        2
+    }
+}
+
+/// A member's advertised URLs and the ones it listens on; they differ only in a proxied cluster.
+struct MemberUrls {
+    client: String,
+    peer: String,
+    listen_client: String,
+    listen_peer: String,
+}
+
+impl MemberUrls {
+    /// URLs on `ports` (as many as [`ports_per_member`] says) for member `i`, whose proxies, when
+    /// `network` is given, start listening here.
+    fn new(i: usize, ports: &[ReservedPort], network: Option<&Network>) -> Result<MemberUrls> {
+        let url = |port: &ReservedPort| format!("http://127.0.0.1:{}", port.port());
+        let Some(network) = network else {
+            return Ok(MemberUrls {
+                client: url(&ports[0]),
+                peer: url(&ports[1]),
+                listen_client: url(&ports[0]),
+                listen_peer: url(&ports[1]),
+            });
+        };
+        for (side, proxy, upstream) in [
+            (Side::Client, &ports[0], &ports[2]),
+            (Side::Peer, &ports[1], &ports[3]),
+        ] {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", proxy.port()))
+                .map_err(io_err(format!("bind a proxy on port {}", proxy.port())))?;
+            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], upstream.port()));
+            network.add_proxy(i, side, listener, upstream)?;
+        }
+        Ok(MemberUrls {
+            client: url(&ports[0]),
+            peer: url(&ports[1]),
+            listen_client: url(&ports[2]),
+            listen_peer: url(&ports[3]),
+        })
     }
 }
 

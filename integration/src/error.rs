@@ -88,6 +88,12 @@ pub enum Error {
         hint: String,
     },
 
+    #[error("network faults need a proxied cluster: start it with `ClusterSpec {{ proxied: true, .. }}`")]
+    NotProxied,
+
+    #[error("invalid network fault: {0}")]
+    InvalidFault(String),
+
     #[error("bad HTTP response from {url}: {reason}")]
     Http { url: String, reason: String },
 }

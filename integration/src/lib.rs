@@ -37,6 +37,7 @@ mod http;
 pub mod output;
 mod ports;
 mod process;
+mod proxy;
 #[doc(hidden)]
 pub mod server_tests;
 pub mod traffic;
@@ -44,3 +45,4 @@ pub mod traffic;
 pub use cluster::{Cluster, ClusterSpec, MemberCommand, ServerBinary};
 pub use error::{Error, Result};
 pub use process::{bin_path, real_etcdctl, run, Background, Cli, CmdOutput};
+pub use proxy::{Delay, Link};
