@@ -1,0 +1,94 @@
+//! Lease guarantees. A lease is gone once a revoke of it was answered, or a keep-alive answered ttl 0
+//! (not found: expired or revoked). From the moment that answer returned:
+//! - the final state holds no key attached to it;
+//! - no linearizable read invoked later shows a key attached to it;
+//! - no put attached to it invoked later succeeds, and no keep-alive invoked later answers ttl > 0.
+//!
+//! Expiry by time is not judged: etcd may extend a lease's deadline on leader changes, so only a ttl 0
+//! answer proves expiry. Lost acknowledged writes are judged on the final state by the other checkers
+//! (see the module docs of `check`).
+
+use std::collections::HashMap;
+
+use crate::history::{Nanos, Outcome, Request, Response};
+
+use super::facts::Facts;
+use super::{describe, CheckerReport, FinalState, ViolationKind, FINAL_READ_CLIENT};
+
+pub(super) fn check(facts: &Facts<'_>, final_state: Option<&FinalState>) -> CheckerReport {
+    let history = facts.history;
+    let mut report = CheckerReport::new("leases", "lease operations and leased keys");
+
+    // Each lease's earliest proof of being gone: (when it returned, the operation).
+    let mut gone: HashMap<i64, (Nanos, usize)> = HashMap::new();
+    for (i, op) in history.operations.iter().enumerate() {
+        let id = match (&op.request, &op.outcome) {
+            (Request::LeaseRevoke { id }, Outcome::Ok(_)) => *id,
+            (
+                Request::LeaseKeepAliveOnce { id },
+                Outcome::Ok(Response::LeaseKeepAlive { ttl, .. }),
+            ) if *ttl <= 0 => *id,
+            _ => continue,
+        };
+        report.checked += 1;
+        let proof = gone.entry(id).or_insert((op.complete, i));
+        if op.complete < proof.0 {
+            *proof = (op.complete, i);
+        }
+    }
+    let gone_before = |lease: i64, t: Nanos| gone.get(&lease).filter(|(at, _)| *at < t);
+
+    for (i, op) in history.operations.iter().enumerate() {
+        let Outcome::Ok(resp) = &op.outcome else {
+            continue;
+        };
+        let (lease, what) = match (&op.request, resp) {
+            (Request::Put { lease, .. }, _) if *lease != 0 => (*lease, "succeeded"),
+            (Request::LeaseKeepAliveOnce { id }, Response::LeaseKeepAlive { ttl, .. })
+                if *ttl > 0 =>
+            {
+                (*id, "kept it alive")
+            }
+            (
+                Request::Get {
+                    serializable: false,
+                    ..
+                },
+                Response::Get { kv: Some(kv), .. },
+            ) if kv.lease != 0 && op.client != FINAL_READ_CLIENT => {
+                (kv.lease, "shows a key still attached to it")
+            }
+            _ => continue,
+        };
+        report.checked += 1;
+        if let Some(&(_, proof)) = gone_before(lease, op.invoke) {
+            report.violation(
+                ViolationKind::RevokedLeaseUsed,
+                format!(
+                    "lease {lease} was gone ({}), yet {} invoked later {what}",
+                    describe::op(history, proof),
+                    describe::op(history, i)
+                ),
+            );
+        }
+    }
+
+    if let Some(state) = final_state {
+        for kv in state.kvs.iter().filter(|kv| kv.lease != 0) {
+            report.checked += 1;
+            if let Some(&(_, proof)) = gone_before(kv.lease, state.read_at) {
+                report.violation(
+                    ViolationKind::LeaseKeyNotDeleted,
+                    format!(
+                        "the final state (rev {}) holds {}, but its lease {} was gone: {}",
+                        state.revision,
+                        describe::kv(Some(kv)),
+                        kv.lease,
+                        describe::op(history, proof)
+                    ),
+                );
+            }
+        }
+    }
+    report
+}
