@@ -124,7 +124,7 @@ pub(super) fn stream_span(w: &WatchRecord) -> Option<(i64, i64)> {
     let start = if w.start_revision > 0 {
         Some(w.start_revision)
     } else {
-        match (first_event, created_header.map(|h| h + 1)) {
+        match (first_event, created_header.map(|h| h.saturating_add(1))) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -243,9 +243,9 @@ impl<'h> Facts<'h> {
             .filter_map(|(_, span)| *span)
             .collect();
         spans.sort_unstable();
-        let mut covered_to = from - 1;
+        let mut covered_to = from.saturating_sub(1);
         for (start, end) in spans {
-            if start > covered_to + 1 {
+            if start > covered_to.saturating_add(1) {
                 break;
             }
             covered_to = covered_to.max(end);

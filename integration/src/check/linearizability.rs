@@ -248,6 +248,7 @@ fn per_key_operations<'h>(facts: &Facts<'h>) -> (Vec<(KeyModel<'h>, Vec<KeyOp>)>
 
     let mut by_key: HashMap<&'h str, (KeyModel<'h>, Vec<KeyOp>)> = HashMap::new();
     let mut order: Vec<&'h str> = Vec::new();
+    let mut value_ids: HashMap<&'h str, HashMap<&'h str, u32>> = HashMap::new();
     let mut skipped = 0;
     for (index, op) in facts.history.operations.iter().enumerate() {
         let Some(key) = op.request.key() else {
@@ -271,10 +272,12 @@ fn per_key_operations<'h>(facts: &Facts<'h>) -> (Vec<(KeyModel<'h>, Vec<KeyOp>)>
                 Vec::new(),
             )
         });
+        let ids = value_ids.entry(key).or_default();
         let mut intern = |value: &'h str| -> u32 {
-            if let Some(i) = model.values.iter().position(|v| *v == value) {
-                return i as u32;
+            if let Some(&i) = ids.get(value) {
+                return i;
             }
+            ids.insert(value, model.values.len() as u32);
             model.values.push(value);
             model.revision.push(
                 facts
@@ -296,7 +299,7 @@ fn per_key_operations<'h>(facts: &Facts<'h>) -> (Vec<(KeyModel<'h>, Vec<KeyOp>)>
         // An unanswered write takes effect at a revision above this floor, if at all. If watch streams
         // delivered every change of the key from there to the last revision anyone was answered and
         // did not show it, it never took effect before any answer, so it is as if it never did.
-        let effect_floor = facts.revision_floor(op.invoke) + 1;
+        let effect_floor = facts.revision_floor(op.invoke).saturating_add(1);
         let last_revision = facts.max_returned_revision();
         let watched = || facts.watched_throughout(key, effect_floor, last_revision);
         let key_op = match (&op.request, &op.outcome) {
