@@ -8,8 +8,7 @@ use crate::history::{
     EventKind, History, KeyValue, Nanos, Outcome, Request, Response, WatchRecord,
 };
 
-use super::describe;
-use super::ViolationKind;
+use super::{describe, Options, ViolationKind, FINAL_READ_CLIENT};
 
 /// Where a fact came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +60,8 @@ pub(super) struct Observation<'h> {
 
 pub(super) struct Facts<'h> {
     pub history: &'h History,
+    /// Clients whose reads are the final state.
+    final_clients: [Option<u32>; 2],
     /// (key, value) to the operation whose request writes it (a put, or a swap's new value).
     pub writer: HashMap<(&'h str, &'h str), usize>,
     /// Revisions answered to successful writes, by (key, value).
@@ -100,9 +101,9 @@ pub(super) fn in_range(w: &WatchRecord, key: &str) -> bool {
 
 /// The revisions a stream must have delivered every in-range change of: from its start (for
 /// `start_revision` 0, the lowest of its first event and one past its `created` header, both at or after
-/// the real start) to the highest of its last event and its last progress notification, before any
-/// cancel. None when either end is unknown.
-pub(super) fn stream_span(w: &WatchRecord) -> Option<(i64, i64)> {
+/// the real start) to the highest of its last event and (if trusted) its last progress notification,
+/// before any cancel. None when either end is unknown.
+pub(super) fn stream_span(w: &WatchRecord, trust_progress: bool) -> Option<(i64, i64)> {
     let mut caught_up: Option<i64> = None;
     let mut first_event: Option<i64> = None;
     let mut created_header: Option<i64> = None;
@@ -113,7 +114,7 @@ pub(super) fn stream_span(w: &WatchRecord) -> Option<(i64, i64)> {
         if resp.created && created_header.is_none() {
             created_header = Some(resp.header_revision);
         }
-        if resp.progress_notify && resp.events.is_empty() {
+        if trust_progress && resp.progress_notify && resp.events.is_empty() {
             caught_up = caught_up.max(Some(resp.header_revision));
         }
         for e in &resp.events {
@@ -133,9 +134,11 @@ pub(super) fn stream_span(w: &WatchRecord) -> Option<(i64, i64)> {
 }
 
 impl<'h> Facts<'h> {
-    pub(super) fn gather(history: &'h History) -> Self {
+    pub(super) fn gather(history: &'h History, options: &Options) -> Self {
+        let trust_progress = options.trust_progress_notifications;
         let mut facts = Facts {
             history,
+            final_clients: [Some(FINAL_READ_CLIENT), options.final_read_client],
             writer: HashMap::new(),
             write_revision: HashMap::new(),
             leased_keys: HashSet::new(),
@@ -147,7 +150,11 @@ impl<'h> Facts<'h> {
             duplicate_values: HashSet::new(),
             returned_revisions: Vec::new(),
             first_reached: Vec::new(),
-            stream_spans: history.watches.iter().map(stream_span).collect(),
+            stream_spans: history
+                .watches
+                .iter()
+                .map(|w| stream_span(w, trust_progress))
+                .collect(),
         };
         for (i, op) in history.operations.iter().enumerate() {
             facts.gather_operation(i);
@@ -353,6 +360,14 @@ impl<'h> Facts<'h> {
                     .push((ViolationKind::ConflictingWrites, explanation));
             }
         }
+    }
+
+    /// Whether operation `index` is a read of the final state.
+    pub(super) fn is_final_read(&self, index: usize) -> bool {
+        self.history
+            .operations
+            .get(index)
+            .is_some_and(|op| self.final_clients.contains(&Some(op.client)))
     }
 
     /// Whether the key may have been deleted at a revision the history does not tell.

@@ -5,17 +5,17 @@
 //! - no put attached to it invoked later succeeds, and no keep-alive invoked later answers ttl > 0.
 //!
 //! Expiry by time is not judged: etcd may extend a lease's deadline on leader changes, so only a ttl 0
-//! answer proves expiry. Lost acknowledged writes are judged on the final state by the other checkers
-//! (see the module docs of `check`).
+//! answer proves expiry. The final state is the final reader's Gets (see `Options::final_read_client`);
+//! lost acknowledged writes in it are judged by the other checkers.
 
 use std::collections::HashMap;
 
 use crate::history::{Nanos, Outcome, Request, Response};
 
 use super::facts::Facts;
-use super::{describe, CheckerReport, FinalState, ViolationKind, FINAL_READ_CLIENT};
+use super::{describe, CheckerReport, ViolationKind};
 
-pub(super) fn check(facts: &Facts<'_>, final_state: Option<&FinalState>) -> CheckerReport {
+pub(super) fn check(facts: &Facts<'_>) -> CheckerReport {
     let history = facts.history;
     let mut report = CheckerReport::new("leases", "lease operations and leased keys");
 
@@ -38,6 +38,7 @@ pub(super) fn check(facts: &Facts<'_>, final_state: Option<&FinalState>) -> Chec
     }
     let gone_before = |lease: i64, t: Nanos| gone.get(&lease).filter(|(at, _)| *at < t);
 
+    let mut final_kvs = Vec::new();
     for (i, op) in history.operations.iter().enumerate() {
         let Outcome::Ok(resp) = &op.outcome else {
             continue;
@@ -55,7 +56,11 @@ pub(super) fn check(facts: &Facts<'_>, final_state: Option<&FinalState>) -> Chec
                     ..
                 },
                 Response::Get { kv: Some(kv), .. },
-            ) if kv.lease != 0 && op.client != FINAL_READ_CLIENT => {
+            ) if kv.lease != 0 => {
+                if facts.is_final_read(i) {
+                    final_kvs.push((i, kv));
+                    continue;
+                }
                 (kv.lease, "shows a key still attached to it")
             }
             _ => continue,
@@ -73,21 +78,18 @@ pub(super) fn check(facts: &Facts<'_>, final_state: Option<&FinalState>) -> Chec
         }
     }
 
-    if let Some(state) = final_state {
-        for kv in state.kvs.iter().filter(|kv| kv.lease != 0) {
-            report.checked += 1;
-            if let Some(&(_, proof)) = gone_before(kv.lease, state.read_at) {
-                report.violation(
-                    ViolationKind::LeaseKeyNotDeleted,
-                    format!(
-                        "the final state (rev {}) holds {}, but its lease {} was gone: {}",
-                        state.revision,
-                        describe::kv(Some(kv)),
-                        kv.lease,
-                        describe::op(history, proof)
-                    ),
-                );
-            }
+    for (i, kv) in final_kvs {
+        report.checked += 1;
+        if let Some(&(_, proof)) = gone_before(kv.lease, history.operations[i].invoke) {
+            report.violation(
+                ViolationKind::LeaseKeyNotDeleted,
+                format!(
+                    "{} holds a key of lease {}, which was gone: {}",
+                    describe::op(history, i),
+                    kv.lease,
+                    describe::op(history, proof)
+                ),
+            );
         }
     }
     report

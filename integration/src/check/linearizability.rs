@@ -32,7 +32,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::history::{KeyValue, Nanos, Outcome, Request, Response};
 
 use super::facts::Facts;
-use super::{describe, CheckerReport, Limits, ViolationKind};
+use super::{describe, CheckerReport, Options, ViolationKind};
 
 /// Value ids are per key; these two are never a written value.
 const ABSENT: u32 = u32::MAX;
@@ -181,7 +181,7 @@ impl KeyModel<'_> {
     }
 }
 
-pub(super) fn check(facts: &Facts<'_>, limits: Limits) -> CheckerReport {
+pub(super) fn check(facts: &Facts<'_>, options: &Options) -> CheckerReport {
     let mut report = CheckerReport::new("linearizability", "KV operations");
     let (keys, skipped) = per_key_operations(facts);
     if skipped > 0 {
@@ -192,7 +192,7 @@ pub(super) fn check(facts: &Facts<'_>, limits: Limits) -> CheckerReport {
     }
     for (model, ops) in keys {
         report.checked += ops.len();
-        match search(&model, &ops, limits.states_per_key) {
+        match search(&model, &ops, options.states_per_key) {
             Verdict::Linearizable => {}
             Verdict::Inconclusive { states } => report.inconclusive.push(format!(
                 "key {}: undecided after {states} states ({} operations)",

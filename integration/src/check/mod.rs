@@ -2,8 +2,11 @@
 //!
 //! ```no_run
 //! # let history = integration::history::History::default();
-//! # let final_state = integration::check::FinalState { read_at: 0, revision: 0, kvs: vec![] };
-//! let report = integration::check::check(&history, Some(&final_state));
+//! use integration::check::{check_with, Options};
+//!
+//! // The traffic generator appended the final state's reads under its final-state client (4 here).
+//! let options = Options { final_read_client: Some(4), ..Options::default() };
+//! let report = check_with(&history, None, options);
 //! assert!(report.passed(), "{report}");
 //! ```
 //!
@@ -17,8 +20,7 @@
 //!   shows the key as it was at its header revision.
 //! - [`check_watches`]: ordered, unique, atomic, reliable (no gaps up to where a watcher is known to
 //!   have caught up), resumable, valid events and progress notifications.
-//! - [`check_leases`]: revoked leases leave no keys behind and are not used afterwards; with a
-//!   [`FinalState`], no acknowledged write is lost.
+//! - [`check_leases`]: revoked leases leave no keys behind and are not used afterwards.
 //!
 //! Assumptions about the history (the traffic generator guarantees them): the keys start absent; each
 //! value is written by at most one request; each client has one request in flight; times come from
@@ -29,9 +31,10 @@
 //! certainly took effect before the first sighting, which bounds its search window.
 //!
 //! The final state, read after the faults healed, enters every checker as one linearizable Get per key
-//! (client [`FINAL_READ_CLIENT`]) invoked after every operation returned: a lost acknowledged write then
-//! shows up as a read no linearization explains, and as a read that does not show the key's last write
-//! at its revision.
+//! invoked after every operation returned (the traffic generator records them itself, under
+//! [`Options::final_read_client`]; a [`FinalState`] passed to [`check`] is appended as such Gets by
+//! [`FINAL_READ_CLIENT`]): a lost acknowledged write then shows up as a read no linearization explains,
+//! and as a read that does not show the key's last write at its revision.
 
 mod describe;
 mod facts;
@@ -66,17 +69,30 @@ pub struct FinalState {
     pub kvs: Vec<KeyValue>,
 }
 
-/// Limits that keep a check bounded; past them a checker reports "inconclusive", never a violation.
+/// How to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Model states the linearizability search may visit for one key.
+pub struct Options {
+    /// Model states the linearizability search may visit for one key; past that the key is reported
+    /// inconclusive, never as a violation.
     pub states_per_key: u64,
+    /// The client whose linearizable Gets, invoked after every other operation returned, read the final
+    /// state (as the traffic generator's `final_state` records them). Its reads are judged like any
+    /// other, and in addition a key of a gone lease in them is reported as
+    /// [`ViolationKind::LeaseKeyNotDeleted`], and a missed write as [`ViolationKind::LostWrite`].
+    pub final_read_client: Option<u32>,
+    /// Whether a progress notification proves the stream delivered every event up to its revision.
+    /// Servers with etcd-io/etcd#15220 (requested progress not synchronised with the stream; Debian's
+    /// etcd 3.4.23 has it) may announce the current revision before sending events still owed; for them
+    /// set this false, and progress notifications are neither judged nor used as proof of catching up.
+    pub trust_progress_notifications: bool,
 }
 
-impl Default for Limits {
+impl Default for Options {
     fn default() -> Self {
-        Limits {
+        Options {
             states_per_key: 2_000_000,
+            final_read_client: None,
+            trust_progress_notifications: true,
         }
     }
 }
@@ -271,13 +287,14 @@ impl fmt::Display for Report {
     }
 }
 
-/// Runs every checker with the default [`Limits`].
+/// Runs every checker with the default [`Options`].
 pub fn check(history: &History, final_state: Option<&FinalState>) -> Report {
-    check_with(history, final_state, Limits::default())
+    check_with(history, final_state, Options::default())
 }
 
-/// Runs every checker. The final state, when given, is appended to the history as linearizable Gets.
-pub fn check_with(history: &History, final_state: Option<&FinalState>, limits: Limits) -> Report {
+/// Runs every checker. The final state, when given, is appended to the history as linearizable Gets by
+/// [`FINAL_READ_CLIENT`].
+pub fn check_with(history: &History, final_state: Option<&FinalState>, options: Options) -> Report {
     let with_final;
     let history = match final_state {
         Some(state) => {
@@ -286,36 +303,35 @@ pub fn check_with(history: &History, final_state: Option<&FinalState>, limits: L
         }
         None => history,
     };
-    let facts = Facts::gather(history);
+    let facts = Facts::gather(history, &options);
     Report {
         checkers: vec![
-            linearizability::check(&facts, limits),
+            linearizability::check(&facts, &options),
             revisions::check(&facts),
-            watch::check(&facts),
-            lease::check(&facts, final_state),
+            watch::check(&facts, &options),
+            lease::check(&facts),
         ],
     }
 }
 
 /// Linearizability of the KV history alone (see the module docs for what is left out).
-pub fn check_linearizability(history: &History, limits: Limits) -> CheckerReport {
-    linearizability::check(&Facts::gather(history), limits)
+pub fn check_linearizability(history: &History, options: &Options) -> CheckerReport {
+    linearizability::check(&Facts::gather(history, options), options)
 }
 
 /// Revisions and the values reads and watches saw.
-pub fn check_revisions(history: &History) -> CheckerReport {
-    revisions::check(&Facts::gather(history))
+pub fn check_revisions(history: &History, options: &Options) -> CheckerReport {
+    revisions::check(&Facts::gather(history, options))
 }
 
 /// Watch guarantees.
-pub fn check_watches(history: &History) -> CheckerReport {
-    watch::check(&Facts::gather(history))
+pub fn check_watches(history: &History, options: &Options) -> CheckerReport {
+    watch::check(&Facts::gather(history, options), options)
 }
 
-/// Lease guarantees, and with a final state, that it holds no key of a revoked lease. (Lost writes are
-/// found by [`check`], which also feeds the final state to the other checkers.)
-pub fn check_leases(history: &History, final_state: Option<&FinalState>) -> CheckerReport {
-    lease::check(&Facts::gather(history), final_state)
+/// Lease guarantees, the final state's included when `options` names its reader.
+pub fn check_leases(history: &History, options: &Options) -> CheckerReport {
+    lease::check(&Facts::gather(history, options))
 }
 
 /// The history plus one linearizable Get per key the run touched, answered from `state`.

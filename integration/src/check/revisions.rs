@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use crate::history::{KeyValue, Nanos, Outcome, Response};
 
 use super::facts::{header_revision, is_linearizable, Change, Facts, Source};
-use super::{describe, CheckerReport, ViolationKind, FINAL_READ_CLIENT};
+use super::{describe, CheckerReport, ViolationKind};
 
 pub(super) fn check(facts: &Facts<'_>) -> CheckerReport {
     let mut report = CheckerReport::new("revisions", "answers and sightings");
@@ -260,7 +260,7 @@ fn states_at_revision(facts: &Facts<'_>, report: &mut CheckerReport) {
             _ => continue,
         };
         report.checked += 1;
-        let kind = if op.client == FINAL_READ_CLIENT {
+        let kind = if facts.is_final_read(index) {
             ViolationKind::LostWrite
         } else {
             ViolationKind::StaleRead

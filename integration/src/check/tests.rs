@@ -652,6 +652,55 @@ fn revoked_lease_kept_alive_or_used_is_reported() {
     assert_reports(&report, ViolationKind::RevokedLeaseUsed);
 }
 
+#[test]
+fn final_reads_recorded_by_the_traffic_are_judged_as_the_final_state() {
+    // The traffic generator appends the final reads itself, under its own client id.
+    const FINAL: u32 = 9;
+    let mut b = revoke_history();
+    b.put(2, (40, 50), "k", "a", 5)
+        .put(2, (60, 70), "k", "b", 6);
+    let mut left = kv("l/a", "1", 2, 2, 1);
+    left.lease = 7;
+    b.get(FINAL, (100, 101), "k", 6, Some(kv("k", "a", 5, 5, 1)))
+        .get(FINAL, (101, 102), "l/a", 6, Some(left));
+    let options = Options {
+        final_read_client: Some(FINAL),
+        ..Options::default()
+    };
+    let report = check_with(&b.history, None, options);
+    assert_reports(&report, ViolationKind::LostWrite);
+    assert_reports(&report, ViolationKind::LeaseKeyNotDeleted);
+    assert_reports(&report, ViolationKind::NotLinearizable);
+}
+
+#[test]
+fn untrusted_progress_notifications_are_not_judged() {
+    // etcd 3.4.23 (etcd-io/etcd#15220) may announce revision 4 before sending the event at 3.
+    let mut b = Builder::default();
+    b.put(1, (0, 10), "k", "a", 2)
+        .put(1, (20, 30), "k", "b", 3)
+        .watch("k", "", 2, vec![vec![put_event("k", "a", 2, 2, 1)]]);
+    b.history.watches[0].responses.push(progress(101, 4));
+    let lenient = Options {
+        trust_progress_notifications: false,
+        ..Options::default()
+    };
+    // Without the later event the stream is not known to have caught up past 2: no gap either.
+    assert_passes(&check_with(&b.history, None, lenient));
+    assert_reports(&check(&b.history, None), ViolationKind::WatchGap);
+    b.history.watches[0].responses.push(WatchResponse {
+        received: 102 * MS,
+        header_revision: 4,
+        events: vec![put_event("k", "b", 2, 3, 2)],
+        created: false,
+        canceled: false,
+        compact_revision: 0,
+        progress_notify: false,
+    });
+    assert_passes(&check_with(&b.history, None, lenient));
+    assert_reports(&check(&b.history, None), ViolationKind::WatchProgressNotify);
+}
+
 // ---- known-good histories ----
 
 #[test]
@@ -826,8 +875,11 @@ fn generated_history_with_many_unknown_outcomes_passes() {
 #[test]
 fn search_budget_makes_it_inconclusive_not_wrong() {
     let (history, final_state) = simulate(big_config(3));
-    let limits = Limits { states_per_key: 5 };
-    let report = check_with(&history, Some(&final_state), limits);
+    let options = Options {
+        states_per_key: 5,
+        ..Options::default()
+    };
+    let report = check_with(&history, Some(&final_state), options);
     assert_eq!(report.violation_count(), 0, "{report}");
     assert!(!report.is_conclusive(), "{report}");
 }

@@ -13,7 +13,8 @@
 //! - valid: PUT events carry values really written (checked with every sighting by the revisions
 //!   checker) and DELETE events keys some delete or lease could have removed; two watchers reporting
 //!   different changes at one (key, revision) are reported there too;
-//! - progress notifications: after one with header revision R, no event at or below R.
+//! - progress notifications: after one with header revision R, no event at or below R (unless
+//!   `Options::trust_progress_notifications` is off, for servers with etcd-io/etcd#15220).
 //!
 //! A stream's start is its `start_revision`; for 0 ("from now") it is the lowest of its first event's
 //! revision and one past its `created` response's header revision, both at or after the real start.
@@ -25,17 +26,23 @@ use std::ops::Bound;
 use crate::history::EventKind;
 
 use super::facts::{in_range, Facts};
-use super::{describe, CheckerReport, ViolationKind};
+use super::{describe, CheckerReport, Options, ViolationKind};
 
-pub(super) fn check(facts: &Facts<'_>) -> CheckerReport {
+pub(super) fn check(facts: &Facts<'_>, options: &Options) -> CheckerReport {
     let mut report = CheckerReport::new("watch", "events and progress notifications");
+    if !options.trust_progress_notifications {
+        report.notes.push(
+            "progress notifications not trusted (etcd-io/etcd#15220): neither judged nor taken as proof of catching up"
+                .to_owned(),
+        );
+    }
     for r in 0..facts.history.watches.len() {
-        check_stream(facts, r, &mut report);
+        check_stream(facts, r, options.trust_progress_notifications, &mut report);
     }
     report
 }
 
-fn check_stream(facts: &Facts<'_>, r: usize, report: &mut CheckerReport) {
+fn check_stream(facts: &Facts<'_>, r: usize, trust_progress: bool, report: &mut CheckerReport) {
     let history = facts.history;
     let w = &history.watches[r];
     let at = |p: usize| describe::watch_response(history, r, p);
@@ -49,8 +56,10 @@ fn check_stream(facts: &Facts<'_>, r: usize, report: &mut CheckerReport) {
             break;
         }
         if resp.progress_notify && resp.events.is_empty() {
-            report.checked += 1;
-            progress_revision = Some(resp.header_revision);
+            if trust_progress {
+                report.checked += 1;
+                progress_revision = Some(resp.header_revision);
+            }
             continue;
         }
         let mut previous_in_response: Option<i64> = None;
