@@ -627,18 +627,9 @@ fn key_left_behind_by_revoked_lease_is_reported() {
 }
 
 #[test]
-fn revoked_lease_kept_alive_or_used_is_reported() {
+fn revoked_lease_used_is_reported() {
     let mut b = revoke_history();
     b.op(
-        2,
-        (40, 45),
-        Request::LeaseKeepAliveOnce { id: 7 },
-        Outcome::Ok(Response::LeaseKeepAlive {
-            revision: 4,
-            ttl: 9,
-        }),
-    )
-    .op(
         2,
         (50, 55),
         Request::Put {
@@ -648,8 +639,37 @@ fn revoked_lease_kept_alive_or_used_is_reported() {
         },
         Outcome::Ok(Response::Put { revision: 5 }),
     );
+    let mut seen = kv("l/a", "1", 2, 2, 1);
+    seen.lease = 7;
+    b.get(3, (60, 65), "l/a", 5, Some(seen));
     let report = check(&b.history, None);
     assert_reports(&report, ViolationKind::RevokedLeaseUsed);
+    assert_eq!(
+        report
+            .checkers
+            .iter()
+            .flat_map(|c| &c.violations)
+            .filter(|v| v.kind == ViolationKind::RevokedLeaseUsed)
+            .count(),
+        2,
+        "{report}"
+    );
+}
+
+#[test]
+fn keep_alive_answers_are_not_proof() {
+    // A deposed leader may answer a keep-alive from its stale lessor, either way.
+    let mut b = revoke_history();
+    b.op(
+        2,
+        (40, 45),
+        Request::LeaseKeepAliveOnce { id: 7 },
+        Outcome::Ok(Response::LeaseKeepAlive {
+            revision: 4,
+            ttl: 9,
+        }),
+    );
+    assert_passes(&check(&b.history, None));
 }
 
 #[test]
@@ -1039,4 +1059,51 @@ proptest! {
             "{}", report
         );
     }
+}
+
+#[test]
+fn stale_read_injected_into_a_big_history_is_reported() {
+    let (mut history, final_state) = simulate(big_config(13));
+    assert!(inject_stale_read(&mut history, 1));
+    let report = check(&history, Some(&final_state));
+    assert_reports(&report, ViolationKind::NotLinearizable);
+    assert_reports(&report, ViolationKind::StaleRead);
+    assert!(report.is_conclusive(), "{report}");
+}
+
+#[test]
+fn lost_write_injected_into_a_big_final_state_is_reported() {
+    let (history, mut final_state) = simulate(big_config(17));
+    // Roll one key back to an earlier acknowledged put of it, as a lost write would.
+    let acked_puts: Vec<(&str, &str, i64)> = history
+        .operations
+        .iter()
+        .filter_map(|o| match (&o.request, &o.outcome) {
+            (
+                Request::Put {
+                    key,
+                    value,
+                    lease: 0,
+                },
+                Outcome::Ok(Response::Put { revision }),
+            ) => Some((key.as_str(), value.as_str(), *revision)),
+            _ => None,
+        })
+        .collect();
+    let rolled_back = final_state.kvs.iter_mut().find_map(|kv| {
+        let last_acked = acked_puts
+            .iter()
+            .any(|&(k, v, _)| k == kv.key && v == kv.value);
+        let earlier = acked_puts
+            .iter()
+            .find(|&&(k, _, rev)| k == kv.key && rev < kv.mod_revision)?;
+        last_acked.then(|| {
+            kv.value = earlier.1.to_owned();
+            kv.mod_revision = earlier.2;
+        })
+    });
+    assert!(rolled_back.is_some(), "no key to roll back");
+    let report = check(&history, Some(&final_state));
+    assert_reports(&report, ViolationKind::LostWrite);
+    assert_reports(&report, ViolationKind::NotLinearizable);
 }
