@@ -1107,3 +1107,58 @@ fn lost_write_injected_into_a_big_final_state_is_reported() {
     assert_reports(&report, ViolationKind::LostWrite);
     assert_reports(&report, ViolationKind::NotLinearizable);
 }
+
+#[test]
+fn compacted_and_canceled_streams_are_not_flagged() {
+    let mut b = Builder::default();
+    b.put(1, (0, 10), "k", "a", 2)
+        .put(1, (20, 30), "k", "b", 3)
+        .put(1, (40, 50), "k", "c", 4)
+        // Opened below the compaction: canceled at once, nothing owed.
+        .watch("k", "", 1, vec![])
+        // Delivered revision 2, then canceled; what would follow a cancel is not judged.
+        .watch("k", "", 2, vec![vec![put_event("k", "a", 2, 2, 1)]]);
+    b.history.watches[0].responses.push(WatchResponse {
+        received: 100 * MS,
+        header_revision: 4,
+        events: Vec::new(),
+        created: true,
+        canceled: true,
+        compact_revision: 3,
+        progress_notify: false,
+    });
+    let w = &mut b.history.watches[1];
+    w.responses.push(WatchResponse {
+        received: 101 * MS,
+        header_revision: 4,
+        events: Vec::new(),
+        created: false,
+        canceled: true,
+        compact_revision: 0,
+        progress_notify: false,
+    });
+    w.responses.push(WatchResponse {
+        received: 102 * MS,
+        header_revision: 4,
+        events: vec![put_event("k", "c", 2, 4, 3)],
+        created: false,
+        canceled: false,
+        compact_revision: 0,
+        progress_notify: false,
+    });
+    w.ended = Some("canceled".to_owned());
+    assert_passes(&check(&b.history, None));
+}
+
+#[test]
+fn failed_writes_had_no_effect() {
+    let mut b = Builder::default();
+    b.put(1, (0, 10), "k", "a", 2)
+        .put_outcome(1, (20, 30), "k", "b", Outcome::Failed("refused".into()))
+        .get(2, (40, 50), "k", 2, Some(kv("k", "a", 2, 2, 1)));
+    assert_passes(&check(&b.history, None));
+    b.get(2, (60, 70), "k", 2, Some(kv("k", "b", 2, 3, 2)));
+    let report = check(&b.history, None);
+    assert_reports(&report, ViolationKind::ValueNeverWritten);
+    assert_reports(&report, ViolationKind::NotLinearizable);
+}
