@@ -25,6 +25,16 @@
 //! (set of taken operations, state) pair is new), removing it from the list and restarting from the
 //! head; at a return of an operation not yet taken, undo the last choice. Memoized pairs are 128-bit
 //! fingerprints: an XOR of random per-operation keys for the set, mixed with the state.
+//!
+//! Two reductions keep unanswered writes from multiplying the search: an optional operation that would
+//! change nothing (deleting an absent key) is not taken, and of several optional operations with the
+//! same effect (deletes; writes of values nothing showed and no swap expects, which share one value
+//! id), all invoked already and none with a deadline, only the earliest is tried: the others can stand
+//! in for it later, so any order using a later one has a twin using the earliest.
+//!
+//! Known limit: on a key with hundreds of operations and dozens of pending unanswered writes, refuting
+//! a violation deep in the history may exhaust `Options::states_per_key`; the key is then reported
+//! inconclusive (the revisions checker usually names the violation anyway).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -34,9 +44,13 @@ use crate::history::{KeyValue, Nanos, Outcome, Request, Response};
 use super::facts::Facts;
 use super::{describe, CheckerReport, Options, ViolationKind};
 
-/// Value ids are per key; these two are never a written value.
+/// Value ids are per key; these three are shared.
 const ABSENT: u32 = u32::MAX;
+/// A value no request wrote: no state ever holds it.
 const FOREIGN: u32 = u32::MAX - 1;
+/// Any value written by an unanswered write that nothing ever showed and no swap expects: such values
+/// are indistinguishable, and sharing one id makes such writes interchangeable (see `search`).
+const UNSEEN: u32 = u32::MAX - 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct KeyState {
@@ -52,14 +66,14 @@ const EMPTY: KeyState = KeyState {
     created_by: ABSENT,
 };
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
     value: u32,
     version: i64,
     create_revision: i64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Put {
         value: u32,
@@ -80,7 +94,7 @@ enum Step {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SwapAnswer {
     Succeeded,
     Failed { current: Option<Seen> },
@@ -171,10 +185,15 @@ impl KeyModel<'_> {
         if s.value == ABSENT {
             return format!("{} absent", self.key);
         }
-        let value = self.values[s.value as usize];
+        let Some(value) = self.values.get(s.value as usize) else {
+            return format!(
+                "{} holding a value of an unanswered write nothing showed, version {}",
+                self.key, s.version
+            );
+        };
         let writer = facts
             .writer
-            .get(&(self.key, value))
+            .get(&(self.key, *value))
             .map(|&i| format!(" (written by {})", describe::op(facts.history, i)))
             .unwrap_or_default();
         format!("{}={value}, version {}{writer}", self.key, s.version)
@@ -245,6 +264,20 @@ fn per_key_operations<'h>(facts: &Facts<'h>) -> (Vec<(KeyModel<'h>, Vec<KeyOp>)>
         *t = (*t).min(by);
         seen_revision.entry(k).or_insert(o.kv.mod_revision);
     }
+
+    let expected_by_swaps: HashSet<(&str, &str)> = facts
+        .history
+        .operations
+        .iter()
+        .filter_map(|op| match &op.request {
+            Request::CompareAndSwap {
+                key,
+                expected: Some(e),
+                ..
+            } => Some((key.as_str(), e.as_str())),
+            _ => None,
+        })
+        .collect();
 
     let mut by_key: HashMap<&'h str, (KeyModel<'h>, Vec<KeyOp>)> = HashMap::new();
     let mut order: Vec<&'h str> = Vec::new();
@@ -324,13 +357,13 @@ fn per_key_operations<'h>(facts: &Facts<'h>) -> (Vec<(KeyModel<'h>, Vec<KeyOp>)>
                 if ret.is_none() && watched() {
                     continue;
                 }
-                Some((
-                    Step::Put {
-                        value: intern(value),
-                    },
-                    ret,
-                    None,
-                ))
+                let value = if ret.is_none() && !expected_by_swaps.contains(&(key, value.as_str()))
+                {
+                    UNSEEN
+                } else {
+                    intern(value)
+                };
+                Some((Step::Put { value }, ret, None))
             }
             (Request::Delete { .. }, Outcome::Ok(Response::Delete { deleted, .. })) => Some((
                 Step::Delete {
@@ -361,7 +394,6 @@ fn per_key_operations<'h>(facts: &Facts<'h>) -> (Vec<(KeyModel<'h>, Vec<KeyOp>)>
                         FOREIGN
                     }
                 });
-                let new_value_id = intern(new_value);
                 let (answer, ret, current) = match outcome {
                     Outcome::Ok(Response::CompareAndSwap {
                         succeeded: true, ..
@@ -385,6 +417,12 @@ fn per_key_operations<'h>(facts: &Facts<'h>) -> (Vec<(KeyModel<'h>, Vec<KeyOp>)>
                         (SwapAnswer::Succeeded, ret, None)
                     }
                 };
+                let new_value_id =
+                    if ret.is_none() && !expected_by_swaps.contains(&(key, new_value.as_str())) {
+                        UNSEEN
+                    } else {
+                        intern(new_value)
+                    };
                 Some((
                     Step::Swap {
                         expected,
@@ -543,6 +581,19 @@ impl Entries {
         self.prev[b] = p;
     }
 
+    /// Whether an untaken operation before position `p` in the list satisfies `f`.
+    fn earlier_untaken(&self, p: usize, f: impl Fn(usize) -> bool) -> bool {
+        let mut q = self.prev[p];
+        while q != 0 {
+            let (op, is_return) = self.at[q - 1];
+            if !is_return && f(op) {
+                return true;
+            }
+            q = self.prev[q];
+        }
+        false
+    }
+
     fn lift(&mut self, op: usize) {
         self.unlink(self.call_pos[op]);
         if let Some(r) = self.return_pos[op] {
@@ -581,7 +632,19 @@ fn search(model: &KeyModel<'_>, ops: &[KeyOp], max_states: u64) -> Verdict {
         } else {
             let (op, is_return) = entries.at[cursor - 1];
             if !is_return {
-                if let Some(next_state) = model.apply(state, ops[op].step) {
+                // An optional operation that changes nothing here (a delete of an absent key) is
+                // better left untaken: it stays available for later.
+                let worth_taking = |next: &KeyState| ops[op].ret.is_some() || *next != state;
+                let interchangeable = ops[op].ret.is_none()
+                    && entries.earlier_untaken(cursor, |o| {
+                        ops[o].ret.is_none() && ops[o].step == ops[op].step
+                    });
+                let next_state = if interchangeable {
+                    None
+                } else {
+                    model.apply(state, ops[op].step).filter(worth_taking)
+                };
+                if let Some(next_state) = next_state {
                     let set = taken_set ^ op_keys[op];
                     if memo.insert(set ^ state_fingerprint(next_state)) {
                         if memo.len() as u64 > max_states {
