@@ -229,6 +229,25 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.violation_count() == 0 && self.is_conclusive()
     }
+
+    /// One line for a results table: what each checker looked at, and the verdict.
+    pub fn summary(&self) -> String {
+        let counts: Vec<String> = self
+            .checkers
+            .iter()
+            .map(|c| format!("{} {} {}", c.checker, c.checked, c.checked_what))
+            .collect();
+        let verdict = if self.is_conclusive() {
+            ""
+        } else {
+            ", inconclusive in part"
+        };
+        format!(
+            "{}; {} violation(s){verdict}",
+            counts.join(", "),
+            self.violation_count()
+        )
+    }
 }
 
 impl fmt::Display for CheckerReport {

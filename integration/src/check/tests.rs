@@ -879,6 +879,11 @@ fn generated_history_of_thousands_of_operations_passes() {
     );
     assert_passes(&report);
     assert!(report.checkers.iter().all(|c| c.checked > 0), "{report}");
+    let summary = report.summary();
+    assert!(
+        summary.starts_with("linearizability ") && summary.ends_with("; 0 violation(s)"),
+        "{summary}"
+    );
 }
 
 #[test]
