@@ -1013,7 +1013,12 @@ fn inject_watch_gap(history: &mut History, pick: u64) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // A fixed seed keeps CI deterministic; every case is a fresh simulated history anyway.
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0063_6865_636b),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn generated_histories_pass(seed in any::<u64>(), clients in 1u32..6, keys in 1usize..8, unknown in 0u64..20) {
