@@ -30,6 +30,7 @@
 //!   success or panic, and dies with the test process if that is killed (`PR_SET_PDEATHSIG`);
 //! - every wait is bounded and fails with an error that quotes what was seen (log tails, output so far).
 
+pub mod check;
 mod cluster;
 mod error;
 pub mod history;
