@@ -39,6 +39,7 @@ pub mod output;
 mod ports;
 mod process;
 mod proxy;
+pub mod scenario;
 #[doc(hidden)]
 pub mod server_tests;
 pub mod traffic;
