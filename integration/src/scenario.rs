@@ -116,9 +116,16 @@ pub struct Outcome {
     pub watch_events: usize,
     pub cycles: usize,
     pub report: Report,
+    /// Keys still attached to a lease long after every lease of the run must have expired.
+    pub lease_keys_left: Vec<String>,
 }
 
 impl Outcome {
+    /// Violations of every checker, plus one per key an expired lease left behind.
+    pub fn violation_count(&self) -> usize {
+        self.report.violation_count() + self.lease_keys_left.len()
+    }
+
     /// One row of the scenario table: scenario, server, members, operations, watch events, cycles,
     /// violations, inconclusive checks.
     pub fn table_row(&self) -> String {
@@ -136,7 +143,7 @@ impl Outcome {
             self.operations,
             self.watch_events,
             self.cycles,
-            self.report.violation_count(),
+            self.violation_count(),
             inconclusive
         )
     }
@@ -155,6 +162,13 @@ impl fmt::Display for Outcome {
             self.watch_events,
             self.cycles
         )?;
+        if !self.lease_keys_left.is_empty() {
+            writeln!(
+                f,
+                "keys left by leases that must have expired: {:?}",
+                self.lease_keys_left
+            )?;
+        }
         write!(f, "{}", self.report)
     }
 }
@@ -237,6 +251,7 @@ pub async fn run(server: ServerBinary, scenario: &Scenario) -> Outcome {
         ..Options::default()
     };
     let report = blocking(|| check::check_with(&history, None, options));
+    let lease_keys_left = keys_left_after_leases_expire(&admin, &spec).await;
     let outcome = Outcome {
         scenario: scenario.name.clone(),
         server: label,
@@ -251,9 +266,36 @@ pub async fn run(server: ServerBinary, scenario: &Scenario) -> Outcome {
             .sum(),
         cycles,
         report,
+        lease_keys_left,
     };
     record_row(&outcome);
     outcome
+}
+
+/// The traffic grants leases of at most 5 s and nobody renews them once it stopped: within this
+/// bound every one has expired and its keys are gone, however the leader changed before.
+const LEASES_EXPIRED_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits until no lease key of the run exists (linearizable reads); returns those still there after
+/// [`LEASES_EXPIRED_WITHIN`]: the check that expired leases leave no keys, which the history alone
+/// cannot make (an expiry is no request).
+async fn keys_left_after_leases_expire(admin: &Client, spec: &TrafficSpec) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + LEASES_EXPIRED_WITHIN;
+    let mut left = spec.lease_keys();
+    loop {
+        let mut still = Vec::new();
+        for key in left {
+            // An unanswered read proves nothing either way: ask again next round.
+            if !matches!(admin.get(key.as_bytes()).await, Ok(None)) {
+                still.push(key);
+            }
+        }
+        left = still;
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Appends the outcome's table row to `$ETCD_RS_SCENARIO_TABLE`, if set, so a run of many scenarios

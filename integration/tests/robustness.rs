@@ -28,7 +28,7 @@ async fn check(server: ServerBinary, scenario: Scenario) {
     let outcome = scenario::run(server, &scenario).await;
     println!("{}", outcome.table_row());
     assert!(outcome.cycles > 0, "no fault was injected: {outcome}");
-    assert_eq!(outcome.report.violation_count(), 0, "{outcome}");
+    assert_eq!(outcome.violation_count(), 0, "{outcome}");
 }
 
 async fn kill_leader(server: ServerBinary) {

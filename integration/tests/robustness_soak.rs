@@ -70,5 +70,5 @@ async fn soak(server: ServerBinary, name: &str, members: usize, faults: &[Fault]
     let outcome = scenario::run(server, &Scenario::soak(name, members, faults)).await;
     println!("{}", outcome.table_row());
     assert!(outcome.cycles > 0, "no fault was injected: {outcome}");
-    assert_eq!(outcome.report.violation_count(), 0, "{outcome}");
+    assert_eq!(outcome.violation_count(), 0, "{outcome}");
 }
