@@ -13,7 +13,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
-use super::{client_options, key_value, outcome_of_error, KvKind, Phase, Shared, GIVE_UP_MARGIN};
+use super::{
+    client_options, key_value, outcome_of_error, KvKind, Phase, Shared, TrafficError,
+    GIVE_UP_MARGIN,
+};
 use crate::check::header_revision;
 use crate::history::{Operation, Outcome, Request, Response};
 
@@ -27,26 +30,22 @@ struct Connection {
 }
 
 impl Connection {
-    async fn new(shared: &Shared, preferred: usize) -> Connection {
+    async fn new(shared: &Shared, preferred: usize) -> Result<Connection, client::Error> {
         let n = shared.endpoints.len();
         let mut clients = Vec::with_capacity(n);
         let mut first_member = Vec::with_capacity(n);
         for shift in 0..n {
             let first = (preferred + shift) % n;
             let urls: Vec<&String> = (0..n).map(|k| &shared.endpoints[(first + k) % n]).collect();
-            // Endpoints were checked when `Shared` was built and no credentials are set, so connecting
-            // (lazily, nothing is dialed here) cannot fail.
-            let client = Client::connect(&urls, client_options(&shared.spec))
-                .await
-                .expect("endpoints checked by Shared::new");
-            clients.push(client);
+            // Lazy: nothing is dialed here, and the endpoints were checked by `Shared::new`.
+            clients.push(Client::connect(&urls, client_options(&shared.spec)).await?);
             first_member.push(first);
         }
-        Connection {
+        Ok(Connection {
             clients,
             first_member,
             current: 0,
-        }
+        })
     }
 
     fn client(&self) -> &Client {
@@ -76,13 +75,21 @@ struct Recorder {
 }
 
 impl Recorder {
-    async fn new(shared: &Shared, id: u32) -> Recorder {
-        Recorder {
+    async fn new(shared: &Shared, id: u32) -> Result<Recorder, TrafficError> {
+        let preferred = id as usize % shared.endpoints.len();
+        let connection =
+            Connection::new(shared, preferred)
+                .await
+                .map_err(|source| TrafficError::Endpoints {
+                    endpoints: shared.endpoints.clone(),
+                    source,
+                })?;
+        Ok(Recorder {
             id,
             rng: StdRng::seed_from_u64(shared.spec.seed ^ u64::from(id)),
-            connection: Connection::new(shared, id as usize % shared.endpoints.len()).await,
+            connection,
             operations: Vec::new(),
-        }
+        })
     }
 
     /// Sends `request` and records it; after an unknown outcome the next request goes to another
@@ -99,7 +106,7 @@ impl Recorder {
 
     /// Sleeps a random time up to `max_pause`, which keeps histories small enough to check.
     async fn pause(&mut self, shared: &Shared) {
-        let max = shared.spec.max_pause.as_millis() as u64;
+        let max = u64::try_from(shared.spec.max_pause.as_millis()).unwrap_or(u64::MAX);
         if max > 0 {
             let millis = self.rng.random_range(0..=max);
             tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
@@ -112,8 +119,8 @@ pub(super) async fn kv_client(
     shared: Arc<Shared>,
     id: u32,
     phase: watch::Receiver<Phase>,
-) -> Vec<Operation> {
-    let mut recorder = Recorder::new(&shared, id).await;
+) -> Result<Vec<Operation>, TrafficError> {
+    let mut recorder = Recorder::new(&shared, id).await?;
     // The value this client last saw for each key (None: absent), what a compare-and-swap expects.
     let mut last_seen: HashMap<String, Option<String>> = HashMap::new();
     let weights = shared.spec.mix.weights();
@@ -165,7 +172,7 @@ pub(super) async fn kv_client(
         learn(&mut last_seen, operation);
         recorder.pause(&shared).await;
     }
-    recorder.operations
+    Ok(recorder.operations)
 }
 
 /// Updates what the client believes each key holds after `operation`.
@@ -207,8 +214,8 @@ pub(super) async fn lease_client(
     shared: Arc<Shared>,
     id: u32,
     phase: watch::Receiver<Phase>,
-) -> Vec<Operation> {
-    let mut recorder = Recorder::new(&shared, id).await;
+) -> Result<Vec<Operation>, TrafficError> {
+    let mut recorder = Recorder::new(&shared, id).await?;
     let mut lease: Option<i64> = None;
     let mut revoked: Option<i64> = None;
     let mut seq = 0u64;
@@ -261,7 +268,7 @@ pub(super) async fn lease_client(
         }
         recorder.pause(&shared).await;
     }
-    recorder.operations
+    Ok(recorder.operations)
 }
 
 /// Sends `request` and records it, giving up `GIVE_UP_MARGIN` after the request timeout.

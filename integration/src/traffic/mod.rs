@@ -402,7 +402,7 @@ pub async fn run(
     phase_tx.send_replace(Phase::Stopping);
     let mut operations = Vec::new();
     while let Some(joined) = clients.join_next().await {
-        operations.extend(joined.map_err(|e| TrafficError::Task(e.to_string()))?);
+        operations.extend(joined.map_err(|e| TrafficError::Task(e.to_string()))??);
     }
     let deadline = Instant::now() + spec.drain_timeout;
     let revision = shared.cluster_revision(deadline).await;
