@@ -395,7 +395,9 @@ pub(super) fn is_linearizable(request: &Request) -> bool {
     )
 }
 
-pub(super) fn header_revision(resp: &Response) -> i64 {
+/// The revision in an answer's header. Shared with the traffic generator, which tracks the highest one
+/// seen to open late watchers near the present.
+pub(crate) fn header_revision(resp: &Response) -> i64 {
     match resp {
         Response::Put { revision }
         | Response::Get { revision, .. }

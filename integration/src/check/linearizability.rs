@@ -11,10 +11,11 @@
 //! - writes of unknown outcome may take effect at any time after invoke, or never. If their unique
 //!   value was seen (read, watch event, final state) they certainly took effect, before the first
 //!   sighting and before the first answer at the revision it was seen with, which becomes their return
-//!   time (this leans on revisions being consistent, which the revisions checker verifies). If watch streams delivered every change of the key from
-//!   the revision the write could first land at up to the last revision any request was answered, and
-//!   not this write (for a delete: no delete that answered deletes do not explain), it took effect
-//!   after every answer if at all, which is the same as never: dropped;
+//!   time (this leans on revisions being consistent, which the revisions checker verifies). If watch
+//!   streams delivered every change of the key from the revision the write could first land at up to
+//!   the last revision any request was answered, and not this write (for a delete: no delete that
+//!   answered deletes do not explain), it took effect after every answer if at all, which is the same
+//!   as never: dropped;
 //! - serializable reads are not linearizable; the revisions checker judges them.
 //!
 //! Keys any put with a lease may have written are skipped: a revoke or expiry deletes them at a point

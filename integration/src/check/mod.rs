@@ -10,17 +10,18 @@
 //! assert!(report.passed(), "{report}");
 //! ```
 //!
-//! Four checkers, each reporting how much it looked at and every violation with the operations involved:
-//! - [`check_linearizability`]: the KV history is linearizable (Wing–Gong search with memoization, one
-//!   search per key, since every KV request touches one key). Keys ever put with a lease are left out:
-//!   revokes and expiries delete them outside the KV history; the other checkers still cover them.
-//! - [`check_revisions`]: what a per-key value model cannot see: header revisions never go backwards in
+//! Four checkers, each reporting how much it looked at and every violation with the operations involved
+//! (linearizability also alone, by [`check_linearizability`]):
+//! - `linearizability`: the KV history is linearizable (Wing–Gong search with memoization, one search
+//!   per key, since every KV request touches one key). Keys ever put with a lease are left out: revokes
+//!   and expiries delete them outside the KV history; the other checkers still cover them.
+//! - `revisions`: what a per-key value model cannot see: header revisions never go backwards in
 //!   real time, writes get distinct, fresh revisions, every value seen was really written (not before it
 //!   was invoked, with the write's revision as `mod_revision`), and every read (serializable ones too)
 //!   shows the key as it was at its header revision.
-//! - [`check_watches`]: ordered, unique, atomic, reliable (no gaps up to where a watcher is known to
+//! - `watch`: ordered, unique, atomic, reliable (no gaps up to where a watcher is known to
 //!   have caught up), resumable, valid events and progress notifications.
-//! - [`check_leases`]: revoked leases leave no keys behind and are not used afterwards.
+//! - `leases`: revoked leases leave no keys behind and are not used afterwards.
 //!
 //! Assumptions about the history (the traffic generator guarantees them): the keys start absent; each
 //! value is written by at most one request; each client has one request in flight; times come from
@@ -53,6 +54,7 @@ use std::fmt;
 
 use crate::history::{History, KeyValue, Nanos, Operation, Outcome, Request, Response};
 
+pub(crate) use facts::header_revision;
 use facts::Facts;
 
 /// The `client` of the Gets that stand for the final state's read.
@@ -209,14 +211,6 @@ impl Report {
             .sum()
     }
 
-    /// The kinds of violation found, each once.
-    pub fn kinds(&self) -> BTreeSet<ViolationKind> {
-        self.checkers
-            .iter()
-            .flat_map(|c| c.violations.iter().map(|v| v.kind))
-            .collect()
-    }
-
     pub fn has(&self, kind: ViolationKind) -> bool {
         self.checkers.iter().any(|c| c.has(kind))
     }
@@ -336,21 +330,6 @@ pub fn check_with(history: &History, final_state: Option<&FinalState>, options: 
 /// Linearizability of the KV history alone (see the module docs for what is left out).
 pub fn check_linearizability(history: &History, options: &Options) -> CheckerReport {
     linearizability::check(&Facts::gather(history, options), options)
-}
-
-/// Revisions and the values reads and watches saw.
-pub fn check_revisions(history: &History, options: &Options) -> CheckerReport {
-    revisions::check(&Facts::gather(history, options))
-}
-
-/// Watch guarantees.
-pub fn check_watches(history: &History, options: &Options) -> CheckerReport {
-    watch::check(&Facts::gather(history, options), options)
-}
-
-/// Lease guarantees, the final state's included when `options` names its reader.
-pub fn check_leases(history: &History, options: &Options) -> CheckerReport {
-    lease::check(&Facts::gather(history, options))
 }
 
 /// The history plus one linearizable Get per key the run touched, answered from `state`.

@@ -14,8 +14,10 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
 use super::{
-    client_options, key_value, outcome_of_error, response_revision, Phase, Shared, GIVE_UP_MARGIN,
+    client_options, key_value, outcome_of_error, KvKind, Phase, Shared, TrafficError,
+    GIVE_UP_MARGIN,
 };
+use crate::check::header_revision;
 use crate::history::{Operation, Outcome, Request, Response};
 
 /// A traffic client's way to the cluster: one `Client` per member order, each starting at a different
@@ -28,26 +30,22 @@ struct Connection {
 }
 
 impl Connection {
-    async fn new(shared: &Shared, preferred: usize) -> Connection {
+    async fn new(shared: &Shared, preferred: usize) -> Result<Connection, client::Error> {
         let n = shared.endpoints.len();
         let mut clients = Vec::with_capacity(n);
         let mut first_member = Vec::with_capacity(n);
         for shift in 0..n {
             let first = (preferred + shift) % n;
             let urls: Vec<&String> = (0..n).map(|k| &shared.endpoints[(first + k) % n]).collect();
-            // Endpoints were checked when `Shared` was built and no credentials are set, so connecting
-            // (lazily, nothing is dialed here) cannot fail.
-            let client = Client::connect(&urls, client_options(&shared.spec))
-                .await
-                .expect("endpoints checked by Shared::new");
-            clients.push(client);
+            // Lazy: nothing is dialed here, and the endpoints were checked by `Shared::new`.
+            clients.push(Client::connect(&urls, client_options(&shared.spec)).await?);
             first_member.push(first);
         }
-        Connection {
+        Ok(Connection {
             clients,
             first_member,
             current: 0,
-        }
+        })
     }
 
     fn client(&self) -> &Client {
@@ -67,15 +65,52 @@ fn running(phase: &watch::Receiver<Phase>) -> bool {
     *phase.borrow() == Phase::Running
 }
 
-fn seeded(shared: &Shared, id: u32) -> StdRng {
-    StdRng::seed_from_u64(shared.spec.seed ^ u64::from(id))
+/// What every traffic client keeps: its own RNG (seeded with the run's seed and its id), its way to the
+/// cluster, and what it recorded.
+struct Recorder {
+    id: u32,
+    rng: StdRng,
+    connection: Connection,
+    operations: Vec<Operation>,
 }
 
-async fn pause(shared: &Shared, rng: &mut StdRng) {
-    let max = shared.spec.max_pause.as_millis() as u64;
-    if max > 0 {
-        let millis = rng.random_range(0..=max);
-        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+impl Recorder {
+    async fn new(shared: &Shared, id: u32) -> Result<Recorder, TrafficError> {
+        let preferred = id as usize % shared.endpoints.len();
+        let connection =
+            Connection::new(shared, preferred)
+                .await
+                .map_err(|source| TrafficError::Endpoints {
+                    endpoints: shared.endpoints.clone(),
+                    source,
+                })?;
+        Ok(Recorder {
+            id,
+            rng: StdRng::seed_from_u64(shared.spec.seed ^ u64::from(id)),
+            connection,
+            operations: Vec::new(),
+        })
+    }
+
+    /// Sends `request` and records it; after an unknown outcome the next request goes to another
+    /// member, since the client only fails over by itself on connection errors.
+    async fn issue(&mut self, shared: &Shared, request: Request) -> &Operation {
+        let operation = execute(shared, &self.connection, self.id, request).await;
+        if matches!(operation.outcome, Outcome::Unknown(_)) {
+            self.connection.move_on();
+        }
+        let index = self.operations.len();
+        self.operations.push(operation);
+        &self.operations[index]
+    }
+
+    /// Sleeps a random time up to `max_pause`, which keeps histories small enough to check.
+    async fn pause(&mut self, shared: &Shared) {
+        let max = u64::try_from(shared.spec.max_pause.as_millis()).unwrap_or(u64::MAX);
+        if max > 0 {
+            let millis = self.rng.random_range(0..=max);
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        }
     }
 }
 
@@ -84,71 +119,60 @@ pub(super) async fn kv_client(
     shared: Arc<Shared>,
     id: u32,
     phase: watch::Receiver<Phase>,
-) -> Vec<Operation> {
-    let mut rng = seeded(&shared, id);
-    let mut connection = Connection::new(&shared, id as usize % shared.endpoints.len()).await;
+) -> Result<Vec<Operation>, TrafficError> {
+    let mut recorder = Recorder::new(&shared, id).await?;
     // The value this client last saw for each key (None: absent), what a compare-and-swap expects.
     let mut last_seen: HashMap<String, Option<String>> = HashMap::new();
-    let mix = shared.spec.mix;
-    let weights = [
-        mix.put,
-        mix.get,
-        mix.serializable_get,
-        mix.delete,
-        mix.compare_and_swap,
-    ];
-    let total: u32 = weights.iter().sum();
-    let mut operations = Vec::new();
+    let weights = shared.spec.mix.weights();
+    let total: u32 = weights.iter().map(|&(_, weight)| weight).sum();
     let mut seq = 0u64;
     while running(&phase) {
+        let rng = &mut recorder.rng;
         let key = shared
             .spec
             .kv_key(rng.random_range(0..shared.spec.key_count));
         let mut roll = rng.random_range(0..total);
-        let choice = weights
+        let kind = weights
             .iter()
-            .position(|&w| {
-                if roll < w {
-                    true
+            .find_map(|&(kind, weight)| {
+                if roll < weight {
+                    Some(kind)
                 } else {
-                    roll -= w;
-                    false
+                    roll -= weight;
+                    None
                 }
             })
-            .unwrap_or(0);
-        let request = match choice {
-            0 | 4 => {
-                seq += 1;
-                let value = format!("{id}-{seq}");
-                if choice == 0 {
-                    Request::Put {
-                        key,
-                        value,
-                        lease: 0,
-                    }
-                } else {
-                    Request::CompareAndSwap {
-                        expected: last_seen.get(&key).cloned().flatten(),
-                        key,
-                        new_value: value,
-                    }
-                }
-            }
-            1 | 2 => Request::Get {
-                key,
-                serializable: choice == 2,
-            },
-            _ => Request::Delete { key },
+            .unwrap_or(KvKind::Put);
+        let mut next_value = || {
+            seq += 1;
+            format!("{id}-{seq}")
         };
-        let operation = execute(&shared, &connection, id, request).await;
-        learn(&mut last_seen, &operation);
-        if matches!(operation.outcome, Outcome::Unknown(_)) {
-            connection.move_on();
-        }
-        operations.push(operation);
-        pause(&shared, &mut rng).await;
+        let request = match kind {
+            KvKind::Put => Request::Put {
+                key,
+                value: next_value(),
+                lease: 0,
+            },
+            KvKind::CompareAndSwap => Request::CompareAndSwap {
+                expected: last_seen.get(&key).cloned().flatten(),
+                key,
+                new_value: next_value(),
+            },
+            KvKind::Get => Request::Get {
+                key,
+                serializable: false,
+            },
+            KvKind::SerializableGet => Request::Get {
+                key,
+                serializable: true,
+            },
+            KvKind::Delete => Request::Delete { key },
+        };
+        let operation = recorder.issue(&shared, request).await;
+        learn(&mut last_seen, operation);
+        recorder.pause(&shared).await;
     }
-    operations
+    Ok(recorder.operations)
 }
 
 /// Updates what the client believes each key holds after `operation`.
@@ -190,14 +214,13 @@ pub(super) async fn lease_client(
     shared: Arc<Shared>,
     id: u32,
     phase: watch::Receiver<Phase>,
-) -> Vec<Operation> {
-    let mut rng = seeded(&shared, id);
-    let mut connection = Connection::new(&shared, id as usize % shared.endpoints.len()).await;
+) -> Result<Vec<Operation>, TrafficError> {
+    let mut recorder = Recorder::new(&shared, id).await?;
     let mut lease: Option<i64> = None;
     let mut revoked: Option<i64> = None;
-    let mut operations = Vec::new();
     let mut seq = 0u64;
     while running(&phase) {
+        let rng = &mut recorder.rng;
         let mut put = |lease: i64, rng: &mut StdRng| {
             seq += 1;
             Request::Put {
@@ -213,10 +236,10 @@ pub(super) async fn lease_client(
                 ttl: rng.random_range(2..=5),
             },
             Some(current) => match rng.random_range(0..100) {
-                0..55 => put(current, &mut rng),
+                0..55 => put(current, rng),
                 55..70 => Request::LeaseKeepAliveOnce { id: current },
                 70..88 => Request::LeaseRevoke { id: current },
-                88..95 => put(revoked.unwrap_or(current), &mut rng),
+                88..95 => put(revoked.unwrap_or(current), rng),
                 _ => {
                     // Abandoned: it expires on its own, and its keys must go with it.
                     lease = None;
@@ -224,10 +247,7 @@ pub(super) async fn lease_client(
                 }
             },
         };
-        let operation = execute(&shared, &connection, id, request).await;
-        if matches!(operation.outcome, Outcome::Unknown(_)) {
-            connection.move_on();
-        }
+        let operation = recorder.issue(&shared, request).await;
         match (&operation.request, &operation.outcome) {
             (Request::LeaseGrant { .. }, Outcome::Ok(Response::LeaseGrant { id, .. })) => {
                 lease = Some(*id)
@@ -246,10 +266,9 @@ pub(super) async fn lease_client(
             ) if *ttl <= 0 => lease = None,
             _ => {}
         }
-        operations.push(operation);
-        pause(&shared, &mut rng).await;
+        recorder.pause(&shared).await;
     }
-    operations
+    Ok(recorder.operations)
 }
 
 /// Sends `request` and records it, giving up `GIVE_UP_MARGIN` after the request timeout.
@@ -262,7 +281,7 @@ async fn execute(shared: &Shared, connection: &Connection, id: u32, request: Req
     };
     let complete = shared.clock.now();
     if let Outcome::Ok(response) = &outcome {
-        shared.saw_revision(response_revision(response));
+        shared.saw_revision(header_revision(response));
     }
     Operation {
         client: id,

@@ -50,6 +50,28 @@ pub struct Mix {
     pub compare_and_swap: u32,
 }
 
+/// The kinds of KV request a [`Mix`] weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KvKind {
+    Put,
+    Get,
+    SerializableGet,
+    Delete,
+    CompareAndSwap,
+}
+
+impl Mix {
+    fn weights(&self) -> [(KvKind, u32); 5] {
+        [
+            (KvKind::Put, self.put),
+            (KvKind::Get, self.get),
+            (KvKind::SerializableGet, self.serializable_get),
+            (KvKind::Delete, self.delete),
+            (KvKind::CompareAndSwap, self.compare_and_swap),
+        ]
+    }
+}
+
 impl Default for Mix {
     /// Close to etcd's robustness `EtcdPutDeleteLease` traffic, without lists and multi-op txns.
     fn default() -> Self {
@@ -145,14 +167,7 @@ impl TrafficSpec {
 
     fn validate(&self) -> Result<(), TrafficError> {
         let invalid = |reason: &str| Err(TrafficError::InvalidSpec(reason.to_string()));
-        let mix = self.mix;
-        let weights = [
-            mix.put,
-            mix.get,
-            mix.serializable_get,
-            mix.delete,
-            mix.compare_and_swap,
-        ];
+        let weights = self.mix.weights().map(|(_, weight)| weight);
         if self.kv_clients > 0 && weights.iter().all(|&w| w == 0) {
             return invalid("every mix weight is 0");
         }
@@ -387,7 +402,7 @@ pub async fn run(
     phase_tx.send_replace(Phase::Stopping);
     let mut operations = Vec::new();
     while let Some(joined) = clients.join_next().await {
-        operations.extend(joined.map_err(|e| TrafficError::Task(e.to_string()))?);
+        operations.extend(joined.map_err(|e| TrafficError::Task(e.to_string()))??);
     }
     let deadline = Instant::now() + spec.drain_timeout;
     let revision = shared.cluster_revision(deadline).await;
@@ -472,7 +487,13 @@ pub fn summary(history: &History) -> String {
             Outcome::Failed(_) => 1,
             Outcome::Unknown(_) => 2,
         };
-        counts.entry(kind_name(op)).or_default()[column] += 1;
+        let kind = match op.outcome {
+            Outcome::Ok(Response::CompareAndSwap {
+                succeeded: false, ..
+            }) => "cas (not swapped)",
+            _ => request_kind(&op.request),
+        };
+        counts.entry(kind).or_default()[column] += 1;
     }
     let mut out = format!("operations: {}\n", history.operations.len());
     for (kind, [ok, failed, unknown]) in &counts {
@@ -503,8 +524,10 @@ pub fn summary(history: &History) -> String {
     out
 }
 
-fn kind_name(op: &Operation) -> &'static str {
-    match &op.request {
+/// The name [`summary`] counts a request under: `put`, `put-with-lease`, `get`, `serializable-get`,
+/// `delete`, `cas`, `lease-grant`, `lease-revoke` or `lease-keepalive`.
+pub fn request_kind(request: &Request) -> &'static str {
+    match request {
         Request::Put { lease: 0, .. } => "put",
         Request::Put { .. } => "put-with-lease",
         Request::Get {
@@ -513,28 +536,10 @@ fn kind_name(op: &Operation) -> &'static str {
         } => "get",
         Request::Get { .. } => "serializable-get",
         Request::Delete { .. } => "delete",
-        Request::CompareAndSwap { .. } => match op.outcome {
-            Outcome::Ok(Response::CompareAndSwap {
-                succeeded: false, ..
-            }) => "cas (not swapped)",
-            _ => "cas",
-        },
+        Request::CompareAndSwap { .. } => "cas",
         Request::LeaseGrant { .. } => "lease-grant",
         Request::LeaseRevoke { .. } => "lease-revoke",
         Request::LeaseKeepAliveOnce { .. } => "lease-keepalive",
-    }
-}
-
-/// The revision in a response's header.
-fn response_revision(response: &Response) -> i64 {
-    match response {
-        Response::Put { revision }
-        | Response::Get { revision, .. }
-        | Response::Delete { revision, .. }
-        | Response::CompareAndSwap { revision, .. }
-        | Response::LeaseGrant { revision, .. }
-        | Response::LeaseRevoke { revision }
-        | Response::LeaseKeepAlive { revision, .. } => *revision,
     }
 }
 

@@ -195,8 +195,9 @@ async fn stream(
         Ok(Err(status)) => return End::Broken(format!("{url}: {}", client::Error::from(status))),
         Ok(Ok(response)) => response.into_inner(),
     };
-    // etcd's own progress notifications come every 10 minutes by default: ask for them instead.
-    let mut ask_progress = tokio::time::interval(silence / 4);
+    // etcd's own progress notifications come every 10 minutes by default: ask for them instead (at
+    // least every millisecond apart, since a zero period panics).
+    let mut ask_progress = tokio::time::interval((silence / 4).max(Duration::from_millis(1)));
     ask_progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut progress = Progress {
@@ -218,7 +219,9 @@ async fn stream(
                     last_heard = Instant::now();
                     let converted = convert(&response, shared.clock.now());
                     if let Some(last) = converted.events.last() {
-                        *next_revision = (*next_revision).max(last.kv.mod_revision + 1);
+                        // Saturating: a server answering revision i64::MAX must not overflow the
+                        // resume point.
+                        *next_revision = (*next_revision).max(last.kv.mod_revision.saturating_add(1));
                         progress.last_event = last_heard;
                     } else if converted.progress_notify {
                         progress.notified = progress.notified.max(converted.header_revision);
@@ -265,6 +268,8 @@ fn convert(response: &WireResponse, received: Nanos) -> WatchResponse {
             } else {
                 EventKind::Put
             },
+            // An event without its key-value is malformed: recorded with an empty key at revision 0,
+            // outside every watched range, so the watch checker reports it.
             kv: event.kv.as_ref().map(key_value).unwrap_or(KeyValue {
                 key: String::new(),
                 value: String::new(),
