@@ -106,6 +106,21 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// The revision in the answer's header.
+    pub fn revision(&self) -> i64 {
+        match self {
+            Response::Put { revision }
+            | Response::Get { revision, .. }
+            | Response::Delete { revision, .. }
+            | Response::CompareAndSwap { revision, .. }
+            | Response::LeaseGrant { revision, .. }
+            | Response::LeaseRevoke { revision }
+            | Response::LeaseKeepAlive { revision, .. } => *revision,
+        }
+    }
+}
+
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

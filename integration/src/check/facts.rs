@@ -163,7 +163,7 @@ impl<'h> Facts<'h> {
                 if is_linearizable(&op.request) {
                     facts
                         .returned_revisions
-                        .push((op.complete, header_revision(resp)));
+                        .push((op.complete, resp.revision()));
                 }
             }
         }
@@ -393,18 +393,4 @@ pub(super) fn is_linearizable(request: &Request) -> bool {
             ..
         } | Request::LeaseKeepAliveOnce { .. }
     )
-}
-
-/// The revision in an answer's header. Shared with the traffic generator, which tracks the highest one
-/// seen to open late watchers near the present.
-pub(crate) fn header_revision(resp: &Response) -> i64 {
-    match resp {
-        Response::Put { revision }
-        | Response::Get { revision, .. }
-        | Response::Delete { revision, .. }
-        | Response::CompareAndSwap { revision, .. }
-        | Response::LeaseGrant { revision, .. }
-        | Response::LeaseRevoke { revision }
-        | Response::LeaseKeepAlive { revision, .. } => *revision,
-    }
 }

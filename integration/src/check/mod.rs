@@ -54,7 +54,6 @@ use std::fmt;
 
 use crate::history::{History, KeyValue, Nanos, Operation, Outcome, Request, Response};
 
-pub(crate) use facts::header_revision;
 use facts::Facts;
 
 /// The `client` of the Gets that stand for the final state's read.

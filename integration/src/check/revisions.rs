@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use crate::history::{KeyValue, Nanos, Outcome, Response};
 
-use super::facts::{header_revision, is_linearizable, Change, Facts, Source};
+use super::facts::{is_linearizable, Change, Facts, Source};
 use super::{describe, CheckerReport, ViolationKind};
 
 pub(super) fn check(facts: &Facts<'_>) -> CheckerReport {
@@ -76,7 +76,7 @@ fn header_revisions(facts: &Facts<'_>, report: &mut CheckerReport) {
                 index,
                 invoke: op.invoke,
                 complete: op.complete,
-                revision: header_revision(resp),
+                revision: resp.revision(),
                 write: is_successful_write(resp),
             })
         })

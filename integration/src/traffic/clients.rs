@@ -17,7 +17,6 @@ use super::{
     client_options, key_value, outcome_of_error, KvKind, Phase, Shared, TrafficError,
     GIVE_UP_MARGIN,
 };
-use crate::check::header_revision;
 use crate::history::{Operation, Outcome, Request, Response};
 
 /// A traffic client's way to the cluster: one `Client` per member order, each starting at a different
@@ -281,7 +280,7 @@ async fn execute(shared: &Shared, connection: &Connection, id: u32, request: Req
     };
     let complete = shared.clock.now();
     if let Outcome::Ok(response) = &outcome {
-        shared.saw_revision(header_revision(response));
+        shared.saw_revision(response.revision());
     }
     Operation {
         client: id,
