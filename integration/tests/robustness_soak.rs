@@ -1,5 +1,5 @@
 //! The soak tier of fault-injection scenarios (issue 7): every fault alone and combined, on 3 and 5
-//! members, a minute of traffic each, against etcd 3.4 and our `etcd`. Not run by CI (about 25 minutes
+//! members, a minute of traffic each, against etcd 3.4 and our `etcd`. Not run by CI (18 minutes
 //! on 2 cores); run it with the README's command:
 //!
 //! ```text
