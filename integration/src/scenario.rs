@@ -114,6 +114,9 @@ pub struct Outcome {
     pub seed: u64,
     pub operations: usize,
     pub watch_events: usize,
+    /// Watch streams opened, and how many of them their watcher closed to reopen at a random revision.
+    pub watch_streams: usize,
+    pub rewound_streams: usize,
     pub cycles: usize,
     pub report: Report,
     /// Keys still attached to a lease long after every lease of the run must have expired.
@@ -153,13 +156,16 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "scenario {} on {} ({} members, seed {}): {} operations, {} watch events, {} fault cycles",
+            "scenario {} on {} ({} members, seed {}): {} operations, {} watch events on {} streams \
+             ({} rewound), {} fault cycles",
             self.scenario,
             self.server,
             self.members,
             self.seed,
             self.operations,
             self.watch_events,
+            self.watch_streams,
+            self.rewound_streams,
             self.cycles
         )?;
         if !self.lease_keys_left.is_empty() {
@@ -264,6 +270,12 @@ pub async fn run(server: ServerBinary, scenario: &Scenario) -> Outcome {
             .flat_map(|w| &w.responses)
             .map(|r| r.events.len())
             .sum(),
+        watch_streams: history.watches.len(),
+        rewound_streams: history
+            .watches
+            .iter()
+            .filter(|w| w.ended.as_deref() == Some(traffic::REWOUND))
+            .count(),
         cycles,
         report,
         lease_keys_left,

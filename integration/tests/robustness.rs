@@ -26,7 +26,12 @@ server_tests! {
 
 async fn check(server: ServerBinary, scenario: Scenario) {
     let outcome = scenario::run(server, &scenario).await;
-    println!("{}", outcome.table_row());
+    println!(
+        "{} ({} watch streams, {} rewound)",
+        outcome.table_row(),
+        outcome.watch_streams,
+        outcome.rewound_streams
+    );
     assert!(outcome.cycles > 0, "no fault was injected: {outcome}");
     assert_eq!(outcome.violation_count(), 0, "{outcome}");
 }

@@ -222,6 +222,9 @@ pub enum TrafficError {
     },
 }
 
+/// `WatchRecord::ended` of a stream its watcher closed to reopen at a random revision.
+pub const REWOUND: &str = "closed to reopen at a random revision";
+
 /// Where the run is: clients stop when it leaves `Running`; watchers keep going until `Draining` says
 /// which revision they must reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,11 @@
 //! `Watcher` would resume by itself, hiding the break (and the `created` responses) that the checkers
 //! must see.
 //!
+//! Odd watchers also close their stream every few seconds while the traffic runs and reopen it at a
+//! random recent revision, often below what they already saw: etcd promises a watch can start from
+//! any revision that is not compacted, and the checkers compare what each stream delivers with the
+//! others.
+//!
 //! Progress notifications do not move the resume point: etcd 3.4 may answer a progress request with the
 //! current revision before it has sent older events on the same stream (etcd-io/etcd#15220; seen here on
 //! a watch opened below a compaction), and resuming past them would lose events the server still owed.
@@ -37,8 +42,15 @@ const WATCHER_SEED: u64 = 0x5741_5443_4845_5200;
 const REOPEN_PAUSE: Duration = Duration::from_millis(100);
 const MAX_REOPEN_PAUSE: Duration = Duration::from_secs(1);
 
+/// How long an odd watcher keeps a stream before reopening it at a random revision.
+const REWIND_AFTER: std::ops::Range<u64> = 2000..5000;
+/// How far back from the latest revision seen a rewound stream may start.
+const REWIND_WINDOW: i64 = 100;
+
 /// How a stream ended.
 enum End {
+    /// The watcher closed it to reopen at a random revision.
+    Rewind,
     /// It delivered everything up to the run's last revision.
     Reached,
     /// The run's drain deadline passed first.
@@ -84,8 +96,27 @@ pub(super) async fn watcher(
             responses: Vec::new(),
             ended: None,
         };
-        let end = stream(&shared, member, &mut record, &mut next_revision, &mut phase).await;
+        let rewind_at = (id % 2 == 1)
+            .then(|| Instant::now() + Duration::from_millis(rng.random_range(REWIND_AFTER)));
+        let end = stream(
+            &shared,
+            member,
+            &mut record,
+            &mut next_revision,
+            &mut phase,
+            rewind_at,
+        )
+        .await;
         let done = match end {
+            End::Rewind => {
+                record.ended = Some(super::REWOUND.into());
+                let latest = shared.latest_revision.load(Ordering::Relaxed);
+                if latest > 1 {
+                    next_revision = rng.random_range((latest - REWIND_WINDOW).max(1)..=latest);
+                }
+                member = (member + 1) % members;
+                false
+            }
             End::Reached => true,
             End::OutOfTime(reason) => {
                 record.ended = Some(reason);
@@ -162,13 +193,15 @@ fn finished(phase: Phase, next_revision: i64, progress: &Progress, quiet: Durati
     }
 }
 
-/// One Watch stream on `member`, recorded into `record`, from `record.start_revision`.
+/// One Watch stream on `member`, recorded into `record`, from `record.start_revision`; closed at
+/// `rewind_at` if the traffic still runs then.
 async fn stream(
     shared: &Shared,
     member: usize,
     record: &mut WatchRecord,
     next_revision: &mut i64,
     phase: &mut watch::Receiver<Phase>,
+    rewind_at: Option<Instant>,
 ) -> End {
     let url = &shared.endpoints[member];
     let silence = shared.spec.watch_silence_timeout;
@@ -253,7 +286,16 @@ async fn stream(
                 }
             }
             _ = tokio::time::sleep_until(drain_deadline) => {}
+            _ = sleep_until_some(rewind_at), if current == Phase::Running => return End::Rewind,
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
