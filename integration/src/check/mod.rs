@@ -86,6 +86,11 @@ pub struct Options {
     /// etcd 3.4.23 has it) may announce the current revision before sending events still owed; for them
     /// set this false, and progress notifications are neither judged nor used as proof of catching up.
     pub trust_progress_notifications: bool,
+    /// Whether a watch opened at revision R may miss a delete at exactly R. Servers with
+    /// etcd-io/etcd#18089 (a compaction at R dropped the tombstone at R; fixed by #18274, after
+    /// Debian's etcd 3.4.23) do that when R was the compaction revision; for them set this true, and
+    /// that one event is not required (a delete at R is still checked everywhere else).
+    pub tombstone_at_start_may_be_dropped: bool,
 }
 
 impl Default for Options {
@@ -94,6 +99,7 @@ impl Default for Options {
             states_per_key: 2_000_000,
             final_read_client: None,
             trust_progress_notifications: true,
+            tombstone_at_start_may_be_dropped: false,
         }
     }
 }

@@ -25,7 +25,7 @@ use std::ops::Bound;
 
 use crate::history::EventKind;
 
-use super::facts::{in_range, Facts};
+use super::facts::{in_range, Change, Facts};
 use super::{describe, CheckerReport, Options, ViolationKind};
 
 pub(super) fn check(facts: &Facts<'_>, options: &Options) -> CheckerReport {
@@ -36,13 +36,19 @@ pub(super) fn check(facts: &Facts<'_>, options: &Options) -> CheckerReport {
                 .to_owned(),
         );
     }
+    if options.tombstone_at_start_may_be_dropped {
+        report.notes.push(
+            "a delete at a stream's start revision is not required (etcd-io/etcd#18089)".to_owned(),
+        );
+    }
     for r in 0..facts.history.watches.len() {
-        check_stream(facts, r, options.trust_progress_notifications, &mut report);
+        check_stream(facts, r, options, &mut report);
     }
     report
 }
 
-fn check_stream(facts: &Facts<'_>, r: usize, trust_progress: bool, report: &mut CheckerReport) {
+fn check_stream(facts: &Facts<'_>, r: usize, options: &Options, report: &mut CheckerReport) {
+    let trust_progress = options.trust_progress_notifications;
     let history = facts.history;
     let w = &history.watches[r];
     let at = |p: usize| describe::watch_response(history, r, p);
@@ -160,6 +166,12 @@ fn check_stream(facts: &Facts<'_>, r: usize, trust_progress: bool, report: &mut 
     for (&key, changes) in keys {
         for (&rev, entry) in changes.range(start..=caught_up) {
             if delivered.contains_key(&(key, rev)) {
+                continue;
+            }
+            if options.tombstone_at_start_may_be_dropped
+                && rev == w.start_revision
+                && matches!(entry.change, Change::Delete)
+            {
                 continue;
             }
             let (kind, how) = if revisions_delivered.contains(&rev) {
