@@ -8,7 +8,7 @@ use api::etcdserverpb::{InternalRaftRequest, PutRequest};
 use etcdserver::{Applied, EtcdServer, ServerCore, ServerError, ServerParams};
 
 mod common;
-use common::{leader_of, start_node, Node};
+use common::{eventually, leader_of, start_node, Node};
 
 fn params(dir: &Path) -> ServerParams {
     common::params(dir)
@@ -28,21 +28,11 @@ fn value(server: &EtcdServer, key: &str) -> Option<mvcc::KeyValue> {
         .next()
 }
 
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_attach_revoke_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (server, threads) = EtcdServer::start(params(dir.path())).unwrap();
-    wait_until("leadership", || server.is_leader()).await;
+    eventually(10, "leadership", || server.is_leader()).await;
 
     // Server-chosen id, minimum TTL raised; client-chosen id; duplicate; too large.
     let (chosen, ttl) = server.lease_grant(0, 0).await.unwrap();
@@ -88,7 +78,7 @@ async fn grant_attach_revoke_and_restart() {
     server.stop(threads);
     drop(server);
     let (server, threads) = EtcdServer::start(params(dir.path())).unwrap();
-    wait_until("leadership", || server.is_leader()).await;
+    eventually(10, "leadership", || server.is_leader()).await;
     let status = server.lease_time_to_live(42, true).await.unwrap();
     assert_eq!(status.keys, vec![b"a".to_vec(), b"d".to_vec()]);
 
@@ -180,9 +170,11 @@ async fn three_members_renew_through_the_leader_and_expire_by_it() {
     );
     for n in &nodes {
         let server = n.server.clone();
-        wait_until("the expired lease's key to go on every member", move || {
-            value(&server, "expiring").is_none()
-        })
+        eventually(
+            10,
+            "the expired lease's key to go on every member",
+            move || value(&server, "expiring").is_none(),
+        )
         .await;
         assert!(value(&n.server, "kept").is_some());
         assert!(!n.server.lease_ids().contains(&expiring));
@@ -198,7 +190,7 @@ async fn three_members_renew_through_the_leader_and_expire_by_it() {
     let new_leader = leader_of(&nodes).await;
     assert_ne!(new_leader, old);
     let server = nodes[new_leader].server.clone();
-    wait_until("the new leader to expire the lease", move || {
+    eventually(10, "the new leader to expire the lease", move || {
         value(&server, "kept").is_none()
     })
     .await;
@@ -211,7 +203,7 @@ async fn three_members_renew_through_the_leader_and_expire_by_it() {
 async fn a_put_in_a_txn_attaches_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let (server, threads) = EtcdServer::start(params(dir.path())).unwrap();
-    wait_until("leadership", || server.is_leader()).await;
+    eventually(10, "leadership", || server.is_leader()).await;
     let (id, _) = server.lease_grant(0, 60).await.unwrap();
     let txn = InternalRaftRequest {
         txn: Some(api::etcdserverpb::TxnRequest {
@@ -265,7 +257,7 @@ async fn a_member_restored_from_a_snapshot_knows_the_leases_and_their_keys() {
     // The applied index moves once the snapshot's leases are loaded too.
     let target = l.applied_index();
     let caught_up = lagger.clone();
-    wait_until("the lagging member to catch up", move || {
+    eventually(10, "the lagging member to catch up", move || {
         caught_up.applied_index() >= target
     })
     .await;

@@ -9,7 +9,7 @@ use api::etcdserverpb::{InternalRaftRequest, RangeRequest};
 use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
 
 mod common;
-use common::{leader_of, start_node};
+use common::{eventually, leader_of, start_node};
 
 fn params(dir: &Path, snapshot_count: u64) -> ServerParams {
     ServerParams {
@@ -36,13 +36,7 @@ async fn wait_leader(server: &EtcdServer) {
         .with_test_writer()
         .with_env_filter("info")
         .try_init();
-    for _ in 0..500 {
-        if server.is_leader() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no leader after 5 s");
+    eventually(5, "a leader", || server.is_leader()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use api::etcdserverpb::InternalRaftRequest;
 use etcdserver::{Applied, EtcdServer, ServerCore, ServerError, ServerParams};
 
 mod common;
-use common::start_node_at;
+use common::{eventually, start_node_at};
 
 fn params(dir: &Path, name: &str, addr: SocketAddr) -> ServerParams {
     let peer = format!("http://{addr}");
@@ -31,17 +31,6 @@ fn put(key: &str, value: &str) -> InternalRaftRequest {
 fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
-}
-
-/// Polls `cond` every 10 ms for up to `secs` seconds.
-async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..secs * 100 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not within {secs} s");
 }
 
 /// Retries a membership change that the strict checks refuse until peers count as active.

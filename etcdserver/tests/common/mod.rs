@@ -45,6 +45,17 @@ impl Node {
     }
 }
 
+/// Polls `cond` every 10 ms for up to `secs` seconds; panics naming `what` after that.
+pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..secs * 100 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within {secs} s");
+}
+
 /// The index of the running member that leads, waiting up to 5 s for one.
 pub async fn leader_of(nodes: &[Node]) -> usize {
     for _ in 0..500 {
