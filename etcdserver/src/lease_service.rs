@@ -139,16 +139,8 @@ impl EtcdServer {
                         return Ok(Answer::Local(v));
                     }
                 }
-                Some(leader) => {
-                    let urls = self
-                        .shared
-                        .membership
-                        .read()
-                        .members
-                        .get(&leader)
-                        .map(|m| m.peer_urls.clone())
-                        .unwrap_or_default();
-                    for url in urls {
+                Some(_) => {
+                    for url in self.leader_peer_urls() {
                         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                         match post(&format!("{url}{path}"), body.clone(), left).await {
                             Forwarded::Ok(bytes) => return Ok(Answer::Remote(bytes)),

@@ -236,13 +236,7 @@ impl EtcdServer {
         }
         let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
         loop {
-            let leader_urls = self
-                .leader_id()
-                .filter(|&leader| leader != self.member_id())
-                .and_then(|leader| self.membership().members.get(&leader).cloned())
-                .map(|m| m.peer_urls)
-                .unwrap_or_default();
-            for url in leader_urls {
+            for url in self.leader_peer_urls() {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let url = format!("{url}{PROMOTE_PATH}{id}");
                 match crate::peer_post::post(&url, "text/plain", Vec::new(), left).await {

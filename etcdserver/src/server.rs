@@ -459,6 +459,22 @@ impl EtcdServer {
             )
     }
 
+    /// Where to forward what only the leader can answer: the leader's peer URLs, or none when
+    /// the leader is unknown or is this member.
+    pub(crate) fn leader_peer_urls(&self) -> Vec<String> {
+        match self.leader_id() {
+            Some(leader) if leader != self.member_id() => self
+                .shared
+                .membership
+                .read()
+                .members
+                .get(&leader)
+                .map(|m| m.peer_urls.clone())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn membership(&self) -> Membership {
         self.shared.membership.read().clone()
     }
