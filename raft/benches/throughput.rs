@@ -47,10 +47,7 @@ fn propose_commit_apply(c: &mut Criterion) {
                     .propose_batch(vec![payload.clone(); batch])
                     .unwrap();
                 net.stabilize();
-                debug_assert!(net
-                    .nodes
-                    .values()
-                    .all(|n| n.node.applied() >= target));
+                debug_assert!(net.nodes.values().all(|n| n.node.applied() >= target));
                 iterations += 1;
                 if iterations.is_multiple_of(1024) {
                     compact(&mut net);

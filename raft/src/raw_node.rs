@@ -20,8 +20,8 @@ use raftpb::{
     Snapshot,
 };
 
-use crate::error::{ConfigError, Result};
 use crate::error::Error;
+use crate::error::{ConfigError, Result};
 use crate::raft::{is_local_msg, is_response_msg, Config, Raft, SoftState, StateRole};
 use crate::read_only::ReadState;
 use crate::storage::Storage;

@@ -926,10 +926,7 @@ fn a_failed_snapshot_and_an_unreachable_peer_fall_back_to_probing() {
         vec![&b"x"[..]],
         "entries 0..3 came in the snapshot, not as entries"
     );
-    assert_eq!(
-        net.node(3).node.committed(),
-        net.node(1).node.committed()
-    );
+    assert_eq!(net.node(3).node.committed(), net.node(1).node.committed());
 }
 
 // ---- misc ---------------------------------------------------------------------------------------------------------

@@ -136,5 +136,4 @@ impl<S: Storage> Raft<S> {
         }
         Ok(cs)
     }
-
 }

@@ -175,7 +175,6 @@ impl<S: Storage> Raft<S> {
         result
     }
 
-
     /// Whether a vote request of a higher term must be ignored because we heard from a leader within the election
     /// timeout (it still holds its lease), unless a leader transfer forced the campaign.
     pub(super) fn vote_within_lease(&self, m: &Message) -> bool {
@@ -257,5 +256,4 @@ impl<S: Storage> Raft<S> {
         }
         Ok(())
     }
-
 }

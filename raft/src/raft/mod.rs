@@ -60,7 +60,6 @@ impl Rng {
     }
 }
 
-
 pub(crate) fn is_local_msg(t: MessageType) -> bool {
     matches!(
         t,
@@ -88,7 +87,6 @@ pub(crate) fn is_response_msg(t: MessageType) -> bool {
     )
 }
 
-
 fn msg(msg_type: MessageType, to: u64) -> Message {
     Message {
         msg_type: msg_type as i32,
@@ -96,7 +94,6 @@ fn msg(msg_type: MessageType, to: u64) -> Message {
         ..Default::default()
     }
 }
-
 
 /// One raft peer's protocol state. Crate-private: the application drives it through [`crate::RawNode`], whose
 /// `step` refuses local messages and responses from unknown peers before they reach [`Raft::step`].
@@ -134,7 +131,6 @@ pub(crate) struct Raft<S: Storage> {
     disable_proposal_forwarding: bool,
     rng: Rng,
 }
-
 
 impl<S: Storage> Raft<S> {
     pub(crate) fn new(config: &Config, store: S) -> Result<Raft<S>> {
@@ -357,5 +353,4 @@ impl<S: Storage> Raft<S> {
             });
         }
     }
-
 }

@@ -213,7 +213,6 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-
     pub(super) fn handle_append_response(&mut self, m: &Message) {
         let from = m.from;
         let Some(pr) = self.prs.progress.get_mut(&from) else {
@@ -420,5 +419,4 @@ impl<S: Storage> Raft<S> {
             .is_some_and(|p| p.is_learner);
         true
     }
-
 }

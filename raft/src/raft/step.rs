@@ -17,7 +17,8 @@ impl<S: Storage> Raft<S> {
         if m.term == 0 {
             // local message
         } else if m.term > self.term {
-            if matches!(t, MessageType::MsgVote | MessageType::MsgPreVote) && self.vote_within_lease(&m)
+            if matches!(t, MessageType::MsgVote | MessageType::MsgPreVote)
+                && self.vote_within_lease(&m)
             {
                 return Ok(());
             }
@@ -186,5 +187,4 @@ impl<S: Storage> Raft<S> {
         }
         Ok(())
     }
-
 }
