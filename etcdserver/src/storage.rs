@@ -130,8 +130,10 @@ impl DiskStorage {
         });
         let mut entries = Vec::with_capacity(contents.entries.len());
         for e in contents.entries {
-            let entry = Entry::decode(e.encoded().as_ref())
-                .map_err(|err| StorageError::Corrupt(format!("WAL entry {}: {err}", e.index())))?;
+            let index = e.index();
+            // Decoding from the record's own `Bytes` lets the entry's data share them instead of copying.
+            let entry = Entry::decode(e.into_encoded())
+                .map_err(|err| StorageError::Corrupt(format!("WAL entry {index}: {err}")))?;
             entries.push(entry);
         }
         mem.append(entries)?;
