@@ -105,7 +105,7 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) leader_id: u64,
     pub(crate) raft_log: RaftLog<S>,
     pub(crate) prs: ProgressTracker,
-    pub(crate) is_learner: bool,
+    is_learner: bool,
     /// Messages that may be sent before the current Ready is persisted.
     pub(crate) msgs: Vec<Message>,
     /// Messages that may only be sent once the current Ready is persisted.
