@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use raft::{MemoryStorage, RawNode, StateRole};
-use raftpb::{ConfChangeType, ConfState, EntryType, Message, MessageType, Snapshot};
+use raftpb::{ConfChangeType, ConfState, EntryType, Message, MessageType, SnapshotMetadata};
 use tokio::sync::oneshot;
 
 use crate::error::ServerError;
@@ -53,7 +53,8 @@ pub(crate) enum RaftInput {
 
 /// What the apply thread gets, in log order.
 pub(crate) enum ApplyTask {
-    Snapshot(Snapshot),
+    /// A snapshot from the leader was persisted: the backend received with it is to be restored.
+    Snapshot(SnapshotMetadata),
     Entries {
         entries: Vec<raftpb::Entry>,
         /// The membership after each conf-change entry among `entries`, by index.
@@ -136,7 +137,7 @@ impl RaftLoop {
                 }
             }
 
-            let leader = self.node.raft().leader_id;
+            let leader = self.node.leader_id();
             if !proposals.is_empty() {
                 if leader == 0 {
                     // Kept until a leader is known: a write sent during an election succeeds after it.
@@ -176,42 +177,55 @@ impl RaftLoop {
             if !self.node.has_ready() {
                 continue;
             }
-            let mut rd = self.node.ready();
-            if let Some(ss) = &rd.soft_state {
+            // Taken apart by move: `advance` needs nothing back, so nothing is cloned on the way to the disk
+            // and the apply thread.
+            let raft::Ready {
+                soft_state,
+                hard_state,
+                read_states,
+                entries,
+                snapshot,
+                committed_entries,
+                messages,
+                persisted_messages,
+                must_sync,
+            } = self.node.ready();
+            if let Some(ss) = &soft_state {
                 self.shared
                     .on_soft_state(ss.leader_id, ss.raft_state == StateRole::Leader);
             }
-            if let Some(hs) = &rd.hard_state {
+            if let Some(hs) = &hard_state {
                 self.shared.term.store(hs.term, Ordering::Release);
                 self.shared.committed.store(hs.commit, Ordering::Release);
                 crate::metrics_hooks::committed(hs.commit);
             }
-            self.send(std::mem::take(&mut rd.messages));
+            self.send(messages);
+            // The apply thread needs only where the snapshot is and its membership; the snapshot itself goes to
+            // the raft log.
+            let snapshot_metadata = snapshot
+                .as_ref()
+                .map(|s| s.metadata.clone().unwrap_or_default());
             let started = Instant::now();
-            if let Err(e) =
-                self.storage
-                    .save_ready(rd.hard_state.as_ref(), &rd.entries, rd.snapshot.as_ref())
-            {
+            if let Err(e) = self.storage.save_ready(hard_state, entries, snapshot) {
                 // A failed fsync leaves the disk state unknown: etcd panics here; we stop serving.
                 self.shared
                     .fatal(format!("persisting raft state failed: {e}"));
                 return;
             }
-            if rd.must_sync {
+            if must_sync {
                 crate::metrics_hooks::wal_fsync(started.elapsed());
             }
-            // `advance` reads the snapshot and entries from the Ready too: clone, don't take.
-            if let Some(snap) = rd.snapshot.clone() {
+            if let Some(metadata) = snapshot_metadata {
                 self.shared
                     .snapshot_index
-                    .store(snap.index(), Ordering::Release);
-                if self.apply.send(ApplyTask::Snapshot(snap)).is_err() {
+                    .store(metadata.index, Ordering::Release);
+                if self.apply.send(ApplyTask::Snapshot(metadata)).is_err() {
                     return;
                 }
             }
-            if !rd.committed_entries.is_empty() {
+            if !committed_entries.is_empty() {
                 let mut conf_states = HashMap::new();
-                for entry in &rd.committed_entries {
+                for entry in &committed_entries {
                     if entry.kind() == EntryType::EntryNormal {
                         continue;
                     }
@@ -228,17 +242,16 @@ impl RaftLoop {
                         Err(e) => tracing::error!(error = %e, "undecodable conf change entry"),
                     }
                 }
-                // Cloned, not taken: `advance` reads the last index applied from the Ready.
                 let task = ApplyTask::Entries {
-                    entries: rd.committed_entries.clone(),
+                    entries: committed_entries,
                     conf_states,
                 };
                 if self.apply.send(task).is_err() {
                     return;
                 }
             }
-            self.send(std::mem::take(&mut rd.persisted_messages));
-            for rs in std::mem::take(&mut rd.read_states) {
+            self.send(persisted_messages);
+            for rs in read_states {
                 let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_ref()) else {
                     continue;
                 };
@@ -250,7 +263,7 @@ impl RaftLoop {
                     }
                 }
             }
-            self.node.advance(rd);
+            self.node.advance();
         }
     }
 
@@ -275,7 +288,7 @@ impl RaftLoop {
     fn propose_conf_change(&mut self, cc: raftpb::ConfChange, promote: bool) {
         let checked = if promote {
             crate::reconfig::learner_ready(&self.node.status(), cc.node_id)
-        } else if self.node.raft().leader_id == 0 {
+        } else if self.node.leader_id() == 0 {
             Err(ServerError::NoLeader)
         } else {
             Ok(())

@@ -459,6 +459,8 @@ mod tests {
             is_learner: false,
             recent_active: true,
             inflight: 0,
+            pending_snapshot: 0,
+            probe_sent: false,
         };
         let status = |learner_match| raft::Status {
             id: 1,

@@ -790,10 +790,10 @@ impl ApplyLoop {
         while let Ok(task) = self.tasks.recv() {
             let applied = match task {
                 ApplyTask::Snapshot(snap) => match self.apply_snapshot(&snap) {
-                    Ok(()) => snap.index(),
+                    Ok(()) => snap.index,
                     Err(e) => {
                         self.shared
-                            .fatal(format!("applying snapshot {}: {e}", snap.index()));
+                            .fatal(format!("applying snapshot {}: {e}", snap.index));
                         return;
                     }
                 },
@@ -866,8 +866,8 @@ impl ApplyLoop {
         );
     }
 
-    fn apply_snapshot(&mut self, snap: &raftpb::Snapshot) -> Result<(), String> {
-        let index = snap.index();
+    fn apply_snapshot(&mut self, snap: &raftpb::SnapshotMetadata) -> Result<(), String> {
+        let index = snap.index;
         let (ci, _) = self.shared.store.consistent_index();
         if index <= ci {
             return Ok(());
@@ -889,7 +889,7 @@ impl ApplyLoop {
             }
         }
         *self.shared.membership.write() = membership;
-        self.conf_state = snap.conf_state();
+        self.conf_state = snap.conf_state.clone().unwrap_or_default();
         self.last_snapshot = index;
         let _ = snapshotter.release_dbs_before(index);
         tracing::info!(index, "applied a snapshot received from the leader");
@@ -1047,10 +1047,10 @@ impl rafthttp::Raft for PeerHandler {
         &self,
         msg: raftpb::Message,
         db: &mut dyn std::io::Read,
-    ) -> Result<(), String> {
+    ) -> Result<(), rafthttp::SaveSnapshotError> {
         let index = msg.snapshot.as_ref().map_or(0, |s| s.index());
         let dest = self.snapshotter.dir().join(format!("{index:016x}.snap.db"));
-        let info = backend::restore_snapshot(db, &dest).map_err(|e| e.to_string())?;
+        let info = backend::restore_snapshot(db, &dest)?;
         tracing::info!(index, bytes = info.bytes, "received a database snapshot");
         crate::metrics_hooks::snapshot_received(msg.from);
         self.to_raft(RaftInput::Step(msg));

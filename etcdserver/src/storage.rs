@@ -130,11 +130,13 @@ impl DiskStorage {
         });
         let mut entries = Vec::with_capacity(contents.entries.len());
         for e in contents.entries {
-            let entry = Entry::decode(e.encoded().as_ref())
-                .map_err(|err| StorageError::Corrupt(format!("WAL entry {}: {err}", e.index())))?;
+            let index = e.index();
+            // Decoding from the record's own `Bytes` lets the entry's data share them instead of copying.
+            let entry = Entry::decode(e.into_encoded())
+                .map_err(|err| StorageError::Corrupt(format!("WAL entry {index}: {err}")))?;
             entries.push(entry);
         }
-        mem.append(&entries)?;
+        mem.append(entries)?;
         Ok(Recovered {
             storage: DiskStorage {
                 wal,
@@ -151,24 +153,25 @@ impl DiskStorage {
     /// makes them visible to raft.
     pub fn save_ready(
         &mut self,
-        hard_state: Option<&HardState>,
-        entries: &[Entry],
-        snapshot: Option<&Snapshot>,
+        hard_state: Option<HardState>,
+        entries: Vec<Entry>,
+        snapshot: Option<Snapshot>,
     ) -> Result<(), StorageError> {
-        if let Some(snap) = snapshot {
+        if let Some(snap) = &snapshot {
             self.save_snapshot_files(snap)?;
         }
-        let wal_entries = entries
+        // Index and term come from the entries raft hands us; the WAL does not decode them again.
+        let wal_entries: Vec<WalEntry> = entries
             .iter()
-            .map(|e| WalEntry::from_encoded(Bytes::from(e.encode_to_vec())))
-            .collect::<Result<Vec<_>, _>>()?;
-        let state = hard_state.map(to_wal_state).unwrap_or_default();
+            .map(|e| WalEntry::new(e.index, e.term, Bytes::from(e.encode_to_vec())))
+            .collect();
+        let state = hard_state.as_ref().map(to_wal_state).unwrap_or_default();
         self.wal.save(&state, &wal_entries)?;
         if let Some(snap) = snapshot {
-            self.mem.apply_snapshot(snap.clone())?;
+            self.mem.apply_snapshot(snap)?;
         }
         if let Some(hs) = hard_state {
-            self.mem.set_hard_state(*hs);
+            self.mem.set_hard_state(hs);
         }
         self.mem.append(entries)?;
         Ok(())

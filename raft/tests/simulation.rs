@@ -290,7 +290,7 @@ impl Sim {
             }
         };
         let conf_state = snap.conf_state();
-        let commit = raw.raft().committed();
+        let commit = raw.committed();
         self.nodes.insert(
             id,
             Node {
@@ -327,8 +327,8 @@ impl Sim {
     fn leader(&self) -> Option<u64> {
         self.nodes
             .iter()
-            .filter(|(_, n)| n.raw.raft().state == StateRole::Leader && !n.removed)
-            .max_by_key(|(_, n)| n.raw.raft().term)
+            .filter(|(_, n)| n.raw.role() == StateRole::Leader && !n.removed)
+            .max_by_key(|(_, n)| n.raw.term())
             .map(|(id, _)| *id)
     }
 
@@ -345,7 +345,7 @@ impl Sim {
             && self
                 .nodes
                 .get(&to)
-                .is_some_and(|n| !members(&n.raw.raft().conf_state()).contains(&from))
+                .is_some_and(|n| !members(&n.raw.conf_state()).contains(&from))
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
@@ -429,7 +429,7 @@ impl Sim {
         let mut prev_term = rd
             .entries
             .first()
-            .map_or(0, |e| n.raw.raft().log_term(e.index - 1));
+            .map_or(0, |e| n.raw.log_term(e.index - 1));
         let entries: Vec<(u64, u64, u64)> = rd
             .entries
             .iter()
@@ -489,7 +489,7 @@ impl Sim {
             }
             n.conf_state = s.conf_state();
         }
-        if let Err(e) = n.storage.append(&rd.entries) {
+        if let Err(e) = n.storage.append(std::mem::take(&mut rd.entries)) {
             problems.push(format!("node {id}: persisting entries: {e}"));
         }
         if let Some(hs) = rd.hard_state {
@@ -520,8 +520,7 @@ impl Sim {
         let Some(n) = self.nodes.get_mut(&id) else {
             return;
         };
-        rd.committed_entries = committed;
-        n.raw.advance(rd);
+        n.raw.advance();
         self.maybe_compact(id);
         if self.nodes.get(&id).is_some_and(|n| n.removed) {
             // A removed member shuts down, as etcd's server does.
@@ -619,8 +618,8 @@ impl Sim {
         let ids = self.alive_ids();
         for id in ids {
             let n = &self.nodes[&id];
-            let r = n.raw.raft();
-            let (term, state, commit, applied) = (r.term, r.state, r.committed(), r.applied());
+            let r = &n.raw;
+            let (term, state, commit, applied) = (r.term(), r.role(), r.committed(), r.applied());
             if commit < n.seen_commit || applied < n.seen_applied {
                 let msg = format!(
                     "node {id}: commit/applied went back ({}/{} -> {commit}/{applied})",
@@ -656,7 +655,7 @@ impl Sim {
     }
 
     fn check_leader_completeness(&mut self, id: u64, term: u64) {
-        let r = self.nodes[&id].raw.raft();
+        let r = &self.nodes[&id].raw;
         let first = r.first_index();
         let mut bad = None;
         for index in first..self.commit_term.len() as u64 {
@@ -679,7 +678,7 @@ impl Sim {
 
     fn record_commits(&mut self, id: u64, term: u64) {
         let n = &self.nodes[&id];
-        let r = n.raw.raft();
+        let r = &n.raw;
         let commit = r.committed();
         let from = n.recorded_commit + 1;
         if commit < from {
@@ -726,7 +725,7 @@ impl Sim {
 
     fn conf_change(&mut self) {
         let Some(leader) = self.leader() else { return };
-        let cs = self.nodes[&leader].raw.raft().conf_state();
+        let cs = self.nodes[&leader].raw.conf_state();
         let mut changes = Vec::new();
         let mut transition = ConfChangeTransition::ConfChangeTransitionAuto;
         if !cs.voters_outgoing.is_empty() {
@@ -823,7 +822,7 @@ impl Sim {
 
     fn transfer(&mut self) {
         let Some(leader) = self.leader() else { return };
-        let cs = self.nodes[&leader].raw.raft().conf_state();
+        let cs = self.nodes[&leader].raw.conf_state();
         if let Some(to) = self.rng.pick(&cs.voters) {
             self.stats.transfers_requested += 1;
             self.nodes.get_mut(&leader).unwrap().raw.transfer_leader(to);
@@ -964,7 +963,7 @@ impl Sim {
         let Some(leader) = self.leader() else {
             return false;
         };
-        let cs = self.nodes[&leader].raw.raft().conf_state();
+        let cs = self.nodes[&leader].raw.conf_state();
         if !cs.voters_outgoing.is_empty() {
             return false;
         }
@@ -990,10 +989,9 @@ impl Sim {
                     .nodes
                     .iter()
                     .map(|(id, n)| {
-                        let r = n.raw.raft();
+                        let r = &n.raw;
                         let pr = r
                             .progress()
-                            .iter()
                             .map(|(id, p)| {
                                 format!(
                                     "{id}:{:?}/m{}/n{}/p{}/ps{}/a{}",
@@ -1008,15 +1006,15 @@ impl Sim {
                             .collect::<Vec<_>>();
                         format!(
                             "\n{id}:{:?} t{} c{} sm{} first{} last{} snap{} cs{:?} {}",
-                            r.state,
-                            r.term,
+                            r.role(),
+                            r.term(),
                             r.committed(),
                             n.sm_index,
                             r.first_index(),
                             r.last_index(),
                             n.storage.current_snapshot().index(),
                             r.conf_state(),
-                            if r.state == StateRole::Leader {
+                            if r.role() == StateRole::Leader {
                                 pr.join(" ")
                             } else {
                                 String::new()
@@ -1034,7 +1032,7 @@ impl Sim {
                 // Keep entries flowing so snapshots stay fresh and the current term commits; leave an explicit
                 // joint configuration.
                 if let Some(l) = self.leader() {
-                    let cs = self.nodes[&l].raw.raft().conf_state();
+                    let cs = self.nodes[&l].raw.conf_state();
                     let node = &mut self.nodes.get_mut(&l).unwrap().raw;
                     if !cs.voters_outgoing.is_empty() && !cs.auto_leave {
                         let _ = node.propose_conf_change_v2(&ConfChangeV2::default());

@@ -42,7 +42,11 @@ impl Raft for FakeRaft {
         self.processed.lock().unwrap().push(msg);
     }
 
-    fn receive_snapshot(&self, msg: Message, db: &mut dyn Read) -> Result<(), String> {
+    fn receive_snapshot(
+        &self,
+        msg: Message,
+        db: &mut dyn Read,
+    ) -> Result<(), rafthttp::SaveSnapshotError> {
         let mut data = Vec::new();
         let wanted = self.heartbeats_wanted_mid_snapshot.load(Ordering::SeqCst);
         let mut result = Ok(());
@@ -69,10 +73,10 @@ impl Raft for FakeRaft {
             .unwrap()
             .push((msg, data, error.clone()));
         if let Some(err) = error {
-            return Err(err);
+            return Err(err.into());
         }
         if self.refuse_snapshots.load(Ordering::SeqCst) {
-            return Err("refused by test".to_string());
+            return Err("refused by test".into());
         }
         Ok(())
     }
