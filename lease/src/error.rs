@@ -1,0 +1,21 @@
+use std::convert::Infallible;
+
+use crate::lessor::MAX_LEASE_TTL;
+
+/// Why the lessor refused a lease request, or (`Store`) why persisting it failed. `E` is the
+/// error of the [`crate::LeaseTxn`] the request was applied to; requests that cannot fail in
+/// storage return `LeaseError<Infallible>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError<E = Infallible> {
+    /// No lease has this id (or the id is 0, which names no lease).
+    #[error("lease not found")]
+    NotFound,
+    /// A grant named an id that is already granted.
+    #[error("lease already exists")]
+    Exists,
+    /// A grant asked for more than [`MAX_LEASE_TTL`] seconds.
+    #[error("lease TTL larger than {MAX_LEASE_TTL} seconds")]
+    TtlTooLarge,
+    #[error(transparent)]
+    Store(E),
+}
