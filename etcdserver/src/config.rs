@@ -712,7 +712,7 @@ impl RawConfig {
         })?;
         let lease_checkpoint_interval = self.lease_checkpoint.then(|| {
             if interval.is_zero() {
-                crate::lessor::DEFAULT_CHECKPOINT_INTERVAL
+                lease::DEFAULT_CHECKPOINT_INTERVAL
             } else {
                 interval
             }

@@ -1,7 +1,5 @@
 use std::convert::Infallible;
 
-use crate::lessor::MAX_LEASE_TTL;
-
 /// Why the lessor refused a lease request, or (`Store`) why persisting it failed. `E` is the
 /// error of the [`crate::LeaseTxn`] the request was applied to; requests that cannot fail in
 /// storage return `LeaseError<Infallible>`.
@@ -13,8 +11,8 @@ pub enum LeaseError<E = Infallible> {
     /// A grant named an id that is already granted.
     #[error("lease already exists")]
     Exists,
-    /// A grant asked for more than [`MAX_LEASE_TTL`] seconds.
-    #[error("lease TTL larger than {MAX_LEASE_TTL} seconds")]
+    /// A grant asked for more than [`crate::MAX_LEASE_TTL`] seconds.
+    #[error("lease TTL too large")]
     TtlTooLarge,
     #[error(transparent)]
     Store(E),
