@@ -13,7 +13,8 @@ use tokio::sync::oneshot;
 use crate::convert;
 use crate::core::Applied;
 use crate::error::ServerError;
-use crate::lessor::Lessor;
+use crate::lease_store::TxnLeases;
+use lease::Lessor;
 
 type LeaseCheck = Box<dyn Fn(i64) -> bool + Send + Sync>;
 
@@ -89,7 +90,7 @@ impl KvApplier {
                 let del = convert::delete_range_request(r);
                 let resp = txn.delete_range(&del)?;
                 if let Some(l) = lessor {
-                    l.detach_range(&mvcc::KeyRange::new(&del.key, &del.range_end));
+                    detach(l, &mvcc::KeyRange::new(&del.key, &del.range_end));
                 }
                 return Ok(Applied::DeleteRange(convert::delete_range_response(resp)));
             }
@@ -103,16 +104,16 @@ impl KvApplier {
             }
             if let Some(lessor) = lessor {
                 if let Some(r) = &req.lease_grant {
-                    let ttl = lessor.grant(txn, r.id, r.ttl)?;
+                    let ttl = lessor.grant(&mut TxnLeases(txn), r.id, r.ttl)?;
                     return Ok(Applied::LeaseGrant { id: r.id, ttl });
                 }
                 if let Some(r) = &req.lease_revoke {
-                    lessor.revoke(txn, r.id)?;
+                    lessor.revoke(&mut TxnLeases(txn), r.id)?;
                     return Ok(Applied::LeaseRevoke);
                 }
                 if let Some(r) = &req.lease_checkpoint {
                     for c in &r.checkpoints {
-                        lessor.checkpoint(txn, c.id, c.remaining_ttl);
+                        lessor.checkpoint(&mut TxnLeases(txn), c.id, c.remaining_ttl);
                     }
                     return Ok(Applied::Empty);
                 }
@@ -138,13 +139,21 @@ fn record_txn(lessor: &Lessor, req: &mvcc::TxnRequest, resp: &mvcc::TxnResponse)
         match (op, out) {
             (mvcc::RequestOp::Put(p), _) if !p.ignore_lease => lessor.attach(&p.key, p.lease),
             (mvcc::RequestOp::DeleteRange(d), _) => {
-                lessor.detach_range(&mvcc::KeyRange::new(&d.key, &d.range_end))
+                detach(lessor, &mvcc::KeyRange::new(&d.key, &d.range_end))
             }
             (mvcc::RequestOp::Txn(nested), mvcc::ResponseOp::Txn(nested_resp)) => {
                 record_txn(lessor, nested, nested_resp)
             }
             _ => {}
         }
+    }
+}
+
+/// A delete of `range` was applied: the lessor forgets its keys.
+fn detach(lessor: &Lessor, range: &mvcc::KeyRange) {
+    match range {
+        mvcc::KeyRange::Single(key) => lessor.detach(key),
+        mvcc::KeyRange::Span { start, end } => lessor.detach_range(start, end.as_deref()),
     }
 }
 

@@ -120,6 +120,24 @@ impl From<ServerError> for Status {
     }
 }
 
+impl<E: Into<ServerError>> From<lease::LeaseError<E>> for ServerError {
+    fn from(e: lease::LeaseError<E>) -> ServerError {
+        match e {
+            lease::LeaseError::NotFound => ServerError::LeaseNotFound,
+            lease::LeaseError::Exists => ServerError::LeaseExists,
+            lease::LeaseError::TtlTooLarge => ServerError::LeaseTtlTooLarge,
+            lease::LeaseError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// For the lessor's requests that cannot fail in storage (`LeaseError<Infallible>`).
+impl From<std::convert::Infallible> for ServerError {
+    fn from(never: std::convert::Infallible) -> ServerError {
+        match never {}
+    }
+}
+
 impl From<mvcc::Error> for ServerError {
     fn from(e: mvcc::Error) -> ServerError {
         match e {
@@ -134,6 +152,8 @@ impl From<mvcc::Error> for ServerError {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use super::*;
 
     #[test]
@@ -147,5 +167,13 @@ mod tests {
         let s = Status::from(ServerError::from(mvcc::Error::LeaseNotFound(7)));
         assert_eq!(s.code(), Code::NotFound);
         assert_eq!(s.message(), "etcdserver: requested lease not found");
+        let s = Status::from(ServerError::from(
+            lease::LeaseError::<Infallible>::TtlTooLarge,
+        ));
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(s.message(), "etcdserver: too large lease TTL");
+        let s = Status::from(ServerError::from(lease::LeaseError::<mvcc::Error>::Exists));
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(s.message(), "etcdserver: lease already exists");
     }
 }

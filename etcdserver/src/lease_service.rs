@@ -20,8 +20,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::core::{Applied, ServerCore};
 use crate::error::ServerError;
-use crate::lessor::{LeaseStatus, Renewed, LEASE_CHECKPOINT_RATE, LEASE_REVOKE_RATE};
 use crate::server::{EtcdServer, Shared};
+use lease::{LeaseStatus, Renewed, LEASE_CHECKPOINT_RATE, LEASE_REVOKE_RATE};
 
 /// How often the leader looks for expired leases and due checkpoints (etcd: 500 ms).
 const LEADER_TICK: Duration = Duration::from_millis(500);

@@ -15,7 +15,7 @@ mod join;
 pub mod kv_service;
 mod learner_guard;
 pub mod lease_service;
-pub mod lessor;
+mod lease_store;
 pub mod lock_service;
 mod maintenance;
 pub mod membership;

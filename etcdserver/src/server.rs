@@ -23,6 +23,7 @@ use tokio::sync::{oneshot, watch};
 use crate::apply::KvApplier;
 use crate::core::{Applied, Limits, ServerCore};
 use crate::error::ServerError;
+use crate::lease_store::StoreLeases;
 use crate::membership::{cluster_id, Member, Membership};
 use crate::raft_loop::{ApplyTask, RaftInput, RaftLoop};
 use crate::storage::{Dirs, DiskStorage, WalMetadata};
@@ -104,7 +105,7 @@ pub(crate) struct Shared {
     pub(crate) next_request_id: AtomicU64,
     /// Held while a membership change is in flight: raft takes one conf change at a time.
     pub(crate) reconfig: tokio::sync::Mutex<()>,
-    pub lessor: Arc<crate::lessor::Lessor>,
+    pub lessor: Arc<lease::Lessor>,
     pub limits: Limits,
     pub request_timeout: Duration,
     pub election_timeout: Duration,
@@ -289,11 +290,13 @@ impl EtcdServer {
         };
 
         let membership = Membership::load(&backend).map_err(StartError::Config)?;
-        let lessor = Arc::new(crate::lessor::Lessor::new(
-            crate::lessor::Lessor::min_ttl_for(params.election_timeout),
+        let lessor = Arc::new(lease::Lessor::new(
+            lease::Lessor::min_ttl_for(params.election_timeout),
             params.lease_checkpoint_interval,
         ));
-        lessor.recover(&store).map_err(StartError::Config)?;
+        lessor
+            .recover(&StoreLeases(&store))
+            .map_err(|e| StartError::Config(e.to_string()))?;
         if membership.removed.contains(&member_id) {
             return Err(StartError::Config(format!(
                 "the member has been permanently removed from the cluster (member {member_id:x})"
@@ -875,7 +878,10 @@ impl ApplyLoop {
         let snapshotter = &self.snapshotter;
         let db = snapshotter.db_path(index).map_err(|e| e.to_string())?;
         restore_store_from(&self.shared.store, &db).map_err(|e| e.to_string())?;
-        self.shared.lessor.recover(&self.shared.store)?;
+        self.shared
+            .lessor
+            .recover(&StoreLeases(&self.shared.store))
+            .map_err(|e| e.to_string())?;
         let membership = Membership::load(self.shared.store.backend())?;
         let transport = self.shared.transport();
         for m in membership.members.values() {

@@ -256,7 +256,7 @@ impl ServerConfig {
         };
         let lease_checkpoint_interval = raw.lease_checkpoint.then(|| {
             if interval.is_zero() {
-                crate::lessor::DEFAULT_CHECKPOINT_INTERVAL
+                lease::DEFAULT_CHECKPOINT_INTERVAL
             } else {
                 interval
             }

@@ -88,7 +88,7 @@ pub fn params(dir: &std::path::Path) -> ServerParams {
         snapshot_catch_up_entries: 5,
         limits: etcdserver::Limits::default(),
         auto_compaction: None,
-        lease_checkpoint_interval: Some(etcdserver::lessor::DEFAULT_CHECKPOINT_INTERVAL),
+        lease_checkpoint_interval: Some(lease::DEFAULT_CHECKPOINT_INTERVAL),
     }
 }
 

@@ -1,19 +1,19 @@
-//! Leases (etcd's `lease.lessor`): which leases exist, their TTLs and attached keys, and —
-//! on the leader only — when each expires.
+//! The lessor (etcd's `lease.lessor`).
 //!
-//! Everything that changes the set of leases or their keys (grant, revoke, checkpoint, a put
-//! naming a lease, a delete) happens on the apply thread inside the `Store::apply` batch of its
-//! entry, so it is applied exactly once and the `lease` table always matches the key table.
-//! Expiry times are local: only the leader ("primary") keeps them; a follower's leases never
-//! expire, and a new leader restarts every lease's clock when it is promoted.
+//! Grants, revokes, checkpoints and key attachments happen on the apply thread, each inside
+//! the batch of its raft entry ([`LeaseTxn`]), so they are applied exactly once and the
+//! persisted leases always match the key space. Expiry times are local: only the leader
+//! ("primary") keeps them; a follower's leases never expire, and a new leader restarts every
+//! lease's clock when it is promoted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
-use backend::Table;
 use parking_lot::Mutex;
 
-use crate::error::ServerError;
+use crate::error::LeaseError;
+use crate::store::{LeaseRecord, LeaseStore, LeaseTxn};
 
 /// etcd's `MaxLeaseTTL`: a larger TTL is refused (`etcdserver: too large lease TTL`).
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
@@ -26,18 +26,6 @@ pub const LEASE_CHECKPOINT_RATE: usize = 1000;
 const EXPIRED_RETRY: Duration = Duration::from_secs(3);
 /// etcd's `--experimental-lease-checkpoint-interval` default.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
-
-/// A lease as the `lease` table stores it: etcd's `leasepb.Lease` encoding, keyed by the id's
-/// 8 big-endian bytes.
-#[derive(Clone, PartialEq, prost::Message)]
-struct LeaseRecord {
-    #[prost(int64, tag = "1")]
-    id: i64,
-    #[prost(int64, tag = "2")]
-    ttl: i64,
-    #[prost(int64, tag = "3")]
-    remaining_ttl: i64,
-}
 
 struct Lease {
     /// Granted TTL in seconds (after raising it to the minimum).
@@ -142,26 +130,11 @@ impl Lessor {
         ((ms + 999) / 1000).max(1)
     }
 
-    /// Reloads every lease from the `lease` table and every attachment from the key table
-    /// (after a start or a snapshot restore). Expiries restart if this member leads.
-    pub fn recover(&self, store: &mvcc::Store) -> Result<(), String> {
-        let mut records = Vec::new();
-        let mut bad = None;
-        store
-            .backend()
-            .read()
-            .scan(Table::Lease, &[], None, |_: &[u8], v: &[u8]| {
-                match <LeaseRecord as prost::Message>::decode(v) {
-                    Ok(r) => records.push(r),
-                    Err(e) => bad = Some(e.to_string()),
-                }
-                true
-            })
-            .map_err(|e| e.to_string())?;
-        if let Some(e) = bad {
-            return Err(format!("corrupt lease record: {e}"));
-        }
-        let keys = store.leased_keys().map_err(|e| e.to_string())?;
+    /// Reloads every lease and every key attachment from `store` (after a start or a
+    /// snapshot restore). Expiries restart if this member leads.
+    pub fn recover<S: LeaseStore>(&self, store: &S) -> Result<(), S::Error> {
+        let records = store.leases()?;
+        let keys = store.leased_keys()?;
         let mut state = self.state.lock();
         let primary = state.primary;
         let now = Instant::now();
@@ -198,21 +171,16 @@ impl Lessor {
     // ---- applied through raft (inside the entry's store batch) ----
 
     /// Grants lease `id`; returns the TTL granted.
-    pub fn grant(
-        &self,
-        txn: &mut mvcc::WriteTxn<'_>,
-        id: i64,
-        ttl: i64,
-    ) -> Result<i64, ServerError> {
+    pub fn grant(&self, txn: &mut impl LeaseTxn, id: i64, ttl: i64) -> Result<i64, LeaseError> {
         if id == 0 {
-            return Err(ServerError::LeaseNotFound);
+            return Err(LeaseError::NotFound);
         }
         if ttl > MAX_LEASE_TTL {
-            return Err(ServerError::LeaseTtlTooLarge);
+            return Err(LeaseError::TtlTooLarge);
         }
         let mut state = self.state.lock();
         if state.leases.contains_key(&id) {
-            return Err(ServerError::LeaseExists);
+            return Err(LeaseError::Exists);
         }
         let mut lease = Lease {
             ttl: ttl.max(self.min_ttl),
@@ -227,7 +195,7 @@ impl Lessor {
             lease.refresh(now, Duration::ZERO);
             lease.next_checkpoint = self.first_checkpoint(&lease, now);
         }
-        persist(txn, id, &lease);
+        txn.put_lease(&lease.record(id));
         let granted = lease.ttl;
         state.leases.insert(id, lease);
         Ok(granted)
@@ -235,26 +203,26 @@ impl Lessor {
 
     /// Revokes lease `id`: deletes every attached key (in key order, all in this entry's single
     /// revision) and the lease.
-    pub fn revoke(&self, txn: &mut mvcc::WriteTxn<'_>, id: i64) -> Result<(), ServerError> {
+    pub fn revoke<T: LeaseTxn>(&self, txn: &mut T, id: i64) -> Result<(), LeaseError<T::Error>> {
         let mut state = self.state.lock();
         let Some(lease) = state.leases.remove(&id) else {
-            return Err(ServerError::LeaseNotFound);
+            return Err(LeaseError::NotFound);
         };
         for key in &lease.keys {
-            txn.delete_range(&mvcc::DeleteRangeRequest::new(key.clone(), Vec::new()))?;
+            txn.delete_key(key).map_err(LeaseError::Store)?;
             state.attached.remove(key);
         }
-        txn.backend_tx().delete(Table::Lease, &id.to_be_bytes());
+        txn.delete_lease(id);
         Ok(())
     }
 
     /// Records a checkpoint's remaining TTL (`0` clears it).
-    pub fn checkpoint(&self, txn: &mut mvcc::WriteTxn<'_>, id: i64, remaining_ttl: i64) {
+    pub fn checkpoint(&self, txn: &mut impl LeaseTxn, id: i64, remaining_ttl: i64) {
         let mut state = self.state.lock();
         let primary = state.primary;
         if let Some(lease) = state.leases.get_mut(&id) {
             lease.remaining_ttl = remaining_ttl;
-            persist(txn, id, lease);
+            txn.put_lease(&lease.record(id));
             if primary {
                 lease.next_checkpoint = self.first_checkpoint(lease, Instant::now());
             }
@@ -276,26 +244,24 @@ impl Lessor {
         }
     }
 
-    /// A delete of `range` was applied.
-    pub fn detach_range(&self, range: &mvcc::KeyRange) {
+    /// A delete of `key` was applied.
+    pub fn detach(&self, key: &[u8]) {
+        self.state.lock().detach(key);
+    }
+
+    /// A delete of every key in `[start, end)` was applied (`end` `None`: every key from
+    /// `start` on).
+    pub fn detach_range(&self, start: &[u8], end: Option<&[u8]>) {
+        if end.is_some_and(|end| end <= start) {
+            return;
+        }
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let mut state = self.state.lock();
-        let keys: Vec<Vec<u8>> = match range {
-            mvcc::KeyRange::Single(k) => vec![k.clone()],
-            mvcc::KeyRange::Span { start, end } => {
-                if range.is_empty() {
-                    return;
-                }
-                let upper = match end {
-                    Some(e) => std::ops::Bound::Excluded(e.clone()),
-                    None => std::ops::Bound::Unbounded,
-                };
-                state
-                    .attached
-                    .range((std::ops::Bound::Included(start.clone()), upper))
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            }
-        };
+        let keys: Vec<Vec<u8>> = state
+            .attached
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in keys {
             state.detach(&k);
         }
@@ -483,138 +449,5 @@ impl Lessor {
     }
 }
 
-fn persist(txn: &mut mvcc::WriteTxn<'_>, id: i64, lease: &Lease) {
-    let bytes = prost::Message::encode_to_vec(&lease.record(id));
-    txn.backend_tx()
-        .put(Table::Lease, &id.to_be_bytes(), &bytes);
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    fn store() -> Arc<mvcc::Store> {
-        let backend =
-            Arc::new(backend::Backend::in_memory(backend::BackendConfig::default()).unwrap());
-        Arc::new(mvcc::Store::open(backend, mvcc::StoreConfig::default()).unwrap())
-    }
-
-    #[test]
-    fn grant_enforces_limits_and_uniqueness() {
-        let s = store();
-        let l = Lessor::new(2, None);
-        let mut txn = s.write();
-        assert_eq!(l.grant(&mut txn, 1, 1), Ok(2));
-        assert_eq!(l.grant(&mut txn, 1, 10), Err(ServerError::LeaseExists));
-        assert_eq!(
-            l.grant(&mut txn, 2, MAX_LEASE_TTL + 1),
-            Err(ServerError::LeaseTtlTooLarge)
-        );
-        assert_eq!(l.grant(&mut txn, 3, 60), Ok(60));
-        drop(txn);
-        assert_eq!(l.leases(), vec![1, 3]);
-        assert_eq!(Lessor::min_ttl_for(Duration::from_millis(1000)), 2);
-        assert_eq!(Lessor::min_ttl_for(Duration::from_millis(2000)), 3);
-    }
-
-    #[test]
-    fn attachments_follow_puts_and_deletes_and_survive_recovery() {
-        let s = store();
-        let l = Lessor::new(1, None);
-        {
-            let mut txn = s.write();
-            l.grant(&mut txn, 7, 30).unwrap();
-            l.grant(&mut txn, 8, 30).unwrap();
-        }
-        for (k, lease) in [("a", 7), ("b", 7), ("c", 8)] {
-            let mut req = mvcc::PutRequest::new(k, "v");
-            req.lease = lease;
-            s.put(&req).unwrap();
-            l.attach(k.as_bytes(), lease);
-        }
-        // "b" moves to lease 8, "c" is deleted.
-        l.attach(b"b", 8);
-        let mut req = mvcc::PutRequest::new("b", "v2");
-        req.lease = 8;
-        s.put(&req).unwrap();
-        s.delete_range(&mvcc::DeleteRangeRequest::new("c", "d"))
-            .unwrap();
-        l.detach_range(&mvcc::KeyRange::new(b"c", b"d"));
-        let keys = |l: &Lessor, id| l.time_to_live(id, true).unwrap().keys;
-        assert_eq!(keys(&l, 7), vec![b"a".to_vec()]);
-        assert_eq!(keys(&l, 8), vec![b"b".to_vec()]);
-
-        let recovered = Lessor::new(1, None);
-        recovered.recover(&s).unwrap();
-        assert_eq!(recovered.leases(), vec![7, 8]);
-        assert_eq!(keys(&recovered, 7), vec![b"a".to_vec()]);
-        assert_eq!(keys(&recovered, 8), vec![b"b".to_vec()]);
-        assert_eq!(recovered.time_to_live(8, false).unwrap().granted_ttl, 30);
-    }
-
-    #[test]
-    fn revoke_deletes_every_key_in_one_revision() {
-        let s = store();
-        let l = Lessor::new(1, None);
-        l.grant(&mut s.write(), 5, 30).unwrap();
-        for k in ["x", "y", "z"] {
-            let mut req = mvcc::PutRequest::new(k, "v");
-            req.lease = 5;
-            s.put(&req).unwrap();
-            l.attach(k.as_bytes(), 5);
-        }
-        let before = s.current_revision();
-        {
-            let mut txn = s.write();
-            l.revoke(&mut txn, 5).unwrap();
-            assert_eq!(l.revoke(&mut txn, 5), Err(ServerError::LeaseNotFound));
-        }
-        assert_eq!(s.current_revision(), before + 1);
-        let all = s
-            .range(&mvcc::RangeRequest::range(vec![0u8], vec![0u8]))
-            .unwrap();
-        assert!(all.kvs.is_empty());
-        let recovered = Lessor::new(1, None);
-        recovered.recover(&s).unwrap();
-        assert!(recovered.leases().is_empty());
-    }
-
-    #[test]
-    fn only_the_primary_expires_and_renews() {
-        let s = store();
-        let l = Lessor::new(1, None);
-        l.grant(&mut s.write(), 1, 1).unwrap();
-        assert_eq!(l.renew(1).0, Renewed::NotPrimary);
-        assert!(l.take_expired(10).is_empty());
-        l.promote(Duration::ZERO);
-        assert_eq!(l.renew(1).0, Renewed::Ttl(1));
-        assert_eq!(l.renew(2).0, Renewed::NotFound);
-        // Force expiry without sleeping: a zero-TTL checkpoint does not count, so use
-        // a promotion whose extension is negative in effect by rewriting the expiry.
-        l.state.lock().leases.get_mut(&1).unwrap().expiry = Some(Instant::now());
-        assert_eq!(l.take_expired(10), vec![1]);
-        // Proposed once: not proposed again until the retry interval passes.
-        assert!(l.take_expired(10).is_empty());
-        assert_eq!(l.renew(1).0, Renewed::Expired);
-        l.demote();
-        assert!(l.take_expired(10).is_empty());
-        assert_eq!(l.time_to_live(1, false).unwrap().ttl, 1);
-    }
-
-    #[test]
-    fn promotion_uses_checkpointed_remaining_ttl() {
-        let s = store();
-        let l = Lessor::new(1, Some(Duration::from_secs(1)));
-        l.grant(&mut s.write(), 1, 100).unwrap();
-        l.checkpoint(&mut s.write(), 1, 40);
-        l.promote(Duration::ZERO);
-        let ttl = l.time_to_live(1, false).unwrap().ttl;
-        assert!((39..=40).contains(&ttl), "ttl {ttl}");
-        // A renewal clears the checkpoint: the next promotion uses the full TTL.
-        assert_eq!(l.renew(1), (Renewed::Ttl(100), true));
-        let recovered = Lessor::new(1, None);
-        recovered.recover(&s).unwrap();
-        assert_eq!(recovered.time_to_live(1, false).unwrap().ttl, 40);
-    }
-}
+mod tests;
