@@ -11,13 +11,13 @@ use api::etcdserverpb::InternalRaftRequest;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::apply::KvApplier;
 use crate::core::{Applied, Limits, ServerCore};
-use crate::election_service::ElectionService;
 use crate::error::ServerError;
-use crate::kv_service::KvService;
-use crate::lock_service::LockService;
-use crate::watch_service::WatchService;
+use crate::server::apply::KvApplier;
+use crate::v3rpc::election::ElectionService;
+use crate::v3rpc::kv::KvService;
+use crate::v3rpc::lock::LockService;
+use crate::v3rpc::watch::WatchService;
 
 pub const CLUSTER_ID: u64 = 0xc1;
 pub const MEMBER_ID: u64 = 0x1d;

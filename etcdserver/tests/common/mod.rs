@@ -11,7 +11,7 @@ use etcdserver::{EtcdServer, ServerParams};
 /// A running member of an in-process cluster.
 pub struct Node {
     pub server: EtcdServer,
-    pub threads: Option<etcdserver::server::Threads>,
+    pub threads: Option<etcdserver::Threads>,
     pub serving: tokio::task::JoinHandle<()>,
 }
 

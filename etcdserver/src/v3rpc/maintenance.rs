@@ -232,7 +232,7 @@ impl ClusterService {
     }
 }
 
-fn to_api(members: Vec<crate::membership::Member>) -> Vec<Member> {
+fn to_api(members: Vec<crate::server::membership::Member>) -> Vec<Member> {
     members.iter().map(|m| m.to_api()).collect()
 }
 

@@ -2,6 +2,8 @@
 //! serves gRPC (h2c) and HTTP/1 (`/health`, `/version`, `/metrics`) on the same socket, as etcd
 //! does with cmux.
 
+mod authority;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,8 +11,8 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::config::{ClusterState, ServerConfig};
-use crate::maintenance::{ClusterService, MaintenanceService};
 use crate::server::{EtcdServer, ServerParams, StartError, SNAPSHOT_CATCH_UP_ENTRIES};
+use crate::v3rpc::maintenance::{ClusterService, MaintenanceService};
 
 /// gRPC messages a client may send: the request limit plus etcd's 512 KiB of slack.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -57,13 +59,12 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // etcd registers the empty service name as SERVING.
     drop(health_reporter);
-    let kv = api::etcdserverpb::kv_server::KvServer::new(crate::kv_service::KvService::new(
-        core.clone(),
-    ))
-    .max_decoding_message_size(max_recv)
-    .max_encoding_message_size(usize::MAX);
+    let kv =
+        api::etcdserverpb::kv_server::KvServer::new(crate::v3rpc::kv::KvService::new(core.clone()))
+            .max_decoding_message_size(max_recv)
+            .max_encoding_message_size(usize::MAX);
     let watch = api::etcdserverpb::watch_server::WatchServer::new(
-        crate::watch_service::WatchService::new(core.clone(), WATCH_PROGRESS_NOTIFY_INTERVAL)
+        crate::v3rpc::watch::WatchService::new(core.clone(), WATCH_PROGRESS_NOTIFY_INTERVAL)
             .with_election_timeout(server.shared.election_timeout),
     )
     .max_decoding_message_size(max_recv)
@@ -78,9 +79,9 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         server: server.clone(),
     })
     .max_decoding_message_size(max_recv);
-    let lock = crate::lock_service::LockService::new(core.clone()).into_server();
-    let election = crate::election_service::ElectionService::new(core.clone()).into_server();
-    let lease = crate::lease_service::LeaseService::new(server.clone())
+    let lock = crate::v3rpc::lock::LockService::new(core.clone()).into_server();
+    let election = crate::v3rpc::election::ElectionService::new(core.clone()).into_server();
+    let lease = crate::server::leases::LeaseService::new(server.clone())
         .into_server()
         .max_decoding_message_size(max_recv);
     // No alarm is raised yet (quota and corruption checks are not built).
@@ -94,7 +95,7 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .add_service(election)
         .add_service(lease)
         .add_service(health_service);
-    Routes::from(crate::learner_guard::guard(
+    Routes::from(crate::v3rpc::learner_guard::guard(
         server.clone(),
         routes.into_axum_router(),
     ))
@@ -138,7 +139,7 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
         let auto_compaction = params.auto_compaction;
         let (server, threads) = EtcdServer::start(params)?;
         if let Some(mode) = auto_compaction {
-            crate::compactor::spawn(server.clone(), mode);
+            crate::server::compactor::spawn(server.clone(), mode);
         }
 
         let peer_router = server.peer_router();
@@ -169,7 +170,7 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(l).map(|conn| {
                     conn.map(|c| {
                         let _ = c.set_nodelay(true);
-                        crate::authority::ClientConn::new(c)
+                        crate::embed::authority::ClientConn::new(c)
                     })
                 });
                 let served = tonic::transport::Server::builder()
@@ -224,7 +225,7 @@ fn spawn_backend_gauges(server: EtcdServer) {
                 continue;
             };
             in_use = measured_in_use.unwrap_or(in_use);
-            crate::metrics_hooks::backend_size(total, in_use);
+            crate::metrics::hooks::backend_size(total, in_use);
         }
     });
 }

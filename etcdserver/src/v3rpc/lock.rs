@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status};
 use crate::convert;
 use crate::core::{Applied, ServerCore};
 use crate::error::ServerError;
-use crate::kv_service::{self, requires_leader, GRPC_OVERHEAD_BYTES};
+use crate::v3rpc::kv::{self, requires_leader, GRPC_OVERHEAD_BYTES};
 
 /// The TTL of the lease granted for a request with lease 0 (clientv3's `defaultSessionTTL`).
 pub const SESSION_TTL: i64 = 60;
@@ -113,12 +113,12 @@ impl<C: ServerCore> RecipeKv<C> {
     }
 
     pub async fn txn(&self, txn: pb::TxnRequest) -> Result<pb::TxnResponse, ServerError> {
-        kv_service::check_txn(&txn, self.core.limits().max_txn_ops)?;
+        kv::check_txn(&txn, self.core.limits().max_txn_ops)?;
         let req = pb::InternalRaftRequest {
             txn: Some(txn),
             ..Default::default()
         };
-        kv_service::check_request_size(&req, self.core.limits().max_request_bytes)?;
+        kv::check_request_size(&req, self.core.limits().max_request_bytes)?;
         match self.core.propose(req).await? {
             Applied::Txn(mut resp) => {
                 resp.header = self.with_header(&resp.header);
@@ -133,12 +133,12 @@ impl<C: ServerCore> RecipeKv<C> {
             key,
             ..Default::default()
         };
-        kv_service::check_delete(&delete)?;
+        kv::check_delete(&delete)?;
         let req = pb::InternalRaftRequest {
             delete_range: Some(delete),
             ..Default::default()
         };
-        kv_service::check_request_size(&req, self.core.limits().max_request_bytes)?;
+        kv::check_request_size(&req, self.core.limits().max_request_bytes)?;
         match self.core.propose(req).await? {
             Applied::DeleteRange(mut resp) => {
                 resp.header = self.with_header(&resp.header);
@@ -150,7 +150,7 @@ impl<C: ServerCore> RecipeKv<C> {
 
     /// A linearizable range.
     pub async fn range(&self, r: pb::RangeRequest) -> Result<pb::RangeResponse, ServerError> {
-        kv_service::check_range(&r)?;
+        kv::check_range(&r)?;
         self.core.read_barrier().await?;
         let resp = self.core.store().range(&convert::range_request(&r))?;
         let mut resp = convert::range_response(resp);

@@ -12,8 +12,8 @@ use raftpb::{ConfChange, ConfChangeType};
 
 use crate::core::ServerCore;
 use crate::error::ServerError;
-use crate::membership::{Member, Membership};
-use crate::raft_loop::RaftInput;
+use crate::server::membership::{Member, Membership};
+use crate::server::raft_loop::RaftInput;
 use crate::server::EtcdServer;
 
 /// Where a follower forwards MemberPromote to the leader (etcd's peer API), followed by the id in
@@ -239,7 +239,7 @@ impl EtcdServer {
             for url in self.leader_peer_urls() {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let url = format!("{url}{PROMOTE_PATH}{id}");
-                match crate::peer_post::post(&url, "text/plain", Vec::new(), left).await {
+                match crate::server::forward::post(&url, "text/plain", Vec::new(), left).await {
                     Ok((status, body)) => {
                         if let Some(answer) = promote_answer(status, &body) {
                             return answer;
@@ -359,7 +359,7 @@ pub(crate) fn peer_routes(server: &EtcdServer) -> axum::Router {
             move |axum::extract::Path(id): axum::extract::Path<String>| {
                 let weak = weak.clone();
                 async move {
-                    let Some(server) = crate::lease_service::upgrade(&weak) else {
+                    let Some(server) = crate::server::leases::upgrade(&weak) else {
                         return (StatusCode::SERVICE_UNAVAILABLE, String::new());
                     };
                     let Ok(id) = id.parse::<u64>() else {

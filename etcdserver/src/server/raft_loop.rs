@@ -18,9 +18,9 @@ use raftpb::{ConfChangeType, ConfState, EntryType, Message, MessageType, Snapsho
 use tokio::sync::oneshot;
 
 use crate::error::ServerError;
-use crate::membership::Member;
+use crate::server::membership::Member;
+use crate::server::storage::DiskStorage;
 use crate::server::Shared;
-use crate::storage::DiskStorage;
 
 /// How long a ReadIndex round may go unanswered before it is asked again (etcd: 500 ms).
 const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
@@ -184,7 +184,7 @@ impl RaftLoop {
             if let Some(hs) = &rd.hard_state {
                 self.shared.term.store(hs.term, Ordering::Release);
                 self.shared.committed.store(hs.commit, Ordering::Release);
-                crate::metrics_hooks::committed(hs.commit);
+                crate::metrics::hooks::committed(hs.commit);
             }
             self.send(std::mem::take(&mut rd.messages));
             let started = Instant::now();
@@ -198,7 +198,7 @@ impl RaftLoop {
                 return;
             }
             if rd.must_sync {
-                crate::metrics_hooks::wal_fsync(started.elapsed());
+                crate::metrics::hooks::wal_fsync(started.elapsed());
             }
             // `advance` reads the snapshot and entries from the Ready too: clone, don't take.
             if let Some(snap) = rd.snapshot.clone() {
@@ -274,7 +274,7 @@ impl RaftLoop {
 
     fn propose_conf_change(&mut self, cc: raftpb::ConfChange, promote: bool) {
         let checked = if promote {
-            crate::reconfig::learner_ready(&self.node.status(), cc.node_id)
+            crate::server::reconfig::learner_ready(&self.node.status(), cc.node_id)
         } else if self.node.raft().leader_id == 0 {
             Err(ServerError::NoLeader)
         } else {

@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::convert;
 use crate::core::ServerCore;
 use crate::error::ServerError;
-use crate::kv_service::{requires_leader, GRPC_OVERHEAD_BYTES};
+use crate::v3rpc::kv::{requires_leader, GRPC_OVERHEAD_BYTES};
 
 /// etcd's default `--experimental-watch-progress-notify-interval`.
 pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);

@@ -245,7 +245,7 @@ fn unexpected(applied: Applied) -> ServerError {
 
 /// Posts a forwarded lease request to the leader's `url`.
 async fn post(url: &str, body: Vec<u8>, timeout: Duration) -> Forwarded {
-    match crate::peer_post::post(url, "application/protobuf", body, timeout).await {
+    match crate::server::forward::post(url, "application/protobuf", body, timeout).await {
         Ok((StatusCode::OK, bytes)) => Forwarded::Ok(bytes),
         Ok((StatusCode::NOT_FOUND, _)) => Forwarded::NotFound,
         Ok(_) => Forwarded::Retry,

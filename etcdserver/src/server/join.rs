@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::membership::Member;
+use crate::server::membership::Member;
 
 /// The header carrying the cluster id on the peer port's answers (etcd's `X-Etcd-Cluster-ID`).
 pub(crate) const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";

@@ -1,8 +1,18 @@
 //! The member: raft, storage and the mvcc store wired together (etcd's `EtcdServer`).
 //!
-//! Threads: the raft thread ([`crate::raft_loop`]) owns raft and the WAL; the apply thread
+//! Threads: the raft thread ([`crate::server::raft_loop`]) owns raft and the WAL; the apply thread
 //! applies committed entries to the store in log order and wakes the callers waiting on them;
 //! gRPC handlers run on tokio and talk to both through channels.
+
+pub(crate) mod apply;
+pub(crate) mod compactor;
+mod forward;
+mod join;
+pub(crate) mod leases;
+pub(crate) mod membership;
+mod raft_loop;
+mod reconfig;
+mod storage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,12 +30,12 @@ use raft::{Config as RaftConfig, Peer, RawNode};
 use raftpb::{ConfChangeType, ConfState, Entry, EntryType};
 use tokio::sync::{oneshot, watch};
 
-use crate::apply::KvApplier;
 use crate::core::{Applied, Limits, ServerCore};
 use crate::error::ServerError;
-use crate::membership::{cluster_id, Member, Membership};
-use crate::raft_loop::{ApplyTask, RaftInput, RaftLoop};
-use crate::storage::{Dirs, DiskStorage, WalMetadata};
+use crate::server::apply::KvApplier;
+use crate::server::membership::{cluster_id, Member, Membership};
+use crate::server::raft_loop::{ApplyTask, RaftInput, RaftLoop};
+use crate::server::storage::{Dirs, DiskStorage, WalMetadata};
 
 /// etcd keeps this many entries in the raft log after a snapshot, so that a follower slightly
 /// behind catches up from the log rather than from a whole database (`snapshotCatchUpEntries`).
@@ -72,7 +82,7 @@ pub enum StartError {
     #[error("{0}")]
     Config(String),
     #[error("cannot open the data dir: {0}")]
-    Storage(#[from] crate::storage::StorageError),
+    Storage(#[from] crate::server::storage::StorageError),
     #[error("cannot open the backend: {0}")]
     Backend(#[from] backend::Error),
     #[error("cannot open the mvcc store: {0}")]
@@ -141,7 +151,7 @@ impl Shared {
             // Only a leader expires leases; a new one is promoted once it caught up.
             self.lessor.demote();
         }
-        crate::metrics_hooks::leader(self.member_id, leader, before != leader && leader != 0);
+        crate::metrics::hooks::leader(self.member_id, leader, before != leader && leader != 0);
     }
 
     pub fn fatal(&self, why: String) {
@@ -160,7 +170,7 @@ impl Shared {
         let waiter = {
             let mut waiters = self.waiters.lock();
             let w = waiters.remove(&id);
-            crate::metrics_hooks::proposals_pending(waiters.len());
+            crate::metrics::hooks::proposals_pending(waiters.len());
             w
         };
         if let Some(w) = waiter {
@@ -416,7 +426,7 @@ impl EtcdServer {
         crate::metrics::metrics().set_member_id(member_id);
         let server = EtcdServer { shared };
         server.spawn_publish();
-        crate::lease_service::spawn_lease_leader(&server);
+        crate::server::leases::spawn_lease_leader(&server);
         Ok((
             server,
             Threads {
@@ -432,8 +442,8 @@ impl EtcdServer {
         self.shared
             .transport()
             .router()
-            .merge(crate::lease_service::peer_routes(self))
-            .merge(crate::reconfig::peer_routes(self))
+            .merge(crate::server::leases::peer_routes(self))
+            .merge(crate::server::reconfig::peer_routes(self))
             .route(
                 "/members",
                 axum::routing::get(move || {
@@ -447,7 +457,7 @@ impl EtcdServer {
                                 ),
                                 (
                                     axum::http::HeaderName::from_static(
-                                        crate::join::CLUSTER_ID_HEADER,
+                                        crate::server::join::CLUSTER_ID_HEADER,
                                     ),
                                     format!("{:x}", shared.cluster_id),
                                 ),
@@ -678,7 +688,7 @@ impl ServerCore for EtcdServer {
         {
             let mut waiters = shared.waiters.lock();
             waiters.insert(id, tx);
-            crate::metrics_hooks::proposals_pending(waiters.len());
+            crate::metrics::hooks::proposals_pending(waiters.len());
         }
         let leader_before = shared.leader.load(Ordering::Acquire);
         if shared
@@ -748,7 +758,9 @@ fn identity_from_flags(params: &ServerParams) -> Result<(Vec<Member>, u64, u64),
 }
 
 /// The running cluster and this member's id in it, from the peers `--initial-cluster` lists.
-fn join_existing(params: &ServerParams) -> Result<(crate::join::RemoteCluster, u64), StartError> {
+fn join_existing(
+    params: &ServerParams,
+) -> Result<(crate::server::join::RemoteCluster, u64), StartError> {
     let mut own = params.peer_urls.clone();
     own.sort();
     let urls: Vec<String> = params
@@ -757,9 +769,9 @@ fn join_existing(params: &ServerParams) -> Result<(crate::join::RemoteCluster, u
         .flat_map(|(_, urls)| urls.iter().cloned())
         .filter(|u| !own.contains(u))
         .collect();
-    let remote =
-        crate::join::cluster_from_peers(&urls).map_err(|e| StartError::Config(e.to_string()))?;
-    let me = crate::join::local_id(&remote, &params.peer_urls)
+    let remote = crate::server::join::cluster_from_peers(&urls)
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let me = crate::server::join::local_id(&remote, &params.peer_urls)
         .map_err(|e| StartError::Config(e.to_string()))?;
     Ok((remote, me))
 }
@@ -814,7 +826,7 @@ impl ApplyLoop {
                     last
                 }
             };
-            crate::metrics_hooks::applied(applied);
+            crate::metrics::hooks::applied(applied);
             self.shared.applied.send_replace(applied);
             if applied > self.last_snapshot + self.snapshot_count {
                 // The snapshot must never be ahead of what the backend has made durable.
@@ -946,7 +958,7 @@ impl ApplyLoop {
             return;
         }
         if let Some(result) = self.kv.apply(entry.index, entry.term, &req) {
-            crate::metrics_hooks::proposal_result(result.is_ok());
+            crate::metrics::hooks::proposal_result(result.is_ok());
             self.shared.wake(id, result);
         }
     }
@@ -1052,7 +1064,7 @@ impl rafthttp::Raft for PeerHandler {
         let dest = self.snapshotter.dir().join(format!("{index:016x}.snap.db"));
         let info = backend::restore_snapshot(db, &dest).map_err(|e| e.to_string())?;
         tracing::info!(index, bytes = info.bytes, "received a database snapshot");
-        crate::metrics_hooks::snapshot_received(msg.from);
+        crate::metrics::hooks::snapshot_received(msg.from);
         self.to_raft(RaftInput::Step(msg));
         Ok(())
     }
@@ -1062,7 +1074,7 @@ impl rafthttp::Raft for PeerHandler {
     }
 
     fn report_snapshot(&self, id: u64, status: rafthttp::SnapshotStatus) {
-        crate::metrics_hooks::snapshot_sent(id, status == rafthttp::SnapshotStatus::Finish);
+        crate::metrics::hooks::snapshot_sent(id, status == rafthttp::SnapshotStatus::Finish);
         let status = match status {
             rafthttp::SnapshotStatus::Finish => raft::SnapshotStatus::Finish,
             rafthttp::SnapshotStatus::Failure => raft::SnapshotStatus::Failure,
