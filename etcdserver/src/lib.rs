@@ -28,4 +28,8 @@ pub use crate::config::{CLUSTER_VERSION, SERVER_VERSION};
 pub use crate::core::{Applied, Limits, ServerCore};
 pub use crate::embed::{run, run_server, ListenAddrs, RunError};
 pub use crate::error::ServerError;
-pub use crate::server::{EtcdServer, ServerParams, StartError, Threads, SNAPSHOT_CATCH_UP_ENTRIES};
+pub use crate::http::peer::router as peer_router;
+pub use crate::server::membership::{Member, Membership, MembershipError};
+pub use crate::server::{
+    EtcdServer, JoinError, ServerParams, StartError, Threads, SNAPSHOT_CATCH_UP_ENTRIES,
+};

@@ -8,6 +8,8 @@
 //! than those named by `?exclude=`), a known leader and a linearizable read barrier passed
 //! within a second; `?serializable=true` checks only the alarms, as etcd 3.5.
 
+pub(crate) mod peer;
+
 use std::sync::Arc;
 use std::time::Duration;
 

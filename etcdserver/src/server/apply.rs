@@ -25,12 +25,14 @@ pub struct KvApplier {
 }
 
 impl KvApplier {
+    #[cfg(test)]
     /// An applier for a member without leases: a put naming a lease fails with etcd's
     /// `requested lease not found`.
     pub fn new(store: Arc<mvcc::Store>) -> Self {
         Self::with_lease_check(store, |_| false)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// `lease_exists` tells whether a put may attach the lease it names.
     pub fn with_lease_check(
         store: Arc<mvcc::Store>,
@@ -53,6 +55,7 @@ impl KvApplier {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn store(&self) -> &Arc<mvcc::Store> {
         &self.store
     }

@@ -22,7 +22,7 @@ pub(crate) struct RemoteCluster {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum JoinError {
+pub enum JoinError {
     #[error("cannot fetch cluster info from peer urls: {0}")]
     Unreachable(String),
     #[error("couldn't find local member with peer URLs {0:?} in the existing cluster {1:x}; add it with `etcdctl member add` first")]

@@ -18,7 +18,7 @@ pub struct Node {
 /// Starts a member and serves its peer handlers on `listener`.
 pub fn start_node(p: ServerParams, listener: tokio::net::TcpListener) -> Node {
     let (server, threads) = EtcdServer::start(p).unwrap();
-    let router = server.peer_router();
+    let router = etcdserver::peer_router(&server);
     let serving = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
