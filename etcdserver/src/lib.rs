@@ -33,3 +33,5 @@ pub use crate::server::membership::{Member, Membership, MembershipError};
 pub use crate::server::{
     EtcdServer, JoinError, ServerParams, StartError, Threads, SNAPSHOT_CATCH_UP_ENTRIES,
 };
+#[cfg(any(test, feature = "testing"))]
+pub use crate::v3rpc::test_server::TestServer;

@@ -10,10 +10,41 @@ use std::sync::Arc;
 use api::etcdserverpb::{CompactionResponse, InternalRaftRequest, ResponseHeader};
 use tokio::sync::oneshot;
 
-use crate::convert;
+use crate::convert::{self, EmptyRequestOp};
 use crate::core::Applied;
 use crate::error::ServerError;
 use crate::lessor::Lessor;
+
+/// Why a committed request failed to apply; its caller gets etcd's error for it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The store refused it (compacted or future revision, a missing key...).
+    #[error(transparent)]
+    Store(#[from] mvcc::Error),
+    /// A put names a lease the lessor does not know.
+    #[error("lease {0:x} not found")]
+    LeaseNotFound(i64),
+    #[error(transparent)]
+    EmptyRequestOp(#[from] EmptyRequestOp),
+    /// The lessor refused a grant or revoke; it words its errors as etcd does.
+    #[error(transparent)]
+    Lessor(ServerError),
+    #[error("cannot start the compaction thread: {0}")]
+    CompactionThread(std::io::Error),
+}
+
+/// What the caller of a failed request is told.
+impl From<ApplyError> for ServerError {
+    fn from(e: ApplyError) -> ServerError {
+        match e {
+            ApplyError::Store(e) => e.into(),
+            ApplyError::LeaseNotFound(_) => ServerError::LeaseNotFound,
+            ApplyError::EmptyRequestOp(e) => e.into(),
+            ApplyError::Lessor(e) => e,
+            e @ ApplyError::CompactionThread(_) => ServerError::Internal(e.to_string()),
+        }
+    }
+}
 
 type LeaseCheck = Box<dyn Fn(i64) -> bool + Send + Sync>;
 
@@ -70,7 +101,7 @@ impl KvApplier {
         index: u64,
         term: u64,
         req: &InternalRaftRequest,
-    ) -> Option<Result<Applied, ServerError>> {
+    ) -> Option<Result<Applied, ApplyError>> {
         if let Some(c) = &req.compaction {
             return self.compact(index, term, c.revision);
         }
@@ -80,7 +111,7 @@ impl KvApplier {
             if let Some(r) = &req.put {
                 let put = convert::put_request(r);
                 if !put.ignore_lease && put.lease != 0 && !lease_exists(put.lease) {
-                    return Err(ServerError::LeaseNotFound);
+                    return Err(ApplyError::LeaseNotFound(put.lease));
                 }
                 let resp = txn.put(&put)?;
                 if let (Some(l), false) = (lessor, put.ignore_lease) {
@@ -106,11 +137,11 @@ impl KvApplier {
             }
             if let Some(lessor) = lessor {
                 if let Some(r) = &req.lease_grant {
-                    let ttl = lessor.grant(txn, r.id, r.ttl)?;
+                    let ttl = lessor.grant(txn, r.id, r.ttl).map_err(ApplyError::Lessor)?;
                     return Ok(Applied::LeaseGrant { id: r.id, ttl });
                 }
                 if let Some(r) = &req.lease_revoke {
-                    lessor.revoke(txn, r.id)?;
+                    lessor.revoke(txn, r.id).map_err(ApplyError::Lessor)?;
                     return Ok(Applied::LeaseRevoke);
                 }
                 if let Some(r) = &req.lease_checkpoint {
@@ -154,7 +185,7 @@ fn record_txn(lessor: &Lessor, req: &mvcc::TxnRequest, resp: &mvcc::TxnResponse)
 impl KvApplier {
     /// Compacts the index at `rev` now and removes the old rows on a thread of their own, as
     /// etcd's scheduled compaction does; `done` fires once they are gone.
-    fn compact(&self, index: u64, term: u64, rev: i64) -> Option<Result<Applied, ServerError>> {
+    fn compact(&self, index: u64, term: u64, rev: i64) -> Option<Result<Applied, ApplyError>> {
         // `Store::compact` takes the store's write lock, so it cannot run inside
         // `Store::apply`; the index is checked first and recorded right after. A crash in
         // between re-applies the entry, and compacting the same revision again is refused
@@ -179,9 +210,7 @@ impl KvApplier {
             });
         if let Err(e) = spawned {
             tracing::error!(rev, error = %e, "cannot start the compaction thread");
-            return Some(Err(ServerError::Internal(format!(
-                "cannot start the compaction thread: {e}"
-            ))));
+            return Some(Err(ApplyError::CompactionThread(e)));
         }
         let response = CompactionResponse {
             header: Some(ResponseHeader {
@@ -248,7 +277,7 @@ mod tests {
         req.put.as_mut().unwrap().lease = 42;
         let a = applier();
         assert_eq!(
-            a.apply(1, 1, &req).unwrap().unwrap_err(),
+            ServerError::from(a.apply(1, 1, &req).unwrap().unwrap_err()),
             ServerError::LeaseNotFound
         );
         assert_eq!(a.store().current_revision(), 1);
@@ -297,7 +326,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            a.apply(4, 1, &compact(9)).unwrap().unwrap_err(),
+            ServerError::from(a.apply(4, 1, &compact(9)).unwrap().unwrap_err()),
             ServerError::FutureRevision
         );
         let Applied::Compaction { response, done } = a.apply(5, 1, &compact(3)).unwrap().unwrap()
@@ -309,7 +338,7 @@ mod tests {
         assert_eq!(a.store().compact_revision(), 3);
         assert!(a.apply(5, 1, &compact(3)).is_none());
         assert_eq!(
-            a.apply(6, 1, &compact(3)).unwrap().unwrap_err(),
+            ServerError::from(a.apply(6, 1, &compact(3)).unwrap().unwrap_err()),
             ServerError::Compacted
         );
         assert_eq!(a.store().consistent_index().0, 6);

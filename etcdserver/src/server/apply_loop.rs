@@ -16,8 +16,10 @@ use super::cluster::Cluster;
 use super::membership::{Membership, MembershipError};
 use super::proposer::{Proposer, RaftInput};
 use super::raft_loop::ApplyTask;
+use super::snapshot::restore_store_from;
 use super::status::RaftStatus;
 use crate::core::Applied;
+use crate::error::ServerError;
 
 use crate::lessor::Lessor;
 
@@ -36,36 +38,23 @@ pub(crate) enum SnapshotApplyError {
     Membership(#[from] MembershipError),
 }
 
-/// Replaces the store's contents with the database file at `path` (a snapshot received from the
-/// leader).
-pub(crate) fn restore_store_from<E>(store: &mvcc::Store, path: &std::path::Path) -> Result<(), E>
-where
-    E: From<backend::Error> + From<mvcc::Error>,
-{
-    let engine = backend::RedbEngine::open(path)?;
-    let view = backend::Engine::view(&engine)?;
-    store.restore(view.as_ref())?;
-    store.commit()?;
-    Ok(())
-}
-
 /// The apply thread: applies committed entries in order, exactly once, and wakes their callers.
 pub(crate) struct ApplyLoop {
-    pub(crate) kv: KvApplier,
-    pub(crate) tasks: Receiver<ApplyTask>,
-    pub(crate) snapshotter: snap::Snapshotter,
+    pub(super) kv: KvApplier,
+    pub(super) tasks: Receiver<ApplyTask>,
+    pub(super) snapshotter: snap::Snapshotter,
     /// Applied entries between two raft snapshots (`--snapshot-count`).
-    pub(crate) snapshot_count: u64,
-    pub(crate) conf_state: ConfState,
-    pub(crate) last_snapshot: u64,
-    pub(crate) store: Arc<mvcc::Store>,
-    pub(crate) lessor: Arc<Lessor>,
-    pub(crate) status: Arc<RaftStatus>,
-    pub(crate) proposer: Arc<Proposer>,
-    pub(crate) cluster: Arc<Cluster>,
-    pub(crate) transport: rafthttp::Transport,
+    pub(super) snapshot_count: u64,
+    pub(super) conf_state: ConfState,
+    pub(super) last_snapshot: u64,
+    pub(super) store: Arc<mvcc::Store>,
+    pub(super) lessor: Arc<Lessor>,
+    pub(super) status: Arc<RaftStatus>,
+    pub(super) proposer: Arc<Proposer>,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) transport: rafthttp::Transport,
     /// How long a removed member keeps going before it stops (etcd's `stopWithDelay`).
-    pub(crate) election_timeout: Duration,
+    pub(super) election_timeout: Duration,
 }
 
 impl ApplyLoop {
@@ -225,7 +214,7 @@ impl ApplyLoop {
         }
         if let Some(result) = self.kv.apply(entry.index, entry.term, &req) {
             crate::metrics::hooks::proposal_result(result.is_ok());
-            self.proposer.wake(id, result);
+            self.proposer.wake(id, result.map_err(ServerError::from));
         }
     }
 

@@ -10,9 +10,9 @@ use backend::{Backend, BackendConfig};
 use bytes::Bytes;
 use raft::{Config as RaftConfig, MemoryStorage, Peer, RawNode};
 
-use super::apply_loop::restore_store_from;
 use super::join::{self, JoinError, RemoteCluster};
 use super::membership::{cluster_id, Member, Membership, MembershipError};
+use super::snapshot::restore_store_from;
 use super::storage::{Dirs, DiskStorage, StorageError, WalMetadata};
 use crate::core::Limits;
 use crate::lessor::Lessor;
@@ -102,19 +102,19 @@ pub enum StartError {
 
 /// A member's state as found on (or first written to) disk.
 pub(crate) struct Bootstrapped {
-    pub(crate) snapshotter: snap::Snapshotter,
-    pub(crate) store: Arc<mvcc::Store>,
-    pub(crate) storage: DiskStorage,
-    pub(crate) member_id: u64,
-    pub(crate) cluster_id: u64,
+    pub(super) snapshotter: snap::Snapshotter,
+    pub(super) store: Arc<mvcc::Store>,
+    pub(super) storage: DiskStorage,
+    pub(super) member_id: u64,
+    pub(super) cluster_id: u64,
     /// The last raft snapshot (empty for a new member).
-    pub(crate) snapshot: raftpb::Snapshot,
+    pub(super) snapshot: raftpb::Snapshot,
     /// A new cluster's founding members, for raft's bootstrap (empty otherwise).
-    pub(crate) bootstrap_peers: Vec<Peer>,
+    pub(super) bootstrap_peers: Vec<Peer>,
     /// A joining member's view of the running cluster, to reach its peers at once.
-    pub(crate) remote_members: Option<Vec<Member>>,
-    pub(crate) membership: Membership,
-    pub(crate) lessor: Arc<Lessor>,
+    pub(super) remote_members: Option<Vec<Member>>,
+    pub(super) membership: Membership,
+    pub(super) lessor: Arc<Lessor>,
 }
 
 /// Opens or creates the member's data dir as `params` describe it.

@@ -20,6 +20,7 @@ mod peer_handler;
 mod proposer;
 mod raft_loop;
 mod reconfig;
+mod snapshot;
 mod status;
 mod storage;
 

@@ -10,9 +10,9 @@ use super::proposer::{Proposer, RaftInput};
 /// What the peer transport calls into. It holds no store: a stopped member must release its
 /// backend even while the transport lingers.
 pub(crate) struct PeerHandler {
-    pub(crate) proposer: Arc<Proposer>,
-    pub(crate) cluster: Arc<Cluster>,
-    pub(crate) snapshotter: snap::Snapshotter,
+    pub(super) proposer: Arc<Proposer>,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) snapshotter: snap::Snapshotter,
 }
 
 impl PeerHandler {

@@ -53,17 +53,17 @@ struct ReadRound {
 
 /// The raft thread's state: raft itself, the disk, and the handles it reports to.
 pub(crate) struct RaftLoop {
-    pub(crate) node: RawNode<MemoryStorage>,
-    pub(crate) storage: DiskStorage,
-    pub(crate) inputs: Receiver<RaftInput>,
-    pub(crate) apply: Sender<ApplyTask>,
-    pub(crate) heartbeat: Duration,
-    pub(crate) snapshot_catch_up_entries: u64,
-    pub(crate) status: Arc<RaftStatus>,
-    pub(crate) proposer: Arc<Proposer>,
-    pub(crate) cluster: Arc<Cluster>,
-    pub(crate) leases: Arc<Leases>,
-    pub(crate) transport: rafthttp::Transport,
+    pub(super) node: RawNode<MemoryStorage>,
+    pub(super) storage: DiskStorage,
+    pub(super) inputs: Receiver<RaftInput>,
+    pub(super) apply: Sender<ApplyTask>,
+    pub(super) heartbeat: Duration,
+    pub(super) snapshot_catch_up_entries: u64,
+    pub(super) status: Arc<RaftStatus>,
+    pub(super) proposer: Arc<Proposer>,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) leases: Arc<Leases>,
+    pub(super) transport: rafthttp::Transport,
 }
 
 impl RaftLoop {

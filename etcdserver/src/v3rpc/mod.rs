@@ -8,4 +8,7 @@ pub(crate) mod learner_guard;
 pub(crate) mod lease;
 pub(crate) mod lock;
 pub(crate) mod maintenance;
+mod status;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_server;
 pub(crate) mod watch;
