@@ -235,7 +235,7 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
         Err(e) => assert!(e.to_string().contains("permanently removed"), "{e}"),
         Ok((server, threads)) => {
             let listener = tokio::net::TcpListener::bind(addrs[leader]).await.unwrap();
-            let router = server.peer_router();
+            let router = etcdserver::peer_router(&server);
             let serving = tokio::spawn(async move {
                 let _ = axum::serve(listener, router).await;
             });

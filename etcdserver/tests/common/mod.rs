@@ -11,14 +11,14 @@ use etcdserver::{EtcdServer, ServerParams};
 /// A running member of an in-process cluster.
 pub struct Node {
     pub server: EtcdServer,
-    pub threads: Option<etcdserver::server::Threads>,
+    pub threads: Option<etcdserver::Threads>,
     pub serving: tokio::task::JoinHandle<()>,
 }
 
 /// Starts a member and serves its peer handlers on `listener`.
 pub fn start_node(p: ServerParams, listener: tokio::net::TcpListener) -> Node {
     let (server, threads) = EtcdServer::start(p).unwrap();
-    let router = server.peer_router();
+    let router = etcdserver::peer_router(&server);
     let serving = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::membership::Member;
+use crate::server::membership::Member;
 
 /// The header carrying the cluster id on the peer port's answers (etcd's `X-Etcd-Cluster-ID`).
 pub(crate) const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
@@ -22,11 +22,38 @@ pub(crate) struct RemoteCluster {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum JoinError {
+pub enum JoinError {
     #[error("cannot fetch cluster info from peer urls: {0}")]
     Unreachable(String),
     #[error("couldn't find local member with peer URLs {0:?} in the existing cluster {1:x}; add it with `etcdctl member add` first")]
     NotAMember(Vec<String>, u64),
+}
+
+/// Why one peer could not tell the cluster's members.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("only http peer URLs are supported")]
+    NotHttp,
+    #[error("no address")]
+    NoAddress,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("truncated HTTP answer")]
+    Truncated,
+    #[error("unexpected answer {0:?}")]
+    Status(String),
+    #[error("the answer carries no cluster id")]
+    NoClusterId,
+    #[error("bad chunk")]
+    BadChunk,
+    #[error("truncated chunk")]
+    TruncatedChunk,
+    #[error("{0}")]
+    Utf8(#[from] std::str::Utf8Error),
+    #[error("{0}")]
+    ChunkSize(#[from] std::num::ParseIntError),
+    #[error("bad member list: {0}")]
+    Members(#[from] serde_json::Error),
 }
 
 /// Asks each peer URL in turn for the cluster's members; the first answer wins.
@@ -57,44 +84,38 @@ pub(crate) fn local_id(cluster: &RemoteCluster, peer_urls: &[String]) -> Result<
 }
 
 /// `GET <url>/members` over plain HTTP/1.1.
-fn fetch_members(url: &str) -> Result<RemoteCluster, String> {
+fn fetch_members(url: &str) -> Result<RemoteCluster, FetchError> {
     let host_port = url
         .strip_prefix("http://")
-        .ok_or("only http peer URLs are supported")?
+        .ok_or(FetchError::NotHttp)?
         .trim_end_matches('/');
     let addr = host_port
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
+        .to_socket_addrs()?
         .next()
-        .ok_or("no address")?;
-    let mut conn = TcpStream::connect_timeout(&addr, PEER_TIMEOUT).map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(PEER_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    conn.set_write_timeout(Some(PEER_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+        .ok_or(FetchError::NoAddress)?;
+    let mut conn = TcpStream::connect_timeout(&addr, PEER_TIMEOUT)?;
+    conn.set_read_timeout(Some(PEER_TIMEOUT))?;
+    conn.set_write_timeout(Some(PEER_TIMEOUT))?;
     write!(
         conn,
         "GET /members HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut answer = Vec::new();
-    conn.take(MAX_ANSWER)
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
+    conn.take(MAX_ANSWER).read_to_end(&mut answer)?;
     parse_members_answer(&answer)
 }
 
-fn parse_members_answer(answer: &[u8]) -> Result<RemoteCluster, String> {
+fn parse_members_answer(answer: &[u8]) -> Result<RemoteCluster, FetchError> {
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or("truncated HTTP answer")?;
-    let head = std::str::from_utf8(&answer[..split]).map_err(|e| e.to_string())?;
+        .ok_or(FetchError::Truncated)?;
+    let head = std::str::from_utf8(&answer[..split])?;
     let body = &answer[split + 4..];
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap_or_default();
     if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("unexpected answer {status:?}"));
+        return Err(FetchError::Status(status.to_owned()));
     }
     let mut cluster_id = None;
     let mut chunked = false;
@@ -109,37 +130,35 @@ fn parse_members_answer(answer: &[u8]) -> Result<RemoteCluster, String> {
             chunked = true;
         }
     }
-    let cluster_id = cluster_id.ok_or("the answer carries no cluster id")?;
+    let cluster_id = cluster_id.ok_or(FetchError::NoClusterId)?;
     let body = if chunked {
         dechunk(body)?
     } else {
         body.to_vec()
     };
-    let members: Vec<Member> =
-        serde_json::from_slice(&body).map_err(|e| format!("bad member list: {e}"))?;
+    let members: Vec<Member> = serde_json::from_slice(&body)?;
     Ok(RemoteCluster {
         cluster_id,
         members,
     })
 }
 
-fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
+fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, FetchError> {
     let mut out = Vec::new();
     loop {
         let end = body
             .windows(2)
             .position(|w| w == b"\r\n")
-            .ok_or("bad chunk")?;
-        let size = std::str::from_utf8(&body[..end]).map_err(|e| e.to_string())?;
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|e| e.to_string())?;
+            .ok_or(FetchError::BadChunk)?;
+        let size = std::str::from_utf8(&body[..end])?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)?;
         body = &body[end + 2..];
         if size == 0 {
             return Ok(out);
         }
-        let chunk = body.get(..size).ok_or("truncated chunk")?;
+        let chunk = body.get(..size).ok_or(FetchError::TruncatedChunk)?;
         out.extend_from_slice(chunk);
-        body = body.get(size + 2..).ok_or("truncated chunk")?;
+        body = body.get(size + 2..).ok_or(FetchError::TruncatedChunk)?;
     }
 }
 

@@ -15,12 +15,11 @@ use tokio::time::Instant;
 use crate::config::AutoCompaction;
 use crate::core::ServerCore;
 use crate::error::ServerError;
-use crate::server::EtcdServer;
 
 /// How often revision mode compacts (etcd: 5 minutes).
 const REVISION_INTERVAL: Duration = Duration::from_secs(300);
 
-pub fn spawn(server: EtcdServer, mode: AutoCompaction) {
+pub(crate) fn spawn<C: ServerCore + Clone>(server: C, mode: AutoCompaction) {
     tokio::spawn(async move {
         match mode {
             AutoCompaction::Periodic(retention) => periodic(server, retention).await,
@@ -29,7 +28,7 @@ pub fn spawn(server: EtcdServer, mode: AutoCompaction) {
     });
 }
 
-async fn periodic(server: EtcdServer, retention: Duration) {
+async fn periodic<C: ServerCore>(server: C, retention: Duration) {
     let compact_every = retention.min(Duration::from_secs(3600));
     let sample_every = (compact_every / 10).max(Duration::from_millis(10));
     // One sample per interval over the retention, so the oldest is the revision `retention` ago.
@@ -47,7 +46,7 @@ async fn periodic(server: EtcdServer, retention: Duration) {
         ticker.tick().await;
         // Followers keep sampling (revisions are the same on every member) but leave the
         // compaction to the leader, as etcd pauses its compactor.
-        if !server.is_leader() || last_success.elapsed() < wait {
+        if !is_leader(&server) || last_success.elapsed() < wait {
             continue;
         }
         wait = compact_every;
@@ -58,13 +57,13 @@ async fn periodic(server: EtcdServer, retention: Duration) {
     }
 }
 
-async fn revision(server: EtcdServer, keep: i64) {
+async fn revision<C: ServerCore>(server: C, keep: i64) {
     let mut last = 0;
     let mut ticker = tokio::time::interval(REVISION_INTERVAL);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        if !server.is_leader() {
+        if !is_leader(&server) {
             continue;
         }
         let rev = server.store().current_revision() - keep;
@@ -78,7 +77,7 @@ async fn revision(server: EtcdServer, keep: i64) {
 }
 
 /// Proposes a compaction at `rev`; true when the store is compacted at or beyond it.
-async fn compact(server: &EtcdServer, rev: i64, mode: &str) -> bool {
+async fn compact<C: ServerCore>(server: &C, rev: i64, mode: &str) -> bool {
     if rev <= server.store().compact_revision() {
         return true;
     }
@@ -100,4 +99,8 @@ async fn compact(server: &EtcdServer, rev: i64, mode: &str) -> bool {
             false
         }
     }
+}
+
+fn is_leader<C: ServerCore>(server: &C) -> bool {
+    server.leader_id() == Some(server.member_id())
 }

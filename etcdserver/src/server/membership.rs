@@ -75,6 +75,15 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("sha1 has 20 bytes"))
 }
 
+/// Why the membership could not be read from the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("{0}")]
+    Backend(#[from] backend::Error),
+    #[error("corrupt member record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
 /// Members and removed members of the cluster, as applied so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Membership {
@@ -88,7 +97,7 @@ fn member_key(id: u64) -> Vec<u8> {
 
 impl Membership {
     /// Reads the `members` and `members_removed` tables.
-    pub fn load(backend: &Backend) -> Result<Membership, String> {
+    pub fn load(backend: &Backend) -> Result<Membership, MembershipError> {
         let read = backend.read();
         let mut members = BTreeMap::new();
         let mut bad = None;
@@ -97,13 +106,12 @@ impl Membership {
                 Ok(m) => {
                     members.insert(m.id, m);
                 }
-                Err(e) => bad = Some(e.to_string()),
+                Err(e) => bad = Some(e),
             }
             true
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         if let Some(e) = bad {
-            return Err(format!("corrupt member record: {e}"));
+            return Err(e.into());
         }
         let mut removed = BTreeSet::new();
         read.scan(Table::MembersRemoved, &[], None, |k: &[u8], _: &[u8]| {
@@ -114,8 +122,7 @@ impl Membership {
                 removed.insert(id);
             }
             true
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         Ok(Membership { members, removed })
     }
 

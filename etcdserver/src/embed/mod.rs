@@ -2,6 +2,8 @@
 //! serves gRPC (h2c) and HTTP/1 (`/health`, `/version`, `/metrics`) on the same socket, as etcd
 //! does with cmux.
 
+mod authority;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,13 +11,12 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::config::{ClusterState, ServerConfig};
-use crate::maintenance::{ClusterService, MaintenanceService};
+use crate::core::ServerCore;
 use crate::server::{EtcdServer, ServerParams, StartError, SNAPSHOT_CATCH_UP_ENTRIES};
-
-/// gRPC messages a client may send: the request limit plus etcd's 512 KiB of slack.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
-/// etcd's `--experimental-watch-progress-notify-interval` default.
-const WATCH_PROGRESS_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+use crate::v3rpc::cluster::ClusterService;
+use crate::v3rpc::kv::{KvService, GRPC_OVERHEAD_BYTES};
+use crate::v3rpc::maintenance::MaintenanceService;
+use crate::v3rpc::watch::{WatchService, DEFAULT_PROGRESS_NOTIFY_INTERVAL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -53,21 +54,14 @@ async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, RunError> {
 /// The gRPC services and HTTP endpoints of the client port.
 pub fn client_routes(server: &EtcdServer) -> Routes {
     let core = Arc::new(server.clone());
-    let max_recv = server.shared.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let max_recv = server.limits().max_request_bytes + GRPC_OVERHEAD_BYTES;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // etcd registers the empty service name as SERVING.
     drop(health_reporter);
-    let kv = api::etcdserverpb::kv_server::KvServer::new(crate::kv_service::KvService::new(
-        core.clone(),
-    ))
-    .max_decoding_message_size(max_recv)
-    .max_encoding_message_size(usize::MAX);
-    let watch = api::etcdserverpb::watch_server::WatchServer::new(
-        crate::watch_service::WatchService::new(core.clone(), WATCH_PROGRESS_NOTIFY_INTERVAL)
-            .with_election_timeout(server.shared.election_timeout),
-    )
-    .max_decoding_message_size(max_recv)
-    .max_encoding_message_size(usize::MAX);
+    let kv = KvService::new(core.clone()).into_server();
+    let watch = WatchService::new(core.clone(), DEFAULT_PROGRESS_NOTIFY_INTERVAL)
+        .with_election_timeout(server.election_timeout())
+        .into_server();
     let maintenance =
         api::etcdserverpb::maintenance_server::MaintenanceServer::new(MaintenanceService {
             server: server.clone(),
@@ -78,9 +72,9 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         server: server.clone(),
     })
     .max_decoding_message_size(max_recv);
-    let lock = crate::lock_service::LockService::new(core.clone()).into_server();
-    let election = crate::election_service::ElectionService::new(core.clone()).into_server();
-    let lease = crate::lease_service::LeaseService::new(server.clone())
+    let lock = crate::v3rpc::lock::LockService::new(core.clone()).into_server();
+    let election = crate::v3rpc::election::ElectionService::new(core.clone()).into_server();
+    let lease = crate::v3rpc::lease::LeaseService::new(server.clone())
         .into_server()
         .max_decoding_message_size(max_recv);
     // No alarm is raised yet (quota and corruption checks are not built).
@@ -94,7 +88,7 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .add_service(election)
         .add_service(lease)
         .add_service(health_service);
-    Routes::from(crate::learner_guard::guard(
+    Routes::from(crate::v3rpc::learner_guard::guard(
         server.clone(),
         routes.into_axum_router(),
     ))
@@ -138,10 +132,10 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
         let auto_compaction = params.auto_compaction;
         let (server, threads) = EtcdServer::start(params)?;
         if let Some(mode) = auto_compaction {
-            crate::compactor::spawn(server.clone(), mode);
+            crate::server::compactor::spawn(server.clone(), mode);
         }
 
-        let peer_router = server.peer_router();
+        let peer_router = crate::http::peer::router(&server);
         for l in peer_listeners {
             let router = peer_router.clone();
             tokio::spawn(async move {
@@ -169,7 +163,7 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(l).map(|conn| {
                     conn.map(|c| {
                         let _ = c.set_nodelay(true);
-                        crate::authority::ClientConn::new(c)
+                        crate::embed::authority::ClientConn::new(c)
                     })
                 });
                 let served = tonic::transport::Server::builder()
@@ -208,7 +202,7 @@ fn spawn_backend_gauges(server: EtcdServer) {
         let mut in_use = 0;
         for tick in 0u32.. {
             every.tick().await;
-            let backend = server.shared.store.backend().clone();
+            let backend = server.store().backend().clone();
             let measure_in_use = tick % IN_USE_EVERY == 0;
             let measured = tokio::task::spawn_blocking(move || {
                 let total = backend.size().ok()?;
@@ -224,7 +218,7 @@ fn spawn_backend_gauges(server: EtcdServer) {
                 continue;
             };
             in_use = measured_in_use.unwrap_or(in_use);
-            crate::metrics_hooks::backend_size(total, in_use);
+            crate::metrics::hooks::backend_size(total, in_use);
         }
     });
 }

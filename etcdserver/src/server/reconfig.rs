@@ -3,22 +3,19 @@
 //! reconfiguration checks), then proposed as raft conf changes whose caller is woken when the
 //! change is applied.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use bytes::Bytes;
-use raftpb::{ConfChange, ConfChangeType};
+use raftpb::ConfChangeType;
 
-use crate::core::ServerCore;
+use super::cluster::Cluster;
+use super::forward;
+use super::membership::{Member, Membership};
+use super::proposer::Proposer;
+use super::status::RaftStatus;
 use crate::error::ServerError;
-use crate::membership::{Member, Membership};
-use crate::raft_loop::RaftInput;
-use crate::server::EtcdServer;
 
-/// Where a follower forwards MemberPromote to the leader (etcd's peer API), followed by the id in
-/// decimal.
-const PROMOTE_PATH: &str = "/members/promote/";
 /// Pause between two forwarding attempts while the leader is unknown or changing.
 const PROMOTE_RETRY: Duration = Duration::from_millis(100);
 
@@ -103,10 +100,39 @@ fn urls_taken(ms: &Membership, urls: &[String], except: u64) -> bool {
         .any(|m| m.peer_urls.iter().any(|u| urls.contains(u)))
 }
 
-impl EtcdServer {
+/// Membership changes, one at a time.
+pub(crate) struct Reconfig {
+    /// Held while a membership change is in flight: raft takes one conf change at a time.
+    serial: tokio::sync::Mutex<()>,
+    proposer: Arc<Proposer>,
+    status: Arc<RaftStatus>,
+    cluster: Arc<Cluster>,
+    transport: rafthttp::Transport,
+}
+
+impl Reconfig {
+    pub(crate) fn new(
+        proposer: Arc<Proposer>,
+        status: Arc<RaftStatus>,
+        cluster: Arc<Cluster>,
+        transport: rafthttp::Transport,
+    ) -> Reconfig {
+        Reconfig {
+            serial: tokio::sync::Mutex::new(()),
+            proposer,
+            status,
+            cluster,
+            transport,
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.status.leader() == Some(self.cluster.local_id())
+    }
+
     /// etcd's `MemberAdd`: a new member (voter or learner) with an id derived from its peer
     /// URLs and the time. Returns it and the members after the change.
-    pub async fn add_member(
+    pub(crate) async fn add_member(
         &self,
         peer_urls: Vec<String>,
         is_learner: bool,
@@ -118,8 +144,8 @@ impl EtcdServer {
             .unwrap_or(0);
         let mut member = Member::new("", &peer_urls, "", Some(now));
         member.is_learner = is_learner;
-        let _serial = self.shared.reconfig.lock().await;
-        let ms = self.membership();
+        let _serial = self.serial.lock().await;
+        let ms = self.cluster.membership();
         if ms.members.contains_key(&member.id) {
             return Err(ServerError::MemberExist);
         }
@@ -148,9 +174,9 @@ impl EtcdServer {
 
     /// etcd's `MemberRemove`. A leader removing itself first hands leadership to another
     /// voter, so the cluster does not wait an election timeout for a new one.
-    pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>, ServerError> {
-        let _serial = self.shared.reconfig.lock().await;
-        let ms = self.membership();
+    pub(crate) async fn remove_member(&self, id: u64) -> Result<Vec<Member>, ServerError> {
+        let _serial = self.serial.lock().await;
+        let ms = self.cluster.membership();
         let Some(target) = ms.members.get(&id) else {
             return Err(ServerError::MemberNotFound);
         };
@@ -158,8 +184,8 @@ impl EtcdServer {
             if !ready_to_remove_voter(&ms, id) {
                 return Err(ServerError::NotEnoughStartedMembers);
             }
-            let transport = self.shared.transport();
-            let down = id != self.member_id() && transport.active_since(id).is_none();
+            let transport = &self.transport;
+            let down = id != self.cluster.local_id() && transport.active_since(id).is_none();
             if !down {
                 // Keep a quorum of active voters once this one is gone.
                 let since = Instant::now().checked_sub(HEALTH_INTERVAL);
@@ -173,13 +199,13 @@ impl EtcdServer {
                 }
             }
         }
-        if id == self.member_id() && self.is_leader() {
+        if id == self.cluster.local_id() && self.is_leader() {
             if let Some(next) = self.transferee(&ms) {
                 tracing::info!(
                     to = format!("{next:x}"),
                     "removing the leader: handing leadership over first"
                 );
-                if let Err(e) = self.transfer_leadership(next).await {
+                if let Err(e) = self.proposer.transfer_leadership(next).await {
                     tracing::warn!(error = %e, "leadership transfer before self-removal failed");
                 }
             }
@@ -190,7 +216,7 @@ impl EtcdServer {
         match removed {
             // The others may tell this member it is gone (and stop it) before it applies its
             // own removal: that is the removal having happened.
-            Err(ServerError::Stopped) if id == self.member_id() => Ok(ms
+            Err(ServerError::Stopped) if id == self.cluster.local_id() => Ok(ms
                 .members
                 .values()
                 .filter(|m| m.id != id)
@@ -201,14 +227,14 @@ impl EtcdServer {
     }
 
     /// etcd's `MemberUpdate`: new peer URLs for a member.
-    pub async fn update_member(
+    pub(crate) async fn update_member(
         &self,
         id: u64,
         peer_urls: Vec<String>,
     ) -> Result<Vec<Member>, ServerError> {
         check_urls(&peer_urls)?;
-        let _serial = self.shared.reconfig.lock().await;
-        let ms = self.membership();
+        let _serial = self.serial.lock().await;
+        let ms = self.cluster.membership();
         let Some(current) = ms.members.get(&id) else {
             return Err(ServerError::MemberNotFound);
         };
@@ -229,17 +255,17 @@ impl EtcdServer {
     /// etcd's `MemberPromote`: a learner in sync with the leader becomes a voter. Only the
     /// leader can tell whether it is in sync, so a follower forwards the request to the leader's
     /// peer URL (`POST /members/promote/<id>`), as etcd does, until the request timeout.
-    pub async fn promote_member(&self, id: u64) -> Result<Vec<Member>, ServerError> {
+    pub(crate) async fn promote_member(&self, id: u64) -> Result<Vec<Member>, ServerError> {
         match self.promote_here(id).await {
             Err(ServerError::NotLeader) => {}
             done => return done,
         }
-        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        let deadline = tokio::time::Instant::now() + self.proposer.request_timeout();
         loop {
-            for url in self.leader_peer_urls() {
+            for url in forward::leader_peer_urls(&self.status, &self.cluster) {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let url = format!("{url}{PROMOTE_PATH}{id}");
-                match crate::peer_post::post(&url, "text/plain", Vec::new(), left).await {
+                let url = format!("{url}{}{id}", forward::PROMOTE_PATH);
+                match forward::post(&url, "text/plain", Vec::new(), left).await {
                     Ok((status, body)) => {
                         if let Some(answer) = promote_answer(status, &body) {
                             return answer;
@@ -248,7 +274,7 @@ impl EtcdServer {
                     Err(e) => tracing::debug!(url, error = %e, "forwarding promote failed"),
                 }
             }
-            if self.shared.is_stopped() {
+            if self.proposer.is_stopped() {
                 return Err(ServerError::Stopped);
             }
             if tokio::time::Instant::now() + PROMOTE_RETRY >= deadline {
@@ -259,9 +285,9 @@ impl EtcdServer {
     }
 
     /// Promotes on this member, which must be the leader.
-    async fn promote_here(&self, id: u64) -> Result<Vec<Member>, ServerError> {
-        let _serial = self.shared.reconfig.lock().await;
-        let ms = self.membership();
+    pub(crate) async fn promote_here(&self, id: u64) -> Result<Vec<Member>, ServerError> {
+        let _serial = self.serial.lock().await;
+        let ms = self.cluster.membership();
         let Some(target) = ms.members.get(&id) else {
             return Err(ServerError::MemberNotFound);
         };
@@ -288,42 +314,17 @@ impl EtcdServer {
         context: Vec<u8>,
         promote: bool,
     ) -> Result<Vec<Member>, ServerError> {
-        let shared = &self.shared;
-        if shared.is_stopped() {
-            return Err(ServerError::Stopped);
-        }
-        let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        shared.waiters.lock().insert(id, tx);
-        let cc = ConfChange {
-            id,
-            change_type: kind as i32,
-            node_id,
-            context: Bytes::from(context),
-        };
-        if shared
-            .raft_tx
-            .send(RaftInput::ProposeConfChange { cc, promote })
-            .is_err()
-        {
-            shared.waiters.lock().remove(&id);
-            return Err(ServerError::Stopped);
-        }
-        match tokio::time::timeout(shared.request_timeout, rx).await {
-            Ok(Ok(result)) => result.map(|_| self.membership().list()),
-            Ok(Err(_)) => Err(ServerError::Stopped),
-            Err(_) => {
-                shared.waiters.lock().remove(&id);
-                Err(ServerError::Timeout)
-            }
-        }
+        self.proposer
+            .propose_conf_change(kind, node_id, context, promote)
+            .await?;
+        Ok(self.cluster.membership().list())
     }
 
     fn connected_since(&self, id: u64, since: Option<Instant>) -> bool {
-        if id == self.member_id() {
+        if id == self.cluster.local_id() {
             return true;
         }
-        match (self.shared.transport().active_since(id), since) {
+        match (self.transport.active_since(id), since) {
             (Some(t), Some(since)) => t <= since,
             _ => false,
         }
@@ -341,47 +342,11 @@ impl EtcdServer {
     fn transferee(&self, ms: &Membership) -> Option<u64> {
         ms.members
             .values()
-            .filter(|m| !m.is_learner && m.id != self.member_id())
-            .filter(|m| self.shared.transport().active_since(m.id).is_some())
+            .filter(|m| !m.is_learner && m.id != self.cluster.local_id())
+            .filter(|m| self.transport.active_since(m.id).is_some())
             .map(|m| m.id)
             .next()
     }
-}
-
-/// The leader's end of forwarded promotions: `POST /members/promote/<id>` answers 200 and the
-/// members as JSON, 404 for an unknown member, 412 with etcd's message for a member that is not a
-/// learner or not in sync, 503 off the leader or on any other failure (the sender retries).
-pub(crate) fn peer_routes(server: &EtcdServer) -> axum::Router {
-    let weak = std::sync::Arc::downgrade(&server.shared);
-    axum::Router::new().route(
-        &format!("{PROMOTE_PATH}{{id}}"),
-        axum::routing::post(
-            move |axum::extract::Path(id): axum::extract::Path<String>| {
-                let weak = weak.clone();
-                async move {
-                    let Some(server) = crate::lease_service::upgrade(&weak) else {
-                        return (StatusCode::SERVICE_UNAVAILABLE, String::new());
-                    };
-                    let Ok(id) = id.parse::<u64>() else {
-                        return (StatusCode::BAD_REQUEST, format!("invalid member id {id:?}"));
-                    };
-                    match server.promote_here(id).await {
-                        Ok(members) => (
-                            StatusCode::OK,
-                            serde_json::to_string(&members).unwrap_or_default(),
-                        ),
-                        Err(e @ ServerError::MemberNotFound) => {
-                            (StatusCode::NOT_FOUND, e.to_string())
-                        }
-                        Err(e @ (ServerError::MemberNotLearner | ServerError::LearnerNotReady)) => {
-                            (StatusCode::PRECONDITION_FAILED, e.to_string())
-                        }
-                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-                    }
-                }
-            },
-        ),
-    )
 }
 
 /// The outcome a forwarded promotion's answer gives; None when the sender should try again.

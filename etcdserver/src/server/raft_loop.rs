@@ -7,7 +7,6 @@
 //! entries go to the apply thread in order.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,10 +16,13 @@ use raft::{MemoryStorage, RawNode, StateRole};
 use raftpb::{ConfChangeType, ConfState, EntryType, Message, MessageType, SnapshotMetadata};
 use tokio::sync::oneshot;
 
+use super::cluster::Cluster;
+use super::leases::Leases;
+use super::membership::Member;
+use super::proposer::{Proposer, RaftInput};
+use super::status::RaftStatus;
+use super::storage::DiskStorage;
 use crate::error::ServerError;
-use crate::membership::Member;
-use crate::server::Shared;
-use crate::storage::DiskStorage;
 
 /// How long a ReadIndex round may go unanswered before it is asked again (etcd: 500 ms).
 const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
@@ -28,28 +30,6 @@ const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 const MAX_HELD_PROPOSALS: usize = 10_000;
 /// Inputs handled per round before raft's output is processed, so a flood cannot starve ticks.
 const MAX_INPUTS_PER_ROUND: usize = 4096;
-
-pub(crate) enum RaftInput {
-    Propose(Bytes),
-    Step(Message),
-    ReadIndex(oneshot::Sender<Result<u64, ServerError>>),
-    Unreachable(u64),
-    SnapshotStatus(u64, raft::SnapshotStatus),
-    /// The apply thread applied (and the backend committed) everything up to `index`.
-    TakeSnapshot {
-        index: u64,
-        conf_state: ConfState,
-    },
-    TransferLeader(u64),
-    /// A membership change; `cc.id` is the waiter woken when it is applied (or fails here).
-    ProposeConfChange {
-        cc: raftpb::ConfChange,
-        /// Promoting a learner: only the leader knows whether it is in sync, so the check is
-        /// made here, against raft's progress, right before proposing.
-        promote: bool,
-    },
-    Stop,
-}
 
 /// What the apply thread gets, in log order.
 pub(crate) enum ApplyTask {
@@ -72,14 +52,19 @@ struct ReadRound {
     sent_at: Instant,
 }
 
+/// The raft thread's state: raft itself, the disk, and the handles it reports to.
 pub(crate) struct RaftLoop {
-    pub node: RawNode<MemoryStorage>,
-    pub storage: DiskStorage,
-    pub shared: Arc<Shared>,
-    pub inputs: Receiver<RaftInput>,
-    pub apply: Sender<ApplyTask>,
-    pub heartbeat: Duration,
-    pub snapshot_catch_up_entries: u64,
+    pub(super) node: RawNode<MemoryStorage>,
+    pub(super) storage: DiskStorage,
+    pub(super) inputs: Receiver<RaftInput>,
+    pub(super) apply: Sender<ApplyTask>,
+    pub(super) heartbeat: Duration,
+    pub(super) snapshot_catch_up_entries: u64,
+    pub(super) status: Arc<RaftStatus>,
+    pub(super) proposer: Arc<Proposer>,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) leases: Arc<Leases>,
+    pub(super) transport: rafthttp::Transport,
 }
 
 impl RaftLoop {
@@ -117,17 +102,17 @@ impl RaftLoop {
                     RaftInput::Unreachable(id) => self.node.report_unreachable(id),
                     RaftInput::SnapshotStatus(id, status) => self.node.report_snapshot(id, status),
                     RaftInput::TakeSnapshot { index, conf_state } => {
-                        let data = Bytes::from(self.shared.membership_json());
+                        let data = Bytes::from(self.cluster.to_json());
                         if let Err(e) = self.storage.snapshot_at(
                             index,
                             conf_state,
                             data,
                             self.snapshot_catch_up_entries,
                         ) {
-                            self.shared.fatal(format!("saving a snapshot failed: {e}"));
+                            self.proposer
+                                .fatal(&format!("saving a snapshot failed: {e}"));
                             return;
                         }
-                        self.shared.snapshot_index.store(index, Ordering::Release);
                     }
                     RaftInput::TransferLeader(to) => self.node.transfer_leader(to),
                     RaftInput::ProposeConfChange { cc, promote } => {
@@ -191,13 +176,11 @@ impl RaftLoop {
                 must_sync,
             } = self.node.ready();
             if let Some(ss) = &soft_state {
-                self.shared
-                    .on_soft_state(ss.leader_id, ss.raft_state == StateRole::Leader);
+                self.on_soft_state(ss.leader_id, ss.raft_state == StateRole::Leader);
             }
             if let Some(hs) = &hard_state {
-                self.shared.term.store(hs.term, Ordering::Release);
-                self.shared.committed.store(hs.commit, Ordering::Release);
-                crate::metrics_hooks::committed(hs.commit);
+                self.status.set_hard_state(hs.term, hs.commit);
+                crate::metrics::hooks::committed(hs.commit);
             }
             self.send(messages);
             // The apply thread needs only where the snapshot is and its membership; the snapshot itself goes to
@@ -208,17 +191,14 @@ impl RaftLoop {
             let started = Instant::now();
             if let Err(e) = self.storage.save_ready(hard_state, entries, snapshot) {
                 // A failed fsync leaves the disk state unknown: etcd panics here; we stop serving.
-                self.shared
-                    .fatal(format!("persisting raft state failed: {e}"));
+                self.proposer
+                    .fatal(&format!("persisting raft state failed: {e}"));
                 return;
             }
             if must_sync {
-                crate::metrics_hooks::wal_fsync(started.elapsed());
+                crate::metrics::hooks::wal_fsync(started.elapsed());
             }
             if let Some(metadata) = snapshot_metadata {
-                self.shared
-                    .snapshot_index
-                    .store(metadata.index, Ordering::Release);
                 if self.apply.send(ApplyTask::Snapshot(metadata)).is_err() {
                     return;
                 }
@@ -267,6 +247,26 @@ impl RaftLoop {
         }
     }
 
+    fn on_soft_state(&self, leader: u64, is_leader: bool) {
+        let before = self.status.set_leader(leader);
+        if before != leader {
+            tracing::info!(
+                leader = format!("{leader:x}"),
+                is_leader,
+                "raft leader changed"
+            );
+        }
+        if !is_leader {
+            // Only a leader expires leases; a new one is promoted once it caught up.
+            self.leases.demote();
+        }
+        crate::metrics::hooks::leader(
+            self.cluster.local_id(),
+            leader,
+            before != leader && leader != 0,
+        );
+    }
+
     fn send(&self, msgs: Vec<Message>) {
         if msgs.is_empty() {
             return;
@@ -281,13 +281,13 @@ impl RaftLoop {
             }
         }
         if !plain.is_empty() {
-            self.shared.transport().send(plain);
+            self.transport.send(plain);
         }
     }
 
     fn propose_conf_change(&mut self, cc: raftpb::ConfChange, promote: bool) {
         let checked = if promote {
-            crate::reconfig::learner_ready(&self.node.status(), cc.node_id)
+            super::reconfig::learner_ready(&self.node.status(), cc.node_id)
         } else if self.node.leader_id() == 0 {
             Err(ServerError::NoLeader)
         } else {
@@ -300,14 +300,14 @@ impl RaftLoop {
             })
         });
         if let Err(e) = proposed {
-            self.shared.wake(cc.id, Err(e));
+            self.proposer.wake(cc.id, Err(e));
         }
     }
 
     /// Peers join the transport when their conf change commits, before it is applied, so the
     /// new member hears from the leader at once (as etcd does).
     fn update_transport(&self, cc: &raftpb::ConfChangeV2) {
-        let local = self.shared.member_id;
+        let local = self.cluster.local_id();
         for change in &cc.changes {
             let id = change.node_id;
             if id == local {
@@ -317,14 +317,14 @@ impl RaftLoop {
                 ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode => {
                     if let Ok(m) = serde_json::from_slice::<Member>(&cc.context) {
                         if m.id == id {
-                            self.shared.transport().add_peer(id, m.peer_urls);
+                            self.transport.add_peer(id, m.peer_urls);
                         }
                     }
                 }
-                ConfChangeType::ConfChangeRemoveNode => self.shared.transport().remove_peer(id),
+                ConfChangeType::ConfChangeRemoveNode => self.transport.remove_peer(id),
                 ConfChangeType::ConfChangeUpdateNode => {
                     if let Ok(m) = serde_json::from_slice::<Member>(&cc.context) {
-                        self.shared.transport().update_peer(id, m.peer_urls);
+                        self.transport.update_peer(id, m.peer_urls);
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! `name/`; a campaign returns once every older candidate's key is gone.
 //!
 //! Errors reach the caller as etcd's do: code `Unknown` with the recipe's text (see
-//! [`crate::lock_service`]).
+//! [`crate::v3rpc::lock`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,8 +19,8 @@ use tonic::{Request, Response, Status};
 
 use crate::core::ServerCore;
 use crate::error::ServerError;
-use crate::kv_service::GRPC_OVERHEAD_BYTES;
-use crate::lock_service::{
+use crate::v3rpc::kv::GRPC_OVERHEAD_BYTES;
+use crate::v3rpc::lock::{
     create_revision_is, get, op, participants_prefix, put, range_kvs, recipe_status,
     remove_participant, session_key, txn_disagrees, under_prefix, CleanupOnCancel, RecipeError,
     RecipeKv,
@@ -330,7 +330,7 @@ mod tests {
     use tonic::transport::Channel;
     use tonic::{Code, Streaming};
 
-    use crate::lock_service::tests::{Fixture, WAIT};
+    use crate::v3rpc::lock::tests::{Fixture, WAIT};
 
     async fn client(f: &Fixture) -> ElectionClient<Channel> {
         ElectionClient::connect(f.server.endpoint()).await.unwrap()

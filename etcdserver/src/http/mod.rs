@@ -1,15 +1,11 @@
 //! The client port's plain HTTP endpoints, as etcd serves them beside gRPC: `/health`,
 //! `/version` and `/metrics`, with Go's `net/http` answers for wrong methods and unknown paths
 //! and etcd's default CORS headers.
-//!
-//! `/health` answers as etcd 3.5 does: `{"health":"true","reason":""}`, or 503 with
-//! `{"health":"false","reason":"RAFT NO LEADER"}` (etcd 3.4 answers `{"health":"true"}` without
-//! the reason; clients read the `health` field only). Healthy means: no active alarm (other
-//! than those named by `?exclude=`), a known leader and a linearizable read barrier passed
-//! within a second; `?serializable=true` checks only the alarms, as etcd 3.5.
+
+mod health;
+pub(crate) mod peer;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use api::etcdserverpb::AlarmType;
 use axum::body::Body;
@@ -19,11 +15,7 @@ use axum::Router;
 
 use crate::config::{CLUSTER_VERSION, SERVER_VERSION};
 use crate::core::ServerCore;
-use crate::error::ServerError;
 use crate::metrics::{self, metrics};
-
-/// How long `/health` waits for the read barrier (etcd 3.4's quorum GET timeout).
-const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Go's `http.Error` and sniffed types: what etcd's answers carry.
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
@@ -37,7 +29,7 @@ pub fn client_http_router<C: ServerCore>(core: Arc<C>, alarms: ActiveAlarms) -> 
     Router::new()
         .route(
             "/health",
-            any(move |req: Request<Body>| health(health_core.clone(), alarms.clone(), req)),
+            any(move |req: Request<Body>| health::health(health_core.clone(), alarms.clone(), req)),
         )
         .route("/version", any(version))
         .route("/metrics", any(move || scrape(core.clone())))
@@ -101,13 +93,6 @@ struct Versions {
     etcdcluster: &'static str,
 }
 
-/// `/health`'s body, fields in etcd's order.
-#[derive(serde::Serialize)]
-struct Health<'a> {
-    health: &'static str,
-    reason: &'a str,
-}
-
 fn to_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("plain string fields always serialize")
 }
@@ -142,93 +127,15 @@ async fn scrape<C: ServerCore>(core: Arc<C>) -> Response<Body> {
     respond(StatusCode::OK, metrics::CONTENT_TYPE, text)
 }
 
-/// `/health`'s query: `exclude=<ALARM>` (repeatable) and `serializable=true`.
-struct HealthQuery {
-    excluded: Vec<String>,
-    serializable: bool,
-}
-
-impl HealthQuery {
-    fn parse(query: Option<&str>) -> HealthQuery {
-        let mut q = HealthQuery {
-            excluded: Vec::new(),
-            serializable: false,
-        };
-        for pair in query.unwrap_or("").split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
-                "exclude" if !value.is_empty() => q.excluded.push(value.to_owned()),
-                "serializable" => q.serializable = value == "true",
-                _ => {}
-            }
-        }
-        q
-    }
-}
-
-async fn health<C: ServerCore>(
-    core: Arc<C>,
-    alarms: ActiveAlarms,
-    req: Request<Body>,
-) -> Response<Body> {
-    if req.method() != Method::GET {
-        tracing::warn!(status = 405, "/health error");
-        return method_not_allowed();
-    }
-    let query = HealthQuery::parse(req.uri().query());
-    let reason = unhealthy_reason(&*core, &alarms, &query).await;
-    let body = to_json(&Health {
-        health: if reason.is_none() { "true" } else { "false" },
-        reason: reason.as_deref().unwrap_or(""),
-    });
-    match reason {
-        None => {
-            metrics().health_success.inc();
-            tracing::debug!("/health OK");
-            respond(StatusCode::OK, TEXT_PLAIN, body)
-        }
-        Some(reason) => {
-            metrics().health_failures.inc();
-            tracing::warn!(%reason, "/health error");
-            http_error(StatusCode::SERVICE_UNAVAILABLE, &body)
-        }
-    }
-}
-
-/// Why the member is unhealthy, in etcd's words; `None` when it is healthy.
-async fn unhealthy_reason<C: ServerCore>(
-    core: &C,
-    alarms: &ActiveAlarms,
-    query: &HealthQuery,
-) -> Option<String> {
-    for alarm in alarms() {
-        if alarm == AlarmType::None || query.excluded.iter().any(|e| e == alarm.as_str_name()) {
-            continue;
-        }
-        return Some(format!("ALARM {}", alarm.as_str_name()));
-    }
-    if query.serializable {
-        // A serializable read is served from the local store and cannot fail.
-        return None;
-    }
-    if core.leader_id().is_none() {
-        return Some("RAFT NO LEADER".into());
-    }
-    let read = tokio::time::timeout(HEALTH_READ_TIMEOUT, core.read_barrier()).await;
-    match read {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("RANGE ERROR:{e}")),
-        Err(_) => Some(format!("RANGE ERROR:{}", ServerError::Timeout)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::{Applied, Limits};
+    use crate::error::ServerError;
     use api::etcdserverpb::InternalRaftRequest;
     use parking_lot::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[derive(Clone, Copy, PartialEq)]

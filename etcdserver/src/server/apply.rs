@@ -10,11 +10,46 @@ use std::sync::Arc;
 use api::etcdserverpb::{CompactionResponse, InternalRaftRequest, ResponseHeader};
 use tokio::sync::oneshot;
 
-use crate::convert;
+use super::lease_store::TxnLeases;
+use crate::convert::{self, EmptyRequestOp};
 use crate::core::Applied;
 use crate::error::ServerError;
-use crate::lease_store::TxnLeases;
 use lease::Lessor;
+
+/// Why a committed request failed to apply; its caller gets etcd's error for it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The store refused it (compacted or future revision, a missing key...).
+    #[error(transparent)]
+    Store(#[from] mvcc::Error),
+    /// A put names a lease the lessor does not know.
+    #[error("lease {0:x} not found")]
+    LeaseNotFound(i64),
+    #[error(transparent)]
+    EmptyRequestOp(#[from] EmptyRequestOp),
+    /// The lessor refused a grant (unknown, existing or too long a lease).
+    #[error(transparent)]
+    LeaseGrant(#[from] lease::LeaseError),
+    /// The lessor refused a revoke, or deleting the lease's keys failed.
+    #[error(transparent)]
+    LeaseRevoke(#[from] lease::LeaseError<mvcc::Error>),
+    #[error("cannot start the compaction thread: {0}")]
+    CompactionThread(std::io::Error),
+}
+
+/// What the caller of a failed request is told.
+impl From<ApplyError> for ServerError {
+    fn from(e: ApplyError) -> ServerError {
+        match e {
+            ApplyError::Store(e) => e.into(),
+            ApplyError::LeaseNotFound(_) => ServerError::LeaseNotFound,
+            ApplyError::EmptyRequestOp(e) => e.into(),
+            ApplyError::LeaseGrant(e) => e.into(),
+            ApplyError::LeaseRevoke(e) => e.into(),
+            e @ ApplyError::CompactionThread(_) => ServerError::Internal(e.to_string()),
+        }
+    }
+}
 
 type LeaseCheck = Box<dyn Fn(i64) -> bool + Send + Sync>;
 
@@ -26,12 +61,14 @@ pub struct KvApplier {
 }
 
 impl KvApplier {
+    #[cfg(test)]
     /// An applier for a member without leases: a put naming a lease fails with etcd's
     /// `requested lease not found`.
     pub fn new(store: Arc<mvcc::Store>) -> Self {
         Self::with_lease_check(store, |_| false)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// `lease_exists` tells whether a put may attach the lease it names.
     pub fn with_lease_check(
         store: Arc<mvcc::Store>,
@@ -54,6 +91,7 @@ impl KvApplier {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn store(&self) -> &Arc<mvcc::Store> {
         &self.store
     }
@@ -68,7 +106,7 @@ impl KvApplier {
         index: u64,
         term: u64,
         req: &InternalRaftRequest,
-    ) -> Option<Result<Applied, ServerError>> {
+    ) -> Option<Result<Applied, ApplyError>> {
         if let Some(c) = &req.compaction {
             return self.compact(index, term, c.revision);
         }
@@ -78,7 +116,7 @@ impl KvApplier {
             if let Some(r) = &req.put {
                 let put = convert::put_request(r);
                 if !put.ignore_lease && put.lease != 0 && !lease_exists(put.lease) {
-                    return Err(ServerError::LeaseNotFound);
+                    return Err(ApplyError::LeaseNotFound(put.lease));
                 }
                 let resp = txn.put(&put)?;
                 if let (Some(l), false) = (lessor, put.ignore_lease) {
@@ -160,7 +198,7 @@ fn detach(lessor: &Lessor, range: &mvcc::KeyRange) {
 impl KvApplier {
     /// Compacts the index at `rev` now and removes the old rows on a thread of their own, as
     /// etcd's scheduled compaction does; `done` fires once they are gone.
-    fn compact(&self, index: u64, term: u64, rev: i64) -> Option<Result<Applied, ServerError>> {
+    fn compact(&self, index: u64, term: u64, rev: i64) -> Option<Result<Applied, ApplyError>> {
         // `Store::compact` takes the store's write lock, so it cannot run inside
         // `Store::apply`; the index is checked first and recorded right after. A crash in
         // between re-applies the entry, and compacting the same revision again is refused
@@ -185,9 +223,7 @@ impl KvApplier {
             });
         if let Err(e) = spawned {
             tracing::error!(rev, error = %e, "cannot start the compaction thread");
-            return Some(Err(ServerError::Internal(format!(
-                "cannot start the compaction thread: {e}"
-            ))));
+            return Some(Err(ApplyError::CompactionThread(e)));
         }
         let response = CompactionResponse {
             header: Some(ResponseHeader {
@@ -254,7 +290,7 @@ mod tests {
         req.put.as_mut().unwrap().lease = 42;
         let a = applier();
         assert_eq!(
-            a.apply(1, 1, &req).unwrap().unwrap_err(),
+            ServerError::from(a.apply(1, 1, &req).unwrap().unwrap_err()),
             ServerError::LeaseNotFound
         );
         assert_eq!(a.store().current_revision(), 1);
@@ -303,7 +339,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            a.apply(4, 1, &compact(9)).unwrap().unwrap_err(),
+            ServerError::from(a.apply(4, 1, &compact(9)).unwrap().unwrap_err()),
             ServerError::FutureRevision
         );
         let Applied::Compaction { response, done } = a.apply(5, 1, &compact(3)).unwrap().unwrap()
@@ -315,7 +351,7 @@ mod tests {
         assert_eq!(a.store().compact_revision(), 3);
         assert!(a.apply(5, 1, &compact(3)).is_none());
         assert_eq!(
-            a.apply(6, 1, &compact(3)).unwrap().unwrap_err(),
+            ServerError::from(a.apply(6, 1, &compact(3)).unwrap().unwrap_err()),
             ServerError::Compacted
         );
         assert_eq!(a.store().consistent_index().0, 6);

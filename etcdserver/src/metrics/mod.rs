@@ -7,6 +7,8 @@
 //! `/metrics` renders it. Gauges the client router can read from the core (leadership, member
 //! id, database size) it refreshes itself on every scrape.
 
+pub(crate) mod hooks;
+
 use std::sync::LazyLock;
 
 use prometheus::{
