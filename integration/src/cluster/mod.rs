@@ -1,9 +1,10 @@
 //! Real multi-process clusters: one server process per member, each started from a command line of
 //! etcd's standard flags, so the same code boots Debian's etcd today and our own `etcd` binary later.
 //!
-//! The parts: [`spec`](ClusterSpec) (what to boot), `command` (each member's command line), `lifecycle`
-//! (start, stop, kill, pause, restart), `membership` (adding members), `faults` (network faults through
-//! the proxies) and `probes` (health and leadership over HTTP).
+//! [`Cluster`]'s methods live with their concern: `lifecycle` (start, stop, kill, pause, restart, wipe),
+//! `membership` (a slot for a newcomer, joining it), `faults` (network faults through the proxies) and
+//! `probes` (health and leadership over HTTP). `spec` says what to boot, `member` holds one member's state
+//! and `command` builds its command line.
 
 mod command;
 mod faults;

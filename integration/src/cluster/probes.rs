@@ -8,7 +8,7 @@ use super::Cluster;
 use crate::error::{io_err, Error, Result};
 use crate::http;
 
-/// How often health probes are repeated while waiting.
+/// How often health probes are repeated while waiting for several members (see `wait_members_healthy`).
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Bound on a single HTTP probe; etcd's own /health check gives up after 1 s.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -53,20 +53,14 @@ impl Cluster {
 
     /// Polls [`Cluster::leader_index`] until a leader exists.
     pub fn wait_for_leader(&self, timeout: Duration) -> Result<usize> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let claims = self.leader_claims();
-            if let [only] = claims.as_slice() {
-                return Ok(*only);
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::NoLeader {
-                    timeout,
-                    last: format!("members claiming leadership: {claims:?}"),
-                });
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
+        testkit::poll(timeout, || match self.leader_claims().as_slice() {
+            [only] => Ok(*only),
+            claims => Err(claims.to_vec()),
+        })
+        .map_err(|claims| Error::NoLeader {
+            timeout,
+            last: format!("members claiming leadership: {claims:?}"),
+        })
     }
 
     fn leader_claims(&self) -> Vec<usize> {
@@ -88,6 +82,8 @@ impl Cluster {
         self.members[i].process.is_some() && !self.members[i].paused
     }
 
+    /// Its own loop rather than `testkit::poll`: a member that died ends the wait at once, with its log
+    /// tail, instead of at the deadline.
     fn wait_members_healthy(&mut self, indexes: &[usize], timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut pending = indexes.to_vec();

@@ -44,9 +44,10 @@
 //! Everything runs on one thread with a single-threaded tokio runtime; dropping the [`Network`] stops it and
 //! closes every listener and connection before `drop` returns.
 //!
-//! The parts: [`rules`] (links, delays and how faults combine into a rule per direction), `network` (the
-//! proxy thread and its listeners), `forward` (moving a connection's bytes under the rules), `sniff`
-//! (reading who dials from the first request head) and `owner` (finding a socket's process in `/proc`).
+//! The parts: `rules` (links, delays and how faults combine into a rule per direction), `network` (the
+//! proxy thread and its listeners), `shared` (what the proxy's tasks share), `forward` (moving a
+//! connection's bytes under the rules), `sniff` (reading who dials from the first request head) and
+//! `owner` (finding a socket's process in `/proc`).
 
 mod forward;
 mod network;
