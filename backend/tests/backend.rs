@@ -1,9 +1,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backend::{restore_snapshot, Backend, BackendConfig, Error, Table};
-use integration::Cli;
+use testkit::Cli;
 
 /// A config that never commits on its own, so tests decide when commits happen.
 fn manual() -> BackendConfig {
@@ -134,11 +134,9 @@ fn batch_interval_commits_in_the_background() {
     let path = dir.path().join("db");
     let b = Backend::open(&path, config).unwrap();
     b.batch_tx().put(Table::Key, b"k", b"v");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while b.commit_count() == 0 {
-        assert!(Instant::now() < deadline, "no periodic commit");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    testkit::eventually(Duration::from_secs(20), "a periodic commit", || {
+        b.commit_count() > 0
+    });
     drop(b);
     let b = Backend::open(&path, manual()).unwrap();
     assert_eq!(b.read().get(Table::Key, b"k").unwrap(), Some(b"v".to_vec()));

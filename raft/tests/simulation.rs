@@ -27,36 +27,12 @@ use raft::{
     decode_conf_change, Config, MemoryStorage, Peer, RawNode, Ready, SnapshotStatus, StateRole,
     Storage,
 };
+use testkit::Rng;
 
 const ROUNDS_PER_TICK: u64 = 3;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        (!items.is_empty()).then(|| items[self.below(items.len() as u64) as usize])
-    }
-}
-
 fn mix(a: u64, b: u64) -> u64 {
-    let mut r = Rng(a ^ b.rotate_left(17) ^ 0x5851_f42d_4c95_7f2d);
-    r.next()
+    Rng::new(a ^ b.rotate_left(17) ^ 0x5851_f42d_4c95_7f2d).next_u64()
 }
 
 fn digest(e: &Entry) -> u64 {
@@ -184,7 +160,7 @@ struct Sim {
 
 impl Sim {
     fn new(seed: u64) -> Sim {
-        let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0xdead_beef);
+        let mut rng = Rng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0xdead_beef);
         let n = [3u64, 5, 7][(seed % 3) as usize];
         let p = Params {
             drop: [0.0, 0.02, 0.1, 0.25][rng.below(4) as usize],
@@ -389,7 +365,7 @@ impl Sim {
         // Reorder the messages due in this round.
         let mut keyed: Vec<(u64, Message)> = due
             .drain(..)
-            .map(|(_, _, m)| (self.rng.next(), m))
+            .map(|(_, _, m)| (self.rng.next_u64(), m))
             .collect();
         keyed.sort_by_key(|(k, _)| *k);
         for (_, m) in keyed {

@@ -45,29 +45,16 @@ impl Node {
     }
 }
 
-/// Polls `cond` every 10 ms for up to `secs` seconds; panics naming `what` after that.
-pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..secs * 100 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not within {secs} s");
-}
-
 /// The index of the running member that leads, waiting up to 5 s for one.
 pub async fn leader_of(nodes: &[Node]) -> usize {
-    for _ in 0..500 {
-        if let Some(i) = nodes
+    let leader = testkit::poll_async(Duration::from_secs(5), || {
+        let leading = nodes
             .iter()
-            .position(|n| n.threads.is_some() && n.server.is_leader())
-        {
-            return i;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no leader after 5 s");
+            .position(|n| n.threads.is_some() && n.server.is_leader());
+        std::future::ready(leading.ok_or(()))
+    })
+    .await;
+    leader.unwrap_or_else(|()| panic!("no leader after 5 s"))
 }
 
 /// A single-member cluster named `default` in `dir`, with short raft timings (a 100 ms election

@@ -1,9 +1,10 @@
-//! Compatibility with etcd itself (Debian's etcd 3.4, which CI installs): a `.snap` file written by etcd loads
-//! here, and etcd restarts from a `.snap` file written by this crate without calling it broken. The
-//! `integration` harness runs etcd on reserved 127.0.0.1 ports and kills it when the test ends.
+//! The `snap` crate's compatibility with etcd itself (Debian's etcd 3.4, which CI installs): a `.snap` file
+//! written by etcd loads with it, and etcd restarts from a `.snap` file written by it without calling it
+//! broken. The harness runs etcd on reserved 127.0.0.1 ports and kills it when the test ends. (It lives here
+//! so that `snap` does not depend on the harness.)
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration::{real_etcdctl, Cluster, ClusterSpec};
 use snap::Snapshotter;
@@ -44,11 +45,9 @@ fn loads_etcd_snapshots_and_etcd_loads_ours() {
         etcdctl(&cluster, &["put", &format!("snap-key-{i}"), "v"]);
     }
     // etcd writes its snapshot file asynchronously after the apply that crossed --snapshot-count.
-    let deadline = Instant::now() + WAIT;
-    while snap_files(&snap_dir).is_empty() {
-        assert!(Instant::now() < deadline, "etcd wrote no snapshot");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    testkit::eventually(WAIT, "etcd to write a snapshot", || {
+        !snap_files(&snap_dir).is_empty()
+    });
     etcdctl(&cluster, &["put", "snap-key-last", "v"]);
     cluster.kill(0).unwrap();
 

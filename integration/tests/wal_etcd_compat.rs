@@ -1,7 +1,7 @@
-//! Byte compatibility with etcd itself (Debian's etcd 3.4, which CI installs): this crate reads a WAL written by
-//! a real etcd that was killed with SIGKILL, appends to it, and etcd then restarts from the appended WAL, which
-//! proves that it accepts our frames and CRC chain. The `integration` harness runs etcd on reserved 127.0.0.1
-//! ports and kills it when the test ends.
+//! The `wal` crate's byte compatibility with etcd itself (Debian's etcd 3.4, which CI installs): it reads a WAL
+//! written by a real etcd that was killed with SIGKILL, appends to it, and etcd then restarts from the appended
+//! WAL, which proves that it accepts our frames and CRC chain. The harness runs etcd on reserved 127.0.0.1
+//! ports and kills it when the test ends. (It lives here so that `wal` does not depend on the harness.)
 
 use std::time::Duration;
 
