@@ -163,7 +163,7 @@ impl<C: ServerCore> Kv for KvService<C> {
             let resp = self
                 .core
                 .store()
-                .txn(&txn, &|_| false)
+                .read_txn(&txn)
                 .map_err(ServerError::from)?;
             convert::txn_response(resp)
         } else {
@@ -1021,7 +1021,7 @@ mod grpc_tests {
         core.store()
             .backend()
             .read()
-            .scan(backend::Table::Key, &[], None, |_, _| {
+            .scan(mvcc::KEY_TABLE, &[], None, |_, _| {
                 rows += 1;
                 true
             })

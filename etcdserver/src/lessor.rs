@@ -16,6 +16,9 @@ use parking_lot::Mutex;
 use crate::error::ServerError;
 
 /// etcd's `MaxLeaseTTL`: a larger TTL is refused (`etcdserver: too large lease TTL`).
+/// The leases, by id (etcd's `lease` bucket).
+pub const LEASE_TABLE: Table = Table::new("lease");
+
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 /// etcd's `leaseRevokeRate`: expired leases the leader revokes per second at most.
 pub const LEASE_REVOKE_RATE: usize = 1000;
@@ -150,7 +153,7 @@ impl Lessor {
         store
             .backend()
             .read()
-            .scan(Table::Lease, &[], None, |_: &[u8], v: &[u8]| {
+            .scan(LEASE_TABLE, &[], None, |_: &[u8], v: &[u8]| {
                 match <LeaseRecord as prost::Message>::decode(v) {
                     Ok(r) => records.push(r),
                     Err(e) => bad = Some(e.to_string()),
@@ -244,7 +247,8 @@ impl Lessor {
             txn.delete_range(&mvcc::DeleteRangeRequest::new(key.clone(), Vec::new()))?;
             state.attached.remove(key);
         }
-        txn.backend_tx().delete(Table::Lease, &id.to_be_bytes());
+        txn.backend_tx()
+            .delete(LEASE_TABLE, id.to_be_bytes().to_vec());
         Ok(())
     }
 
@@ -486,7 +490,7 @@ impl Lessor {
 fn persist(txn: &mut mvcc::WriteTxn<'_>, id: i64, lease: &Lease) {
     let bytes = prost::Message::encode_to_vec(&lease.record(id));
     txn.backend_tx()
-        .put(Table::Lease, &id.to_be_bytes(), &bytes);
+        .put(LEASE_TABLE, id.to_be_bytes().to_vec(), bytes);
 }
 
 #[cfg(test)]
@@ -494,25 +498,34 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    const TABLES: [backend::Table; 3] = [mvcc::KEY_TABLE, mvcc::META_TABLE, LEASE_TABLE];
+
     fn store() -> Arc<mvcc::Store> {
-        let backend =
-            Arc::new(backend::Backend::in_memory(backend::BackendConfig::default()).unwrap());
+        let backend = Arc::new(
+            backend::Backend::in_memory(backend::BackendConfig::default(), &TABLES).unwrap(),
+        );
         Arc::new(mvcc::Store::open(backend, mvcc::StoreConfig::default()).unwrap())
+    }
+
+    /// Applies `f` as the next raft entry, as the server's apply loop does.
+    fn apply_next<R>(s: &mvcc::Store, f: impl FnOnce(&mut mvcc::WriteTxn<'_>) -> R) -> R {
+        let index = s.consistent_index().0 + 1;
+        s.apply(index, 1, f).expect("the next entry applies")
     }
 
     #[test]
     fn grant_enforces_limits_and_uniqueness() {
         let s = store();
         let l = Lessor::new(2, None);
-        let mut txn = s.write();
-        assert_eq!(l.grant(&mut txn, 1, 1), Ok(2));
-        assert_eq!(l.grant(&mut txn, 1, 10), Err(ServerError::LeaseExists));
-        assert_eq!(
-            l.grant(&mut txn, 2, MAX_LEASE_TTL + 1),
-            Err(ServerError::LeaseTtlTooLarge)
-        );
-        assert_eq!(l.grant(&mut txn, 3, 60), Ok(60));
-        drop(txn);
+        apply_next(&s, |txn| {
+            assert_eq!(l.grant(txn, 1, 1), Ok(2));
+            assert_eq!(l.grant(txn, 1, 10), Err(ServerError::LeaseExists));
+            assert_eq!(
+                l.grant(txn, 2, MAX_LEASE_TTL + 1),
+                Err(ServerError::LeaseTtlTooLarge)
+            );
+            assert_eq!(l.grant(txn, 3, 60), Ok(60));
+        });
         assert_eq!(l.leases(), vec![1, 3]);
         assert_eq!(Lessor::min_ttl_for(Duration::from_millis(1000)), 2);
         assert_eq!(Lessor::min_ttl_for(Duration::from_millis(2000)), 3);
@@ -522,24 +535,25 @@ mod tests {
     fn attachments_follow_puts_and_deletes_and_survive_recovery() {
         let s = store();
         let l = Lessor::new(1, None);
-        {
-            let mut txn = s.write();
-            l.grant(&mut txn, 7, 30).unwrap();
-            l.grant(&mut txn, 8, 30).unwrap();
-        }
+        apply_next(&s, |txn| {
+            l.grant(txn, 7, 30).unwrap();
+            l.grant(txn, 8, 30).unwrap();
+        });
         for (k, lease) in [("a", 7), ("b", 7), ("c", 8)] {
             let mut req = mvcc::PutRequest::new(k, "v");
             req.lease = lease;
-            s.put(&req).unwrap();
+            apply_next(&s, |txn| txn.put(req)).unwrap();
             l.attach(k.as_bytes(), lease);
         }
         // "b" moves to lease 8, "c" is deleted.
         l.attach(b"b", 8);
         let mut req = mvcc::PutRequest::new("b", "v2");
         req.lease = 8;
-        s.put(&req).unwrap();
-        s.delete_range(&mvcc::DeleteRangeRequest::new("c", "d"))
-            .unwrap();
+        apply_next(&s, |txn| txn.put(req)).unwrap();
+        apply_next(&s, |txn| {
+            txn.delete_range(&mvcc::DeleteRangeRequest::new("c", "d"))
+        })
+        .unwrap();
         l.detach_range(&mvcc::KeyRange::new(b"c", b"d"));
         let keys = |l: &Lessor, id| l.time_to_live(id, true).unwrap().keys;
         assert_eq!(keys(&l, 7), vec![b"a".to_vec()]);
@@ -557,19 +571,18 @@ mod tests {
     fn revoke_deletes_every_key_in_one_revision() {
         let s = store();
         let l = Lessor::new(1, None);
-        l.grant(&mut s.write(), 5, 30).unwrap();
+        apply_next(&s, |txn| l.grant(txn, 5, 30)).unwrap();
         for k in ["x", "y", "z"] {
             let mut req = mvcc::PutRequest::new(k, "v");
             req.lease = 5;
-            s.put(&req).unwrap();
+            apply_next(&s, |txn| txn.put(req)).unwrap();
             l.attach(k.as_bytes(), 5);
         }
         let before = s.current_revision();
-        {
-            let mut txn = s.write();
-            l.revoke(&mut txn, 5).unwrap();
-            assert_eq!(l.revoke(&mut txn, 5), Err(ServerError::LeaseNotFound));
-        }
+        apply_next(&s, |txn| {
+            l.revoke(txn, 5).unwrap();
+            assert_eq!(l.revoke(txn, 5), Err(ServerError::LeaseNotFound));
+        });
         assert_eq!(s.current_revision(), before + 1);
         let all = s
             .range(&mvcc::RangeRequest::range(vec![0u8], vec![0u8]))
@@ -584,7 +597,7 @@ mod tests {
     fn only_the_primary_expires_and_renews() {
         let s = store();
         let l = Lessor::new(1, None);
-        l.grant(&mut s.write(), 1, 1).unwrap();
+        apply_next(&s, |txn| l.grant(txn, 1, 1)).unwrap();
         assert_eq!(l.renew(1).0, Renewed::NotPrimary);
         assert!(l.take_expired(10).is_empty());
         l.promote(Duration::ZERO);
@@ -606,8 +619,8 @@ mod tests {
     fn promotion_uses_checkpointed_remaining_ttl() {
         let s = store();
         let l = Lessor::new(1, Some(Duration::from_secs(1)));
-        l.grant(&mut s.write(), 1, 100).unwrap();
-        l.checkpoint(&mut s.write(), 1, 40);
+        apply_next(&s, |txn| l.grant(txn, 1, 100)).unwrap();
+        apply_next(&s, |txn| l.checkpoint(txn, 1, 40));
         l.promote(Duration::ZERO);
         let ttl = l.time_to_live(1, false).unwrap().ttl;
         assert!((39..=40).contains(&ttl), "ttl {ttl}");

@@ -24,6 +24,7 @@ mod metrics_hooks;
 mod peer_post;
 mod raft_loop;
 mod reconfig;
+mod schema;
 pub mod serve;
 pub mod server;
 mod storage;

@@ -198,7 +198,11 @@ impl EtcdServer {
             None
         };
 
-        let backend = Arc::new(Backend::open(&dirs.db, BackendConfig::default())?);
+        let backend = Arc::new(Backend::open(
+            &dirs.db,
+            BackendConfig::default(),
+            &crate::schema::TABLES,
+        )?);
         let store = Arc::new(mvcc::Store::open(
             backend.clone(),
             mvcc::StoreConfig::default(),
@@ -767,7 +771,7 @@ fn join_existing(params: &ServerParams) -> Result<(crate::join::RemoteCluster, u
 /// Replaces the store's contents with the database file at `path` (a snapshot received from the
 /// leader).
 fn restore_store_from(store: &mvcc::Store, path: &std::path::Path) -> Result<(), StartError> {
-    let engine = backend::RedbEngine::open(path)?;
+    let engine = backend::RedbEngine::open(path, &crate::schema::TABLES)?;
     let view = backend::Engine::view(&engine)?;
     store.restore(view.as_ref())?;
     store.commit()?;
@@ -1050,7 +1054,8 @@ impl rafthttp::Raft for PeerHandler {
     ) -> Result<(), String> {
         let index = msg.snapshot.as_ref().map_or(0, |s| s.index());
         let dest = self.snapshotter.dir().join(format!("{index:016x}.snap.db"));
-        let info = backend::restore_snapshot(db, &dest).map_err(|e| e.to_string())?;
+        let info = backend::restore_snapshot(db, &dest, &crate::schema::TABLES)
+            .map_err(|e| e.to_string())?;
         tracing::info!(index, bytes = info.bytes, "received a database snapshot");
         crate::metrics_hooks::snapshot_received(msg.from);
         self.to_raft(RaftInput::Step(msg));
