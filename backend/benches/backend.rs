@@ -27,7 +27,7 @@ fn batch_commit(c: &mut Criterion) {
                     let mut tx = b.batch_tx();
                     for _ in 0..batch {
                         n += 1;
-                        tx.put(KEY, n.to_be_bytes().to_vec(), value.to_vec());
+                        tx.put(KEY, n.to_be_bytes().to_vec(), value.clone());
                     }
                 }
                 b.force_commit().unwrap();

@@ -173,11 +173,7 @@ fn defragment_returns_space_and_keeps_data() {
     for chunk in 0..20u32 {
         let mut tx = b.batch_tx();
         for i in 0..500u32 {
-            tx.put(
-                KEY,
-                (chunk * 500 + i).to_be_bytes().to_vec(),
-                value.to_vec(),
-            );
+            tx.put(KEY, (chunk * 500 + i).to_be_bytes().to_vec(), value.clone());
         }
         drop(tx);
         b.force_commit().unwrap();
@@ -375,7 +371,7 @@ fn kill9_child_writer() {
     for i in 0u64.. {
         {
             let mut tx = b.batch_tx();
-            tx.put(KEY, i.to_be_bytes().to_vec(), value.to_vec());
+            tx.put(KEY, i.to_be_bytes().to_vec(), value.clone());
             tx.put(META, b"last".to_vec(), i.to_be_bytes().to_vec());
         }
         if i % 7 == 0 {
