@@ -244,8 +244,8 @@ fn same_target(a: &KeyValue, b: &KeyValue, target: SortTarget) -> bool {
 }
 
 /// The write transaction. Every change it makes gets the revision `begin + 1` (sub-revisions
-/// order them); the revision is published when it ends (dropped or [`WriteTxn::end`]), and
-/// only if something changed.
+/// order them); the revision is published when it ends (at the end of [`crate::Store::apply`]),
+/// and only if something changed.
 pub struct WriteTxn<'a> {
     kv: &'a KvStore,
     changes: Vec<Event>,
@@ -508,11 +508,6 @@ impl<'a> WriteTxn<'a> {
             responses,
             revision: self.read_revision(),
         })
-    }
-
-    /// Ends the transaction; returns the store's revision after it.
-    pub fn end(self) -> i64 {
-        self.read_revision()
     }
 }
 
