@@ -40,7 +40,7 @@ impl Watchers {
 impl RevisionObserver for Watchers {
     fn publish(&self, rev: i64, events: Vec<Event>, make_visible: &mut dyn FnMut()) {
         let mut hub = self.hub.lock();
-        hub.notify(rev, &events);
+        hub.notify(rev, events);
         make_visible();
     }
 
@@ -170,19 +170,26 @@ impl Hub {
 
     /// Hands the events of revision `rev` to the synced watchers; a full stream makes its
     /// watcher a victim holding this response.
-    fn notify(&mut self, rev: i64, events: &[Event]) {
+    fn notify(&mut self, rev: i64, events: Vec<Event>) {
         let mut batches: HashMap<WatcherKey, Vec<Event>> = HashMap::new();
+        let mut recipients = Vec::new();
         for ev in events {
+            recipients.clear();
             let key = ev.key();
             if let Some(set) = self.synced_keys.get(key) {
-                for wk in set {
-                    batches.entry(*wk).or_default().push(ev.clone());
-                }
+                recipients.extend(set.iter().copied());
             }
-            for wk in &self.synced_ranges {
-                if self.watchers.get(wk).is_some_and(|w| w.range.contains(key)) {
+            recipients.extend(
+                self.synced_ranges
+                    .iter()
+                    .filter(|wk| self.watchers.get(wk).is_some_and(|w| w.range.contains(key))),
+            );
+            // Each recipient owns its copy; the last one gets the event itself.
+            if let Some((last, others)) = recipients.split_last() {
+                for wk in others {
                     batches.entry(*wk).or_default().push(ev.clone());
                 }
+                batches.entry(*last).or_default().push(ev);
             }
         }
         for (wk, mut evs) in batches {
