@@ -1,9 +1,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backend::{restore_snapshot, Backend, BackendConfig, Error, Table};
-use integration::Cli;
+use testkit::Cli;
 
 const KEY: Table = Table::new("key");
 const META: Table = Table::new("meta");
@@ -141,11 +141,9 @@ fn batch_interval_commits_in_the_background() {
     let path = dir.path().join("db");
     let b = Backend::open(&path, config, TABLES).unwrap();
     b.batch_tx().put(KEY, b"k".to_vec(), b"v".to_vec());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while b.commit_count() == 0 {
-        assert!(Instant::now() < deadline, "no periodic commit");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    testkit::eventually(Duration::from_secs(20), "a periodic commit", || {
+        b.commit_count() > 0
+    });
     drop(b);
     let b = Backend::open(&path, manual(), TABLES).unwrap();
     assert_eq!(b.read().get(KEY, b"k").unwrap(), Some(b"v".to_vec()));

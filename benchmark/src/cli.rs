@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::parse_duration;
+use pkg::flags::parse_go_duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,10 +63,10 @@ pub struct GlobalOptions {
     #[arg(long, global = true)]
     pub precise: bool,
     /// Dial timeout for client connections (e.g. 2s, 500ms).
-    #[arg(long, global = true, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, global = true, default_value = "2s", value_parser = parse_go_duration)]
     pub dial_timeout: Duration,
     /// Timeout of one request, including the client's retries.
-    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_go_duration)]
     pub command_timeout: Duration,
     /// username:password for authentication.
     #[arg(long, global = true)]

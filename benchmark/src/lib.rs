@@ -10,8 +10,6 @@ mod rate;
 pub mod report;
 mod runner;
 
-use std::time::Duration;
-
 pub use cli::{Cli, Command, Consistency, GlobalOptions, OutputFormat, WatchOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,42 +63,4 @@ fn validate(options: &GlobalOptions) -> Result<(), BenchmarkError> {
         ));
     }
     Ok(())
-}
-
-/// Parses Go-style durations as etcd's flags take them: `500ms`, `2s`, `1m`, `1h`, `1.5s`.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("missing unit in duration {text:?} (e.g. 500ms, 2s, 1m)"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}"))?;
-    let unit_secs = match unit {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in duration {text:?}")),
-    };
-    Duration::try_from_secs_f64(value * unit_secs).map_err(|_| format!("invalid duration {text:?}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations_parse() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("ms").is_err());
-    }
 }

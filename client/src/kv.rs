@@ -10,18 +10,7 @@ use api::etcdserverpb::{
 use crate::client::{Client, Retry};
 use crate::error::Result;
 
-/// The `range_end` that selects every key starting with `prefix` (etcd's `GetPrefixRangeEnd`):
-/// the prefix with its last byte below 0xff incremented; `"\0"` (every key) when there is none.
-pub fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
+pub use pkg::keys::prefix_range_end;
 
 /// The `range_end` that selects every key `>= key` (etcdctl's `--from-key`).
 pub const FROM_KEY_RANGE_END: &[u8] = &[0];

@@ -7,11 +7,12 @@ use clap::Args;
 use client::{Client, ClientOptions};
 
 use crate::error::{CommandError, ExitCode, Result};
-use crate::format::parse_go_duration;
 use crate::printer::{Format, Printer};
 
-fn duration(text: &str) -> std::result::Result<Duration, String> {
-    parse_go_duration(text)
+/// A duration flag, as cobra's `DurationVar` reads it: Go's `time.ParseDuration`. A negative
+/// duration, which Go accepts, is refused: a timeout or keepalive here is a `Duration`.
+fn duration(text: &str) -> std::result::Result<Duration, pkg::flags::ParseDurationError> {
+    pkg::flags::parse_go_duration(text)
 }
 
 #[derive(Debug, Clone, Args)]

@@ -266,7 +266,7 @@ fn defrag_snapshot_and_move_leader() {
         format!("Leadership transferred from {leader_id} to {target}\n"),
         "{out:?}"
     );
-    wait_until(Duration::from_secs(10), "the new leader", || {
+    eventually(Duration::from_secs(10), "the new leader", || {
         ok(
             &cluster,
             &["endpoint", "status", "--cluster", "-w", "fields"],

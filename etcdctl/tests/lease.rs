@@ -133,7 +133,7 @@ fn keep_alive_keeps_a_key_past_its_ttl_and_revoke_removes_it() {
     let first = keeper.next_line(LINE_TIMEOUT).unwrap().unwrap();
     assert_eq!(first, format!("lease {kept} keepalived with TTL(2)"));
     // The unkept lease expires; the kept one outlives several TTLs.
-    wait_until(Duration::from_secs(10), "the unkept key to expire", || {
+    eventually(Duration::from_secs(10), "the unkept key to expire", || {
         ok(&cluster, &["get", "unkept"]).is_empty()
     });
     keeper.wait_for_line(LINE_TIMEOUT, |_| true).unwrap();

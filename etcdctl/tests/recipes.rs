@@ -19,7 +19,7 @@ fn lock_is_mutually_exclusive_between_processes() {
         .args(["lock", "L"])
         .spawn()
         .unwrap();
-    wait_until(
+    eventually(
         Duration::from_secs(10),
         "the second locker to queue",
         || {
@@ -56,7 +56,7 @@ fn lock_is_mutually_exclusive_between_processes() {
         .starts_with("L/"));
     // Interrupted while waiting: gives up and leaves the queue.
     let mut waiting = ctl(&cluster).args(["lock", "L"]).spawn().unwrap();
-    wait_until(Duration::from_secs(10), "the waiter to queue", || {
+    eventually(Duration::from_secs(10), "the waiter to queue", || {
         ok(&cluster, &["get", "--prefix", "L/", "--keys-only"])
             .lines()
             .filter(|l| !l.is_empty())
@@ -155,7 +155,7 @@ fn elect_hands_leadership_over_when_the_leader_resigns() {
         .args(["elect", "E", "second"])
         .spawn()
         .unwrap();
-    wait_until(Duration::from_secs(10), "the candidate to queue", || {
+    eventually(Duration::from_secs(10), "the candidate to queue", || {
         ok(&cluster, &["get", "--prefix", "E/", "--keys-only"])
             .lines()
             .filter(|l| !l.is_empty())

@@ -101,9 +101,21 @@ pub fn compare(c: &pb::Compare) -> mvcc::Compare {
     }
 }
 
-/// Fails for a `RequestOp` with no request in it (etcd: `key not found`).
-pub fn txn_request(r: &pb::TxnRequest) -> Result<mvcc::TxnRequest, ServerError> {
-    let ops = |ops: &[pb::RequestOp]| -> Result<Vec<mvcc::RequestOp>, ServerError> {
+/// A txn op with no request in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a txn op carries no request")]
+pub struct EmptyRequestOp;
+
+/// etcd answers an empty op with `key not found`.
+impl From<EmptyRequestOp> for ServerError {
+    fn from(_: EmptyRequestOp) -> ServerError {
+        ServerError::KeyNotFound
+    }
+}
+
+/// Fails for a `RequestOp` with no request in it.
+pub fn txn_request(r: &pb::TxnRequest) -> Result<mvcc::TxnRequest, EmptyRequestOp> {
+    let ops = |ops: &[pb::RequestOp]| -> Result<Vec<mvcc::RequestOp>, EmptyRequestOp> {
         ops.iter().map(request_op).collect()
     };
     Ok(mvcc::TxnRequest {
@@ -113,7 +125,7 @@ pub fn txn_request(r: &pb::TxnRequest) -> Result<mvcc::TxnRequest, ServerError> 
     })
 }
 
-fn request_op(op: &pb::RequestOp) -> Result<mvcc::RequestOp, ServerError> {
+fn request_op(op: &pb::RequestOp) -> Result<mvcc::RequestOp, EmptyRequestOp> {
     Ok(match &op.request {
         Some(request_op::Request::RequestRange(r)) => mvcc::RequestOp::Range(range_request(r)),
         Some(request_op::Request::RequestPut(r)) => mvcc::RequestOp::Put(put_request(r)),
@@ -121,7 +133,7 @@ fn request_op(op: &pb::RequestOp) -> Result<mvcc::RequestOp, ServerError> {
             mvcc::RequestOp::DeleteRange(delete_range_request(r))
         }
         Some(request_op::Request::RequestTxn(r)) => mvcc::RequestOp::Txn(txn_request(r)?),
-        None => return Err(ServerError::KeyNotFound),
+        None => return Err(EmptyRequestOp),
     })
 }
 
@@ -248,7 +260,10 @@ mod tests {
             success: vec![pb::RequestOp { request: None }],
             ..Default::default()
         };
-        assert_eq!(txn_request(&txn).unwrap_err(), ServerError::KeyNotFound);
+        assert_eq!(
+            ServerError::from(txn_request(&txn).unwrap_err()),
+            ServerError::KeyNotFound
+        );
     }
 
     #[test]

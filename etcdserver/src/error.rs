@@ -1,7 +1,6 @@
-//! The server's errors, each mapped to the gRPC status etcd returns for it. The messages are
-//! etcd's exact texts: clientv3 and etcdctl recognise errors by message.
-
-use tonic::{Code, Status};
+//! The server's errors (etcd's `etcdserver/errors.go` and the texts of `v3rpc/rpctypes`): what
+//! a request can fail with, in etcd's exact words, since clientv3 and etcdctl recognise errors
+//! by message. `v3rpc::status` gives each its gRPC code.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServerError {
@@ -80,43 +79,21 @@ pub enum ServerError {
     Internal(String),
 }
 
-impl ServerError {
-    pub fn code(&self) -> Code {
-        use ServerError::*;
-        match self {
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | MemberBadUrls | RequestTooLarge => Code::InvalidArgument,
-            Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
-            NoSpace | TooManyRequests => Code::ResourceExhausted,
-            LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExists
-            | MemberExist
-            | PeerUrlExist
-            | NotEnoughStartedMembers
-            | MemberNotLearner
-            | LearnerNotReady
-            | TooManyLearners
-            | NotLeader
-            | BadLeaderTransferee => Code::FailedPrecondition,
-            NoLeader
-            | LeaderChanged
-            | Stopped
-            | Timeout
-            | TimeoutDueToLeaderFail
-            | TimeoutDueToConnectionLost
-            | TimeoutWaitAppliedIndex
-            | UnhealthyCluster
-            | NotSupportedForLearner => Code::Unavailable,
-            Corrupt => Code::DataLoss,
-            WatchCanceled => Code::Cancelled,
-            Internal(_) => Code::Unknown,
+impl<E: Into<ServerError>> From<lease::LeaseError<E>> for ServerError {
+    fn from(e: lease::LeaseError<E>) -> ServerError {
+        match e {
+            lease::LeaseError::NotFound => ServerError::LeaseNotFound,
+            lease::LeaseError::Exists => ServerError::LeaseExists,
+            lease::LeaseError::TtlTooLarge => ServerError::LeaseTtlTooLarge,
+            lease::LeaseError::Store(e) => e.into(),
         }
     }
 }
 
-impl From<ServerError> for Status {
-    fn from(e: ServerError) -> Status {
-        Status::new(e.code(), e.to_string())
+/// For the lessor's requests that cannot fail in storage (`LeaseError<Infallible>`).
+impl From<std::convert::Infallible> for ServerError {
+    fn from(never: std::convert::Infallible) -> ServerError {
+        match never {}
     }
 }
 
@@ -129,23 +106,5 @@ impl From<mvcc::Error> for ServerError {
             mvcc::Error::LeaseNotFound(_) => ServerError::LeaseNotFound,
             other => ServerError::Internal(other.to_string()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses_carry_etcds_code_and_text() {
-        let s = Status::from(ServerError::Compacted);
-        assert_eq!(s.code(), Code::OutOfRange);
-        assert_eq!(
-            s.message(),
-            "etcdserver: mvcc: required revision has been compacted"
-        );
-        let s = Status::from(ServerError::from(mvcc::Error::LeaseNotFound(7)));
-        assert_eq!(s.code(), Code::NotFound);
-        assert_eq!(s.message(), "etcdserver: requested lease not found");
     }
 }

@@ -3,8 +3,7 @@
 
 use backend::Table;
 
-use crate::lessor::LEASE_TABLE;
-use crate::membership::{MEMBERS_REMOVED_TABLE, MEMBERS_TABLE};
+use crate::server::{LEASE_TABLE, MEMBERS_REMOVED_TABLE, MEMBERS_TABLE};
 
 pub const AUTH_TABLE: Table = Table::new("auth");
 pub const AUTH_USERS_TABLE: Table = Table::new("authUsers");

@@ -1,23 +1,17 @@
 //! In-process test support: a [`ServerCore`] that applies each proposal at once on a store in
-//! a temporary directory (one member, its own leader), and the KV, Watch, Lock and Election
-//! services served on `127.0.0.1:0`.
+//! a temporary directory (one member, its own leader); `crate::TestServer` serves the gRPC
+//! services over it.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use api::etcdserverpb::InternalRaftRequest;
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
 
-use crate::apply::KvApplier;
 use crate::core::{Applied, Limits, ServerCore};
-use crate::election_service::ElectionService;
 use crate::error::ServerError;
-use crate::kv_service::KvService;
-use crate::lock_service::LockService;
-use crate::watch_service::WatchService;
+use crate::server::apply::KvApplier;
 
 pub const CLUSTER_ID: u64 = 0xc1;
 pub const MEMBER_ID: u64 = 0x1d;
@@ -118,66 +112,14 @@ impl ServerCore for DirectCore {
     async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, ServerError> {
         let mut last = self.last_index.lock();
         *last += 1;
-        self.applier
-            .apply(*last, TERM, &req)
-            .unwrap_or_else(|| Err(ServerError::Internal("entry applied twice".into())))
+        match self.applier.apply(*last, TERM, &req) {
+            Some(applied) => applied.map_err(ServerError::from),
+            None => Err(ServerError::Internal("entry applied twice".into())),
+        }
     }
 
     async fn read_barrier(&self) -> Result<(), ServerError> {
         self.read_barriers.fetch_add(1, Ordering::SeqCst);
         Ok(())
-    }
-}
-
-/// The KV, Watch, Lock and Election services of `core` on a free port of 127.0.0.1; stops when dropped.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-}
-
-impl TestServer {
-    pub async fn start<C: ServerCore>(
-        core: Arc<C>,
-        progress_notify_interval: Duration,
-    ) -> std::io::Result<TestServer> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let incoming = futures::stream::unfold(listener, |listener| async move {
-            let accepted = listener.accept().await.map(|(stream, _)| {
-                let _ = stream.set_nodelay(true);
-                stream
-            });
-            Some((accepted, listener))
-        });
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let router = tonic::transport::Server::builder()
-            .add_service(KvService::new(core.clone()).into_server())
-            .add_service(WatchService::new(core.clone(), progress_notify_interval).into_server())
-            .add_service(LockService::new(core.clone()).into_server())
-            .add_service(ElectionService::new(core).into_server());
-        tokio::spawn(async move {
-            let stop = async {
-                let _ = stopped.await;
-            };
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
-                tracing::error!(error = %e, "test server failed");
-            }
-        });
-        Ok(TestServer {
-            addr,
-            shutdown: Some(shutdown),
-        })
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
     }
 }

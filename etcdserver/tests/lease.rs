@@ -8,7 +8,8 @@ use api::etcdserverpb::{InternalRaftRequest, PutRequest};
 use etcdserver::{Applied, EtcdServer, ServerCore, ServerError, ServerParams};
 
 mod common;
-use common::{eventually, leader_of, start_node, Node};
+use common::{leader_of, start_node, Node};
+use testkit::eventually_async;
 
 fn params(dir: &Path) -> ServerParams {
     common::params(dir)
@@ -32,7 +33,10 @@ fn value(server: &EtcdServer, key: &str) -> Option<mvcc::KeyValue> {
 async fn grant_attach_revoke_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (server, threads) = EtcdServer::start(params(dir.path())).unwrap();
-    eventually(10, "leadership", || server.is_leader()).await;
+    eventually_async(Duration::from_secs(10), "leadership", || async {
+        server.is_leader()
+    })
+    .await;
 
     // Server-chosen id, minimum TTL raised; client-chosen id; duplicate; too large.
     let (chosen, ttl) = server.lease_grant(0, 0).await.unwrap();
@@ -78,7 +82,10 @@ async fn grant_attach_revoke_and_restart() {
     server.stop(threads);
     drop(server);
     let (server, threads) = EtcdServer::start(params(dir.path())).unwrap();
-    eventually(10, "leadership", || server.is_leader()).await;
+    eventually_async(Duration::from_secs(10), "leadership", || async {
+        server.is_leader()
+    })
+    .await;
     let status = server.lease_time_to_live(42, true).await.unwrap();
     assert_eq!(status.keys, vec![b"a".to_vec(), b"d".to_vec()]);
 
@@ -170,10 +177,10 @@ async fn three_members_renew_through_the_leader_and_expire_by_it() {
     );
     for n in &nodes {
         let server = n.server.clone();
-        eventually(
-            10,
+        eventually_async(
+            Duration::from_secs(10),
             "the expired lease's key to go on every member",
-            move || value(&server, "expiring").is_none(),
+            move || std::future::ready(value(&server, "expiring").is_none()),
         )
         .await;
         assert!(value(&n.server, "kept").is_some());
@@ -190,9 +197,11 @@ async fn three_members_renew_through_the_leader_and_expire_by_it() {
     let new_leader = leader_of(&nodes).await;
     assert_ne!(new_leader, old);
     let server = nodes[new_leader].server.clone();
-    eventually(10, "the new leader to expire the lease", move || {
-        value(&server, "kept").is_none()
-    })
+    eventually_async(
+        Duration::from_secs(10),
+        "the new leader to expire the lease",
+        move || std::future::ready(value(&server, "kept").is_none()),
+    )
     .await;
     for n in &mut nodes {
         n.stop();
@@ -203,7 +212,10 @@ async fn three_members_renew_through_the_leader_and_expire_by_it() {
 async fn a_put_in_a_txn_attaches_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let (server, threads) = EtcdServer::start(params(dir.path())).unwrap();
-    eventually(10, "leadership", || server.is_leader()).await;
+    eventually_async(Duration::from_secs(10), "leadership", || async {
+        server.is_leader()
+    })
+    .await;
     let (id, _) = server.lease_grant(0, 60).await.unwrap();
     let txn = InternalRaftRequest {
         txn: Some(api::etcdserverpb::TxnRequest {
@@ -257,9 +269,11 @@ async fn a_member_restored_from_a_snapshot_knows_the_leases_and_their_keys() {
     // The applied index moves once the snapshot's leases are loaded too.
     let target = l.applied_index();
     let caught_up = lagger.clone();
-    eventually(10, "the lagging member to catch up", move || {
-        caught_up.applied_index() >= target
-    })
+    eventually_async(
+        Duration::from_secs(10),
+        "the lagging member to catch up",
+        move || std::future::ready(caught_up.applied_index() >= target),
+    )
     .await;
     let received_db = std::fs::read_dir(dirs[lagging].path().join("member/snap"))
         .unwrap()

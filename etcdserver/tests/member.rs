@@ -9,7 +9,8 @@ use api::etcdserverpb::{InternalRaftRequest, RangeRequest};
 use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
 
 mod common;
-use common::{eventually, leader_of, start_node};
+use common::{leader_of, start_node};
+use testkit::eventually_async;
 
 fn params(dir: &Path, snapshot_count: u64) -> ServerParams {
     ServerParams {
@@ -36,7 +37,10 @@ async fn wait_leader(server: &EtcdServer) {
         .with_test_writer()
         .with_env_filter("info")
         .try_init();
-    eventually(5, "a leader", || server.is_leader()).await;
+    eventually_async(Duration::from_secs(5), "a leader", || async {
+        server.is_leader()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,12 +187,12 @@ async fn three_members_replicate_and_a_lagging_one_catches_up_by_snapshot() {
     let restarted = start_node(params[lagging].clone(), l);
     nodes.insert(lagging, restarted);
     let lagger = &nodes[lagging].server;
-    for _ in 0..500 {
-        if lagger.store().current_revision() == leader_server.store().current_revision() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async(
+        Duration::from_secs(5),
+        "the lagging member to catch up",
+        || async { lagger.store().current_revision() == leader_server.store().current_revision() },
+    )
+    .await;
     assert_eq!(get(lagger, "k119").await.as_deref(), Some(&b"v"[..]));
     assert_eq!(
         lagger.store().current_revision(),

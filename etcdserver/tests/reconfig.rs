@@ -10,7 +10,8 @@ use api::etcdserverpb::InternalRaftRequest;
 use etcdserver::{Applied, EtcdServer, ServerCore, ServerError, ServerParams};
 
 mod common;
-use common::{eventually, start_node_at};
+use common::start_node_at;
+use testkit::eventually_async;
 
 fn params(dir: &Path, name: &str, addr: SocketAddr) -> ServerParams {
     let peer = format!("http://{addr}");
@@ -39,16 +40,18 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ServerError>>,
 {
-    for _ in 0..100 {
-        match f().await {
-            Ok(v) => return v,
-            Err(ServerError::UnhealthyCluster | ServerError::LearnerNotReady) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
+    let refused = testkit::poll_async(Duration::from_secs(10), || {
+        let change = f();
+        async move {
+            match change.await {
+                Ok(v) => Ok(v),
+                Err(e @ (ServerError::UnhealthyCluster | ServerError::LearnerNotReady)) => Err(e),
+                Err(e) => panic!("{what}: {e}"),
             }
-            Err(e) => panic!("{what}: {e}"),
         }
-    }
-    panic!("{what}: still refused after 10 s");
+    })
+    .await;
+    refused.unwrap_or_else(|_| panic!("{what}: still refused after 10 s"))
 }
 
 fn joiner(
@@ -79,14 +82,18 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
     let mut nodes = vec![start_node_at(params(dirs[0].path(), "m0", addrs[0]), addrs[0]).await];
     let first = nodes[0].server.clone();
-    eventually(5, "single member leads and publishes", || {
-        first.is_leader()
-            && first
-                .membership()
-                .members
-                .values()
-                .all(|m| !m.name.is_empty())
-    })
+    eventually_async(
+        Duration::from_secs(5),
+        "single member leads and publishes",
+        || async {
+            first.is_leader()
+                && first
+                    .membership()
+                    .members
+                    .values()
+                    .all(|m| !m.name.is_empty())
+        },
+    )
     .await;
     for i in 0..60 {
         assert!(matches!(
@@ -121,10 +128,14 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
     let second = nodes[1].server.clone();
     assert_eq!(second.member_id(), learner.id);
     assert_eq!(second.cluster_id(), first.cluster_id());
-    eventually(10, "the learner catches up", || {
-        second.store().current_revision() == first.store().current_revision()
-            && second.membership() == first.membership()
-    })
+    eventually_async(
+        Duration::from_secs(10),
+        "the learner catches up",
+        || async {
+            second.store().current_revision() == first.store().current_revision()
+                && second.membership() == first.membership()
+        },
+    )
     .await;
     assert!(second.is_learner());
     // A learner's linearizable reads are refused at the gRPC edge (learner_guard), but the server
@@ -144,20 +155,26 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
     // Sent to a member that is not the leader (the learner itself): forwarded to the leader.
     let members = retry("promote", || second.promote_member(learner.id)).await;
     assert!(members.iter().all(|m| !m.is_learner));
-    eventually(5, "the promoted member knows it votes", || {
-        !second.is_learner()
-    })
+    eventually_async(
+        Duration::from_secs(5),
+        "the promoted member knows it votes",
+        || async { !second.is_learner() },
+    )
     .await;
 
     // A voter joins a two-member cluster once both members are started (have published
     // their names) and active: etcd's strict reconfiguration check.
-    eventually(5, "the promoted member publishes its name", || {
-        first
-            .membership()
-            .members
-            .values()
-            .all(|m| !m.name.is_empty())
-    })
+    eventually_async(
+        Duration::from_secs(5),
+        "the promoted member publishes its name",
+        || async {
+            first
+                .membership()
+                .members
+                .values()
+                .all(|m| !m.name.is_empty())
+        },
+    )
     .await;
     let url2 = vec![format!("http://{}", addrs[2])];
     let (third_member, _) = retry("add voter", || first.add_member(url2.clone(), false)).await;
@@ -169,9 +186,11 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
         Ok(Applied::Put(_)) => {}
         other => panic!("put after the third member joined: {other:?}"),
     }
-    eventually(10, "the third member catches up", || {
-        third.store().current_revision() == first.store().current_revision()
-    })
+    eventually_async(
+        Duration::from_secs(10),
+        "the third member catches up",
+        || async { third.store().current_revision() == first.store().current_revision() },
+    )
     .await;
     for n in &nodes {
         n.server.read_barrier().await.unwrap();
@@ -182,13 +201,17 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
             .unwrap();
         assert_eq!(resp.kvs.len(), 1);
     }
-    eventually(10, "the third member publishes its name", || {
-        first
-            .membership()
-            .members
-            .values()
-            .all(|m| !m.name.is_empty())
-    })
+    eventually_async(
+        Duration::from_secs(10),
+        "the third member publishes its name",
+        || async {
+            first
+                .membership()
+                .members
+                .values()
+                .all(|m| !m.name.is_empty())
+        },
+    )
     .await;
     let updated = first
         .update_member(third_member.id, url2.clone())
@@ -214,9 +237,11 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
         .filter(|i| *i != leader)
         .map(|i| nodes[i].server.clone())
         .collect();
-    eventually(5, "a remaining member leads", || {
-        others.iter().any(|s| s.is_leader())
-    })
+    eventually_async(
+        Duration::from_secs(5),
+        "a remaining member leads",
+        || async { others.iter().any(|s| s.is_leader()) },
+    )
     .await;
     assert!(matches!(
         others[0].propose(put("after", "removal")).await,
@@ -235,7 +260,7 @@ async fn grow_with_a_learner_and_a_voter_then_remove_the_leader() {
         Err(e) => assert!(e.to_string().contains("permanently removed"), "{e}"),
         Ok((server, threads)) => {
             let listener = tokio::net::TcpListener::bind(addrs[leader]).await.unwrap();
-            let router = server.peer_router();
+            let router = etcdserver::peer_router(&server);
             let serving = tokio::spawn(async move {
                 let _ = axum::serve(listener, router).await;
             });

@@ -3,6 +3,8 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use testkit::ProcessError;
+
 /// Everything the harness can fail with. Messages are meant to be read in a failed test's output, so they
 /// carry the context needed to debug without rerunning (command lines, log tails, captured output).
 #[derive(Debug, thiserror::Error)]
@@ -55,38 +57,9 @@ pub enum Error {
     )]
     NoLeader { timeout: Duration, last: String },
 
-    #[error(
-        "`{command}` failed with {status}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-    )]
-    CommandFailed {
-        command: String,
-        status: ExitStatus,
-        stdout: String,
-        stderr: String,
-    },
-
-    #[error("`{command}` did not finish within {timeout:?} and was killed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}")]
-    CommandTimedOut {
-        command: String,
-        timeout: Duration,
-        stdout: String,
-        stderr: String,
-    },
-
-    #[error("no output line from `{command}` matched within {timeout:?}\n--- stdout so far ---\n{stdout}\n--- stderr ---\n{stderr}")]
-    LineTimedOut {
-        command: String,
-        timeout: Duration,
-        stdout: String,
-        stderr: String,
-    },
-
-    #[error("binary `{name}` not found at {path}: {hint}")]
-    BinaryNotFound {
-        name: String,
-        path: PathBuf,
-        hint: String,
-    },
+    /// Running a child process (a CLI, a server binary) failed.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
 
     #[error("network faults need a proxied cluster: start it with `ClusterSpec {{ proxied: true, .. }}`")]
     NotProxied,

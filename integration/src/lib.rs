@@ -37,14 +37,14 @@ pub mod history;
 mod http;
 pub mod output;
 mod ports;
-mod process;
 mod proxy;
 pub mod scenario;
 #[doc(hidden)]
 pub mod server_tests;
 pub mod traffic;
 
-pub use cluster::{Cluster, ClusterSpec, MemberCommand, ServerBinary};
+pub use cluster::{real_etcdctl, Cluster, ClusterSpec, MemberCommand, ServerBinary};
 pub use error::{Error, Result};
-pub use process::{bin_path, real_etcdctl, run, Background, Cli, CmdOutput};
+// The child-process runner is testkit's; tests reach it here, beside the clusters it runs CLIs against.
 pub use proxy::{Delay, Link};
+pub use testkit::{bin_path, run, Background, Cli, CmdOutput, ProcessError};

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use testkit::Rng;
+
 use crate::error::{io_err, Error, Result};
 
 /// The shared directory of lock files; every user of the harness on this machine must agree on it.
@@ -85,18 +87,19 @@ impl PortPool {
     }
 }
 
+/// Where a reservation starts scanning: different for every call, thread and process, so concurrent tests
+/// rarely contend for the same lock files.
 fn scan_offset() -> u32 {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mixed = u64::from(std::process::id())
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(nanos)
-        .wrapping_add(CALLS.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
-    // Fold the high bits in: the low bits of `nanos` are often coarse.
-    (mixed ^ (mixed >> 29) ^ (mixed >> 47)) as u32
+    let seed = nanos
+        ^ u64::from(std::process::id()).rotate_left(40)
+        ^ CALLS.fetch_add(1, Ordering::Relaxed).rotate_left(20);
+    // The generator's output mixes every bit of the seed into the low ones: those of `nanos` are often coarse.
+    (Rng::new(seed).next_u64() >> 32) as u32
 }
 
 /// Returns the locked file, or None when another reservation holds the port.

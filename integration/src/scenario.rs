@@ -14,8 +14,8 @@ use client::api::etcdserverpb::{
     StatusRequest,
 };
 use client::{Client, ClientOptions};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng as _;
+use testkit::Rng;
 
 use crate::check::{self, Options, Report};
 use crate::traffic::{self, Clock, TrafficSpec};
@@ -222,7 +222,7 @@ pub async fn run(server: ServerBinary, scenario: &Scenario) -> Outcome {
         })
     };
 
-    let mut rng = StdRng::seed_from_u64(scenario.seed);
+    let mut rng = Rng::new(scenario.seed);
     let deadline = tokio::time::Instant::now() + scenario.traffic;
     let mut cycles = 0;
     while tokio::time::Instant::now() + scenario.settle + scenario.hold <= deadline {
@@ -346,7 +346,7 @@ enum Injected {
     Nothing,
 }
 
-async fn inject(cluster: &mut Cluster, admin: &Client, fault: Fault, rng: &mut StdRng) -> Injected {
+async fn inject(cluster: &mut Cluster, admin: &Client, fault: Fault, rng: &mut Rng) -> Injected {
     let n = cluster.size();
     let leader = blocking(|| cluster.wait_for_leader(RECOVERY))
         .unwrap_or_else(|e| panic!("no leader before injecting {fault:?}: {e}"));

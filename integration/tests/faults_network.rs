@@ -11,6 +11,7 @@ use common::*;
 use integration::{
     real_etcdctl, server_tests, Cluster, ClusterSpec, Delay, Error, Link, ServerBinary,
 };
+use testkit::{eventually_async, poll_async};
 
 /// How long a one-way fault stays in force: several election timeouts (the harness sets 500 ms).
 const FAULT_HOLDS: Duration = Duration::from_secs(2);
@@ -46,52 +47,46 @@ async fn client_with_timeout<S: AsRef<str>>(urls: &[S], request_timeout: Duratio
 /// Puts `key` = `key` until a put is acknowledged, within [`WAIT`]: right after a fault or a heal,
 /// members may not know the leader yet. Repeating the same put is harmless to what the tests check.
 async fn put_eventually(client: &Client, key: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match client.put_kv(key, key).await {
-            Ok(_) => return,
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(key, error = %e, "put failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("put {key} not acknowledged within {WAIT:?}: {e}"),
+    poll_async(WAIT, || async {
+        let put = client.put_kv(key, key).await;
+        if let Err(e) = &put {
+            tracing::debug!(key, error = %e, "put failed; retrying");
         }
-    }
+        put
+    })
+    .await
+    .unwrap_or_else(|e| panic!("put {key} not acknowledged within {WAIT:?}: {e}"));
 }
 
 /// Every key under `net/`, by a linearizable range through member `i`, retried within [`WAIT`]; but
 /// those of writes that failed (`net/lost/`), which may be applied at any time.
 async fn keys_on(cluster: &Cluster, i: usize) -> Vec<String> {
     let client = connect_to(cluster, i).await;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let response = poll_async(WAIT, || async {
         let range = client::api::etcdserverpb::RangeRequest {
             key: b"net/".to_vec(),
             range_end: client::prefix_range_end(b"net/"),
             ..Default::default()
         };
-        match client.range(range).await {
-            Ok(response) => {
-                return response
-                    .kvs
-                    .iter()
-                    .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-                    .filter(|key| !key.starts_with("net/lost/"))
-                    .collect()
-            }
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(member = i, error = %e, "range failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("range on {} failed for {WAIT:?}: {e}", cluster.name(i)),
+        let response = client.range(range).await;
+        if let Err(e) = &response {
+            tracing::debug!(member = i, error = %e, "range failed; retrying");
         }
-    }
+        response
+    })
+    .await
+    .unwrap_or_else(|e| panic!("range on {} failed for {WAIT:?}: {e}", cluster.name(i)));
+    response
+        .kvs
+        .iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+        .filter(|key| !key.starts_with("net/lost/"))
+        .collect()
 }
 
 /// The member among `candidates` that claims leadership on `/metrics`, once exactly one does.
 async fn leader_among(cluster: &Cluster, candidates: &[usize]) -> usize {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    poll_async(WAIT, || async {
         let claims: Vec<usize> = blocking(|| {
             candidates
                 .iter()
@@ -103,15 +98,15 @@ async fn leader_among(cluster: &Cluster, candidates: &[usize]) -> usize {
                 })
                 .collect()
         });
-        if let [only] = claims.as_slice() {
-            return *only;
+        match claims.as_slice() {
+            [only] => Ok(*only),
+            _ => Err(claims),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no single leader among {candidates:?} within {WAIT:?}: {claims:?} claim it"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|claims| {
+        panic!("no single leader among {candidates:?} within {WAIT:?}: {claims:?} claim it")
+    })
 }
 
 /// After a heal: one leader, every member healthy, a write accepted through every member, and every
@@ -371,8 +366,7 @@ async fn a_member_added_at_runtime_is_proxied_and_can_be_isolated(server: Server
     let name = cluster.name(new).to_string();
     let endpoints = format!("--endpoints={}", urls_from(&cluster, 0)[..3].join(","));
     // etcd refuses MemberAdd ("unhealthy cluster") until every member has been connected for 5 s.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    poll_async(WAIT, || async {
         let added = blocking(|| {
             integration::Cli::new(real_etcdctl())
                 .args([
@@ -384,15 +378,13 @@ async fn a_member_added_at_runtime_is_proxied_and_can_be_isolated(server: Server
                 ])
                 .run_ok()
         });
-        match added {
-            Ok(_) => break,
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(error = %e, "member add refused; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("etcdctl member add: {e}"),
+        if let Err(e) = &added {
+            tracing::debug!(error = %e, "member add refused; retrying");
         }
-    }
+        added
+    })
+    .await
+    .unwrap_or_else(|e| panic!("etcdctl member add: {e}"));
     blocking(|| {
         cluster.join(new, &[0, 1, 2, new])?;
         cluster.wait_healthy(new, WAIT)
@@ -406,7 +398,7 @@ async fn a_member_added_at_runtime_is_proxied_and_can_be_isolated(server: Server
             .metrics(new)
             .map(|m| metric_sum(&m, "etcd_server_has_leader"))
     };
-    eventually(
+    eventually_async(
         WAIT,
         "the isolated new member to lose its leader",
         || async { blocking(|| has_leader(&cluster)).is_ok_and(|v| v == 0.0) },

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use integration::{bin_path, real_etcdctl, Cli, Cluster, ClusterSpec, Error};
+use integration::{bin_path, real_etcdctl, Cli, Cluster, ClusterSpec, Error, ProcessError};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -25,11 +25,9 @@ fn is_gone(pid: u32) -> bool {
 }
 
 fn wait_gone(pid: u32) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !is_gone(pid) {
-        assert!(Instant::now() < deadline, "process {pid} still runs");
-        thread::sleep(Duration::from_millis(20));
-    }
+    testkit::eventually(TIMEOUT, &format!("process {pid} to be gone"), || {
+        is_gone(pid)
+    });
 }
 
 fn port_of(url: &str) -> u16 {
@@ -236,7 +234,7 @@ fn a_member_that_cannot_start_fails_fast_with_its_log() {
 #[test]
 fn bin_path_looks_next_to_the_test_executable() {
     match bin_path("no-such-binary") {
-        Err(Error::BinaryNotFound { path, .. }) => {
+        Err(ProcessError::BinaryNotFound { path, .. }) => {
             let exe = std::env::current_exe().unwrap();
             // target/<profile>/deps/<test> -> target/<profile>/no-such-binary
             assert_eq!(

@@ -12,6 +12,7 @@ use client::api::etcdserverpb::{DeleteRangeRequest, RangeRequest};
 use client::prefix_range_end;
 use common::*;
 use integration::{server_tests, Cluster, ServerBinary};
+use testkit::eventually_async;
 
 /// The bound on electing a new leader; the harness gives `--election-timeout 500ms`.
 const NEW_LEADER_WITHIN: Duration = Duration::from_secs(3);
@@ -55,7 +56,7 @@ impl Writers {
 
     async fn wait_for_more(&self, more: usize, what: &str) {
         let target = self.acked() + more;
-        eventually(WAIT, what, || async { self.acked() >= target }).await;
+        eventually_async(WAIT, what, || async { self.acked() >= target }).await;
     }
 
     async fn finish(self) -> Vec<String> {
@@ -296,7 +297,7 @@ async fn a_member_behind_the_compacted_log_catches_up_by_snapshot(server: Server
             .map(|r| r.count)
         }
     };
-    eventually(
+    eventually_async(
         WAIT,
         "the restarted member's own store to hold every key",
         || async { count(true).await.is_ok_and(|n| n == PUTS as i64) },

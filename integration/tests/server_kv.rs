@@ -9,6 +9,7 @@ use client::api::mvccpb::event::EventType;
 use client::{go_code_name, prefix_range_end, txn, Client, WatchOptions, WatchStream};
 use common::*;
 use integration::{server_tests, ServerBinary};
+use testkit::eventually_async;
 
 fn put_op(key: &str, value: &str) -> RequestOp {
     txn::put(PutRequest {
@@ -109,27 +110,24 @@ async fn periodic_auto_compaction_drops_history_older_than_the_retention(server:
         .header
         .expect("header")
         .revision;
-    let deadline = tokio::time::Instant::now() + WAIT;
     let mut value = 1;
-    loop {
+    let c = &c;
+    eventually_async(WAIT, &format!("revision {first} to be compacted"), || {
         value += 1;
-        c.put_kv("ac", value.to_string()).await.expect("put");
-        match c.range(range("ac", first)).await {
-            Err(e)
-                if e.server_message()
-                    == Some("etcdserver: mvcc: required revision has been compacted") =>
-            {
-                break
+        let value = value.to_string();
+        async move {
+            c.put_kv("ac", value).await.expect("put");
+            match c.range(range("ac", first)).await {
+                Err(e) => {
+                    e.server_message()
+                        == Some("etcdserver: mvcc: required revision has been compacted")
+                        || panic!("reading revision {first}: {e:?}")
+                }
+                Ok(_) => false,
             }
-            Err(e) => panic!("reading revision {first}: {e:?}"),
-            Ok(_) => {}
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "revision {first} was never compacted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     for i in 0..cluster.size() {
         // Linearizable reads: each member has applied the compaction before it answers.
         let member = connect_to(&cluster, i).await;

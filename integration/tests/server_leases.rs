@@ -11,6 +11,7 @@ use client::api::etcdserverpb::{
 };
 use common::*;
 use integration::{server_tests, Cluster, ServerBinary};
+use testkit::eventually_async;
 
 server_tests! {
     fn etcdctl_lease_commands_answer_as_etcd;
@@ -214,7 +215,7 @@ async fn a_key_with_a_2s_lease_is_gone_after_expiry_even_if_the_leader_is_killed
     blocking(|| cluster.kill(leader)).expect("kill the leader");
     let survivor = (leader + 1) % 3;
     let c = connect_to(&cluster, survivor).await;
-    eventually(WAIT, "the key to expire", || async {
+    eventually_async(WAIT, "the key to expire", || async {
         c.get("ephemeral").await.ok().flatten().is_none()
     })
     .await;
@@ -224,7 +225,7 @@ async fn a_key_with_a_2s_lease_is_gone_after_expiry_even_if_the_leader_is_killed
     })
     .expect("the killed member rejoins");
     let back = connect_to(&cluster, leader).await;
-    eventually(WAIT, "the rejoined member to drop the key", || async {
+    eventually_async(WAIT, "the rejoined member to drop the key", || async {
         back.get("ephemeral").await.ok().flatten().is_none()
     })
     .await;

@@ -9,6 +9,7 @@ use std::path::Path;
 use common::*;
 use integration::output::without_logs;
 use integration::{server_tests, Cli, CmdOutput, ServerBinary};
+use testkit::eventually;
 
 fn ctl(bin: &Path, endpoints: &str) -> Cli {
     Cli::new(bin).arg(format!("--endpoints={endpoints}"))
@@ -72,14 +73,9 @@ fn move_leader_hands_leadership_to_the_named_member(server: ServerBinary) {
             "{}",
             out.stdout
         );
-        let deadline = std::time::Instant::now() + WAIT;
-        while cluster.leader_index() != Some(target) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "leadership did not move"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        eventually(WAIT, "leadership to move", || {
+            cluster.leader_index() == Some(target)
+        });
         // A follower refuses: etcdctl finds no leader among the endpoints it was given.
         let follower = (target + 1) % 3;
         let out = run(ctl(bin, cluster.client_url(follower)).args(["move-leader", &ids[leader]]));

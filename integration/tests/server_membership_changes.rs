@@ -17,6 +17,7 @@ use client::{prefix_range_end, Client};
 use common::*;
 use integration::output::without_logs;
 use integration::{server_tests, Cli, Cluster, ServerBinary};
+use testkit::{eventually_async, poll, poll_async};
 use tokio::task::JoinHandle;
 
 server_tests! {
@@ -74,24 +75,25 @@ fn spawn_writer(client: Client, stop: Arc<AtomicBool>) -> JoinHandle<Vec<usize>>
 /// Runs etcdctl `args` against `endpoints` until it succeeds (etcd refuses a change with `unhealthy
 /// cluster` until the previous newcomer has started and its peers see it active); returns stdout.
 fn etcdctl_until_ok(bin: &Path, endpoints: &str, args: &[&str]) -> String {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    poll(WAIT, || {
         let out = Cli::new(bin)
             .arg(format!("--endpoints={endpoints}"))
             .args(args)
             .run()
             .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"));
         if out.success() {
-            return out.stdout;
+            Ok(out.stdout)
+        } else {
+            Err(out.stderr)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
+    })
+    .unwrap_or_else(|stderr| {
+        panic!(
             "{} {args:?} not accepted within {WAIT:?}: {}",
             bin.display(),
-            without_logs(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+            without_logs(&stderr)
+        )
+    })
 }
 
 /// `etcdctl member add` (`--learner` if asked); returns the new member's id from "Member <id> added
@@ -158,18 +160,16 @@ async fn grow(cluster: &mut Cluster, bin: &Path, membership: &mut Vec<usize>) ->
 /// Puts `key` until the cluster acknowledges it: right after a membership change a put may be lost
 /// with its leader (forwarded to a leader that just left) and time out, on etcd as on ours.
 async fn put_eventually(client: &Client, key: &str, value: &str) {
-    let mut last = String::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
+    poll_async(WAIT, || async {
         let put = tokio::time::timeout(Duration::from_secs(5), client.put_kv(key, value));
         match put.await {
-            Ok(Ok(_)) => return,
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = "no answer within 5s".into(),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 5s".to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("put {key} not acknowledged within {WAIT:?}: {last}");
+    })
+    .await
+    .unwrap_or_else(|last| panic!("put {key} not acknowledged within {WAIT:?}: {last}"));
 }
 
 /// Acknowledged keys that a linearizable read through `client` does not return.
@@ -194,7 +194,7 @@ async fn missing(client: &Client, acknowledged: &[usize]) -> Vec<usize> {
 
 /// Waits until member `i`'s metrics count at least one snapshot received from a peer.
 async fn received_a_snapshot(cluster: &Cluster, i: usize) {
-    eventually(WAIT, &format!("member {i} receives a snapshot"), || {
+    eventually_async(WAIT, &format!("member {i} receives a snapshot"), || {
         let received = cluster
             .metrics(i)
             .map(|m| metric_sum(&m, "etcd_network_snapshot_receive_success"))
@@ -287,7 +287,7 @@ async fn a_removed_member_wiped_and_added_back_fresh_catches_up(server: ServerBi
         serializable: true,
         ..Default::default()
     };
-    eventually(WAIT, "m2 has the latest write", || {
+    eventually_async(WAIT, "m2 has the latest write", || {
         let m2 = m2.clone();
         let request = serializable("after-return");
         async move { m2.range(request).await.is_ok_and(|r| r.count == 1) }
@@ -346,7 +346,7 @@ async fn a_learner_joins_catches_up_and_is_promoted_to_voter(server: ServerBinar
         assert!(out.contains("promoted in cluster"), "{out}");
         // MemberList answers from the member's applied state, which may lag the promotion.
         let voters = membership.len();
-        eventually(WAIT, "every member listed as a voter", || {
+        eventually_async(WAIT, "every member listed as a voter", || {
             let client = client.clone();
             async move {
                 client

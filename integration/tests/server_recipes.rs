@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use integration::{server_tests, Background, Cluster, Error, ServerBinary};
+use integration::{server_tests, Background, Cluster, ProcessError, ServerBinary};
 
 server_tests! {
     fn lock_passes_between_both_etcdctls_in_turn;
@@ -35,7 +35,7 @@ fn line(process: &mut Background) -> String {
 /// which must keep it waiting however long).
 fn still_waiting(process: &mut Background, what: &str) {
     match process.next_line(Duration::from_millis(500)) {
-        Err(Error::LineTimedOut { .. }) => {}
+        Err(ProcessError::LineTimedOut { .. }) => {}
         other => panic!("{what}: {other:?}"),
     }
 }

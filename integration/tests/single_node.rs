@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use integration::{real_etcdctl, run, Cluster, ClusterSpec, Error};
+use integration::{real_etcdctl, run, Cluster, ClusterSpec, ProcessError};
 
 const LINE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -128,7 +128,7 @@ fn background_watch_sees_puts() {
         match watch.next_line(Duration::from_millis(500)) {
             Ok(Some(line)) => break line,
             Ok(None) => panic!("watch exited: {}", watch.stderr()),
-            Err(Error::LineTimedOut { .. }) if n < 20 => continue,
+            Err(ProcessError::LineTimedOut { .. }) if n < 20 => continue,
             Err(e) => panic!("{e}"),
         }
     };
@@ -168,7 +168,7 @@ fn lock_is_handed_over_when_the_holder_is_interrupted() {
         .unwrap();
     // Not a timing assertion on etcd: the waiter must print nothing while the lock is held, however long.
     match waiter.next_line(Duration::from_millis(500)) {
-        Err(Error::LineTimedOut { .. }) => {}
+        Err(ProcessError::LineTimedOut { .. }) => {}
         other => panic!("second locker got the lock while it was held: {other:?}"),
     }
 
@@ -191,5 +191,5 @@ fn run_timeout_kills_a_command_that_never_ends() {
         .timeout(Duration::from_millis(500))
         .run()
         .unwrap_err();
-    assert!(matches!(err, Error::CommandTimedOut { .. }), "{err}");
+    assert!(matches!(err, ProcessError::CommandTimedOut { .. }), "{err}");
 }

@@ -1,7 +1,6 @@
 //! Three-member clusters of the reference etcd: health, leader failover, rejoin after a crash, quorum loss.
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration::{real_etcdctl, Cluster, ClusterSpec, Error};
 
@@ -81,22 +80,19 @@ fn killed_leader_is_replaced_and_rejoins_after_restart() {
 
 /// Polls a serializable read on member `i` alone until it returns `expected`.
 fn wait_for_local_value(cluster: &Cluster, i: usize, key: &str, expected: &str) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
+    testkit::poll(TIMEOUT, || {
         let get = integration::Cli::new(real_etcdctl())
             .arg(format!("--endpoints={}", cluster.client_url(i)))
             .args(["get", "--consistency=s", "--print-value-only", key])
             .run()
             .unwrap();
         if get.stdout == format!("{expected}\n") {
-            return;
+            Ok(())
+        } else {
+            Err(get)
         }
-        assert!(
-            Instant::now() < deadline,
-            "member {i} never served {key}={expected}: {get:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    })
+    .unwrap_or_else(|get| panic!("member {i} never served {key}={expected}: {get:?}"));
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! etcd's key/range_end convention, shared by Range, DeleteRange, Compare and Watch.
 
+pub use pkg::keys::prefix_range_end;
+
 /// The keys a request covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyRange {
@@ -65,19 +67,6 @@ impl KeyRange {
             KeyRange::Span { start, .. } => start,
         }
     }
-}
-
-/// etcd's `GetPrefixRangeEnd`: `prefix` with its last byte below 0xff incremented and the
-/// rest cut; `"\0"` (every key) when there is no such byte.
-pub fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 #[cfg(test)]

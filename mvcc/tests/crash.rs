@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backend::{Backend, BackendConfig};
-use integration::Cli;
 use mvcc::*;
+use testkit::Cli;
 
 const CHILD_ENV: &str = "MVCC_KILL9_CHILD_DIR";
 /// Bound on the child acknowledging its next commit. The harness kills the child if the test fails.

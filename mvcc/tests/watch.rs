@@ -357,9 +357,9 @@ fn concurrent_writes_reach_every_watcher_ordered_gapless_and_whole() {
             let s = s.clone();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
-                while s.current_revision() < PAUSE_AT {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                testkit::eventually(WAIT, "the writer to reach the pause", || {
+                    s.current_revision() >= PAUSE_AT
+                });
                 let mut stream = s.watch_stream();
                 let start = if from_past { 2 } else { 0 };
                 let req = WatchRequest {

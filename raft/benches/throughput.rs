@@ -23,7 +23,7 @@ fn cluster() -> Network {
 /// Keeps memory flat over millions of iterations, as a server's periodic snapshots do.
 fn compact(net: &mut Network) {
     for n in net.nodes.values_mut() {
-        let applied = n.node.raft().applied();
+        let applied = n.node.applied();
         if applied > n.storage.current_snapshot().index() + 10_000 {
             n.storage
                 .create_snapshot(applied, Some(n.conf_state.clone()), Bytes::new())
@@ -42,15 +42,12 @@ fn propose_commit_apply(c: &mut Criterion) {
             let mut net = cluster();
             let mut iterations = 0u64;
             b.iter(|| {
-                let target = net.node(1).node.raft().last_index() + batch as u64;
+                let target = net.node(1).node.last_index() + batch as u64;
                 net.raw(1)
                     .propose_batch(vec![payload.clone(); batch])
                     .unwrap();
                 net.stabilize();
-                debug_assert!(net
-                    .nodes
-                    .values()
-                    .all(|n| n.node.raft().applied() >= target));
+                debug_assert!(net.nodes.values().all(|n| n.node.applied() >= target));
                 iterations += 1;
                 if iterations.is_multiple_of(1024) {
                     compact(&mut net);
@@ -59,7 +56,7 @@ fn propose_commit_apply(c: &mut Criterion) {
             assert!(net
                 .nodes
                 .values()
-                .all(|n| n.node.raft().applied() == net.node(1).node.raft().last_index()));
+                .all(|n| n.node.applied() == net.node(1).node.last_index()));
         });
     }
     group.finish();

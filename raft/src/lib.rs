@@ -17,8 +17,8 @@ mod read_only;
 mod storage;
 mod tracker;
 
-pub use error::{Error, Result, StorageError};
-pub use raft::{decode_conf_change, Config, Raft, SoftState, StateRole};
+pub use error::{ConfChangeError, ConfigError, Error, Result, StorageError};
+pub use raft::{decode_conf_change, Config, SoftState, StateRole};
 pub use raw_node::{Peer, PeerProgress, RawNode, Ready, SnapshotStatus, Status};
 pub use read_only::{ReadOnlyOption, ReadState};
 pub use storage::{MemoryStorage, RaftState, Storage, StorageResult};

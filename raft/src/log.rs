@@ -351,7 +351,7 @@ mod tests {
 
     fn log_with(terms: &[u64]) -> RaftLog<MemoryStorage> {
         let s = MemoryStorage::new();
-        s.append(&ents(1, terms)).unwrap();
+        s.append(ents(1, terms)).unwrap();
         RaftLog::new(s).unwrap()
     }
 
@@ -393,7 +393,7 @@ mod tests {
             1,
             "only entry 1 is durable"
         );
-        log.store.append(&ents(2, &[1, 1])).unwrap();
+        log.store.append(ents(2, &[1, 1])).unwrap();
         log.stable_to(3, 1);
         assert_eq!(log.next_committed_entries(u64::MAX).len(), 3);
         log.applied_to(3);

@@ -7,7 +7,11 @@
 //! 3. send `persisted_messages` (acknowledgements and votes that must not outrun the disk);
 //! 4. apply `snapshot` and `committed_entries` to the state machine (calling `apply_conf_change` for conf
 //!    changes), serve `read_states` once applied up to their index;
-//! 5. call [`RawNode::advance`] with the Ready.
+//! 5. call [`RawNode::advance`].
+//!
+//! The Ready's fields are the application's to take by move (`std::mem::take`, destructuring): the node keeps its
+//! own record of what the Ready covered (the last entry, the snapshot, the last committed entry) and `advance`
+//! acknowledges that, so nothing needs to be cloned to hand entries or a snapshot on.
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -16,8 +20,9 @@ use raftpb::{
     Snapshot,
 };
 
-use crate::error::{Error, Result};
-use crate::raft::{is_local_msg, is_response_msg, Config, Raft, SoftState};
+use crate::error::Error;
+use crate::error::{ConfigError, Result};
+use crate::raft::{is_local_msg, is_response_msg, Config, Raft, SoftState, StateRole};
 use crate::read_only::ReadState;
 use crate::storage::Storage;
 use crate::tracker::Progress;
@@ -66,6 +71,10 @@ pub struct PeerProgress {
     pub is_learner: bool,
     pub recent_active: bool,
     pub inflight: usize,
+    /// The index of the snapshot in flight (Snapshot state), 0 otherwise.
+    pub pending_snapshot: u64,
+    /// A probe was sent and no answer came yet (Probe state).
+    pub probe_sent: bool,
 }
 
 impl From<&Progress> for PeerProgress {
@@ -77,6 +86,8 @@ impl From<&Progress> for PeerProgress {
             is_learner: p.is_learner,
             recent_active: p.recent_active,
             inflight: p.inflights.count(),
+            pending_snapshot: p.pending_snapshot,
+            probe_sent: p.probe_sent,
         }
     }
 }
@@ -96,10 +107,22 @@ pub enum SnapshotStatus {
     Failure,
 }
 
+/// What the last [`Ready`] covered, for [`RawNode::advance`] to acknowledge.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReadyRecord {
+    /// Index and term of the last entry to persist.
+    last_entry: Option<(u64, u64)>,
+    snapshot_index: Option<u64>,
+    /// The last index handed out for applying (last committed entry, or the snapshot).
+    applied: Option<u64>,
+}
+
 pub struct RawNode<S: Storage> {
     raft: Raft<S>,
     prev_soft_state: SoftState,
     prev_hard_state: HardState,
+    /// Set by `ready`, taken by `advance`.
+    in_flight: Option<ReadyRecord>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -114,6 +137,7 @@ impl<S: Storage> RawNode<S> {
             prev_soft_state: raft.soft_state(),
             prev_hard_state,
             raft,
+            in_flight: None,
         })
     }
 
@@ -123,15 +147,11 @@ impl<S: Storage> RawNode<S> {
     /// once persisted, as committed entries to apply (re-applying them is a no-op).
     pub fn bootstrap(&mut self, peers: &[Peer]) -> Result<()> {
         if peers.is_empty() {
-            return Err(Error::ConfigInvalid(
-                "must bootstrap with at least one peer".into(),
-            ));
+            return Err(ConfigError::BootstrapWithoutPeers.into());
         }
         let r = &mut self.raft;
         if r.raft_log.last_index() != 0 || r.term != 0 {
-            return Err(Error::ConfigInvalid(
-                "can only bootstrap an empty log".into(),
-            ));
+            return Err(ConfigError::BootstrapNonEmptyLog.into());
         }
         let entries: Vec<Entry> = peers
             .iter()
@@ -161,8 +181,59 @@ impl<S: Storage> RawNode<S> {
         Ok(())
     }
 
-    pub fn raft(&self) -> &Raft<S> {
-        &self.raft
+    pub fn id(&self) -> u64 {
+        self.raft.id
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raft.term
+    }
+
+    /// The candidate this node voted for in the current term (0: none).
+    pub fn vote(&self) -> u64 {
+        self.raft.vote
+    }
+
+    pub fn role(&self) -> StateRole {
+        self.raft.state
+    }
+
+    /// The leader this node knows of in the current term (0: none).
+    pub fn leader_id(&self) -> u64 {
+        self.raft.leader_id
+    }
+
+    pub fn committed(&self) -> u64 {
+        self.raft.committed()
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.raft.applied()
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.raft.first_index()
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.raft.last_index()
+    }
+
+    /// The term of entry `index` as this node's log has it (0 if unknown or compacted).
+    pub fn log_term(&self, index: u64) -> u64 {
+        self.raft.log_term(index)
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        self.raft.conf_state()
+    }
+
+    /// Every member's replication progress as this node tracks it (meaningful while it leads).
+    pub fn progress(&self) -> impl Iterator<Item = (u64, PeerProgress)> + '_ {
+        self.raft
+            .progress()
+            .iter()
+            .map(|(id, p)| (*id, PeerProgress::from(p)))
     }
 
     pub fn store(&self) -> &S {
@@ -281,8 +352,12 @@ impl<S: Storage> RawNode<S> {
             || !r.read_states.is_empty()
     }
 
-    /// Takes the pending work. Call [`RawNode::advance`] with it before the next `ready`.
+    /// Takes the pending work. Call [`RawNode::advance`] once it is handled, before the next `ready`.
     pub fn ready(&mut self) -> Ready {
+        debug_assert!(
+            self.in_flight.is_none(),
+            "ready() called again before advance()"
+        );
         let r = &mut self.raft;
         let soft = r.soft_state();
         let hard = r.hard_state();
@@ -311,32 +386,35 @@ impl<S: Storage> RawNode<S> {
         r.on_entries_committed_to_app(&rd.committed_entries);
         self.prev_soft_state = soft;
         self.prev_hard_state = hard;
+        let snapshot_index = rd.snapshot.as_ref().map(|s| s.index());
+        self.in_flight = Some(ReadyRecord {
+            last_entry: rd.entries.last().map(|e| (e.index, e.term)),
+            snapshot_index,
+            applied: rd
+                .committed_entries
+                .last()
+                .map(|e| e.index)
+                .or(snapshot_index),
+        });
         rd
     }
 
-    /// Tells raft that everything in `rd` was persisted and applied.
-    pub fn advance(&mut self, rd: Ready) {
-        let last_entry = rd.entries.last().map(|e| (e.index, e.term));
-        let snapshot_index = rd.snapshot.as_ref().map(|s| s.index());
-        self.raft.on_persisted(last_entry, snapshot_index);
-        let applied = rd
-            .committed_entries
-            .last()
-            .map(|e| e.index)
-            .or(snapshot_index);
-        if let Some(index) = applied {
+    /// Tells raft that everything in the last [`Ready`] was persisted and handed to the state machine.
+    pub fn advance(&mut self) {
+        let Some(record) = self.in_flight.take() else {
+            return;
+        };
+        self.raft
+            .on_persisted(record.last_entry, record.snapshot_index);
+        if let Some(index) = record.applied {
             self.raft.applied_to(index);
         }
     }
 
     pub fn status(&self) -> Status {
         let r = &self.raft;
-        let progress = if r.state == crate::raft::StateRole::Leader {
-            r.prs
-                .progress
-                .iter()
-                .map(|(id, p)| (*id, PeerProgress::from(p)))
-                .collect()
+        let progress = if r.state == StateRole::Leader {
+            self.progress().collect()
         } else {
             Vec::new()
         };

@@ -178,8 +178,10 @@ impl MemoryStorage {
         Ok(())
     }
 
-    /// Appends `entries`, replacing any conflicting suffix. Entries already compacted away are skipped.
-    pub fn append(&self, entries: &[Entry]) -> StorageResult<()> {
+    /// Appends `entries`, replacing any conflicting suffix. Entries already compacted away are skipped. Given a
+    /// `Vec`, the entries are moved in; given a slice, they are cloned.
+    pub fn append(&self, entries: impl Into<Vec<Entry>>) -> StorageResult<()> {
+        let mut entries = entries.into();
         let Some(first_new) = entries.first().map(|e| e.index) else {
             return Ok(());
         };
@@ -189,22 +191,19 @@ impl MemoryStorage {
         if last_new < first {
             return Ok(());
         }
-        let entries = if first > first_new {
-            &entries[(first - first_new) as usize..]
-        } else {
-            entries
-        };
+        if first > first_new {
+            entries.drain(..(first - first_new) as usize);
+        }
         let start = entries[0].index;
         if start > core.last_index() + 1 {
-            return Err(StorageError::Other(format!(
-                "missing log entries: last index {}, appending at {}",
-                core.last_index(),
-                start
-            )));
+            return Err(StorageError::MissingEntries {
+                last_index: core.last_index(),
+                appending_at: start,
+            });
         }
         let keep = (start - core.offset()) as usize;
         core.entries.truncate(keep);
-        core.entries.extend_from_slice(entries);
+        core.entries.append(&mut entries);
         Ok(())
     }
 }
@@ -280,7 +279,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        s.append(&ents(4, &[4, 5])).unwrap();
+        s.append(ents(4, &[4, 5])).unwrap();
         s
     }
 
@@ -308,10 +307,10 @@ mod tests {
     #[test]
     fn append_truncates_conflicts_and_skips_compacted_prefix() {
         let s = storage_3_to_5();
-        s.append(&ents(2, &[2, 3, 9])).unwrap(); // 2..3 already compacted, 4 conflicts
+        s.append(ents(2, &[2, 3, 9])).unwrap(); // 2..3 already compacted, 4 conflicts
         assert_eq!(s.last_index().unwrap(), 4);
         assert_eq!(s.term(4), Ok(9));
-        assert!(s.append(&ents(7, &[9])).is_err(), "a gap must be refused");
+        assert!(s.append(ents(7, &[9])).is_err(), "a gap must be refused");
     }
 
     #[test]

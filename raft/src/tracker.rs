@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use raftpb::ConfState;
 
+use crate::error::ConfChangeError;
+
 /// How the leader currently replicates to a follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressState {
@@ -292,21 +294,19 @@ impl Configuration {
     }
 
     /// The invariants every configuration must keep (etcd's confchange checkInvariants).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfChangeError> {
         if let Some(id) = self.learners.iter().find(|id| self.is_voter(**id)) {
-            return Err(format!("{id} is in learners and voters"));
+            return Err(ConfChangeError::LearnerIsVoter(*id));
         }
         if let Some(id) = self
             .learners_next
             .iter()
             .find(|id| !self.outgoing.contains(*id))
         {
-            return Err(format!(
-                "{id} is in learners_next but not in the outgoing voters"
-            ));
+            return Err(ConfChangeError::LearnerNextNotOutgoing(*id));
         }
         if !self.is_joint() && (self.auto_leave || !self.learners_next.is_empty()) {
-            return Err("auto_leave or learners_next set outside a joint configuration".into());
+            return Err(ConfChangeError::JointFieldsOutsideJoint);
         }
         Ok(())
     }
@@ -395,13 +395,13 @@ impl Changer<'_> {
         &self,
         auto_leave: bool,
         changes: &[ConfChangeSingle],
-    ) -> Result<Changed, String> {
+    ) -> Result<Changed, ConfChangeError> {
         let (mut cfg, mut prs) = self.start();
         if cfg.is_joint() {
-            return Err("config is already joint".into());
+            return Err(ConfChangeError::AlreadyJoint);
         }
         if cfg.incoming.is_empty() {
-            return Err("can't make a zero-voter config joint".into());
+            return Err(ConfChangeError::ZeroVoterJoint);
         }
         cfg.outgoing = cfg.incoming.clone();
         self.apply(&mut cfg, &mut prs, changes)?;
@@ -410,10 +410,10 @@ impl Changer<'_> {
         Ok((cfg, prs))
     }
 
-    pub fn leave_joint(&self) -> Result<Changed, String> {
+    pub fn leave_joint(&self) -> Result<Changed, ConfChangeError> {
         let (mut cfg, mut prs) = self.start();
         if !cfg.is_joint() {
-            return Err("can't leave a non-joint config".into());
+            return Err(ConfChangeError::NotJoint);
         }
         for id in std::mem::take(&mut cfg.learners_next) {
             cfg.learners.insert(id);
@@ -432,10 +432,10 @@ impl Changer<'_> {
     }
 
     /// A change that alters at most one voter and so needs no joint consensus.
-    pub fn simple(&self, changes: &[ConfChangeSingle]) -> Result<Changed, String> {
+    pub fn simple(&self, changes: &[ConfChangeSingle]) -> Result<Changed, ConfChangeError> {
         let (mut cfg, mut prs) = self.start();
         if cfg.is_joint() {
-            return Err("can't apply simple config change in joint config".into());
+            return Err(ConfChangeError::SimpleInJoint);
         }
         self.apply(&mut cfg, &mut prs, changes)?;
         let changed = self
@@ -445,7 +445,7 @@ impl Changer<'_> {
             .symmetric_difference(&cfg.incoming)
             .count();
         if changed > 1 {
-            return Err("more than one voter changed without entering joint config".into());
+            return Err(ConfChangeError::TooManyVotersChanged);
         }
         cfg.check()?;
         Ok((cfg, prs))
@@ -456,7 +456,7 @@ impl Changer<'_> {
         cfg: &mut Configuration,
         prs: &mut BTreeMap<u64, Progress>,
         changes: &[ConfChangeSingle],
-    ) -> Result<(), String> {
+    ) -> Result<(), ConfChangeError> {
         for cc in changes {
             if cc.node_id == 0 {
                 continue; // etcd ignores changes of node 0
@@ -469,7 +469,7 @@ impl Changer<'_> {
             }
         }
         if cfg.incoming.is_empty() {
-            return Err("removed all voters".into());
+            return Err(ConfChangeError::NoVoters);
         }
         Ok(())
     }

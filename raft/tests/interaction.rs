@@ -282,13 +282,13 @@ impl Runner {
             "raft-state" => {
                 let net = self.net();
                 for (i, n) in &net.nodes {
-                    let r = n.node.raft();
+                    let r = &n.node;
                     let _ = writeln!(
                         out,
                         "{i}: {:?} Term:{} Lead:{} Commit:{} Applied:{} Voters:{:?} Learners:{:?} Outgoing:{:?}",
-                        r.state,
-                        r.term,
-                        r.leader_id,
+                        r.role(),
+                        r.term(),
+                        r.leader_id(),
                         r.committed(),
                         r.applied(),
                         n.conf_state.voters,
@@ -299,7 +299,7 @@ impl Runner {
             }
             "compact" => {
                 let n = self.net().nodes.get_mut(&id(1)).unwrap();
-                let applied = n.node.raft().applied();
+                let applied = n.node.applied();
                 let cs = n.conf_state.clone();
                 n.storage
                     .create_snapshot(applied, Some(cs), Bytes::from_static(b"sm"))

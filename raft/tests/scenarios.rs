@@ -41,9 +41,9 @@ fn a_candidate_with_a_majority_becomes_leader_and_commits_an_empty_entry() {
     let net = elected(three(), 1);
     for id in [1, 2, 3] {
         assert_eq!(net.node(id).term(), 2);
-        assert_eq!(net.node(id).node.raft().leader_id, 1);
+        assert_eq!(net.node(id).node.leader_id(), 1);
         assert_eq!(
-            net.node(id).node.raft().committed(),
+            net.node(id).node.committed(),
             2,
             "the leader's empty entry commits"
         );
@@ -146,7 +146,7 @@ fn pre_vote_keeps_a_partitioned_node_from_disrupting_the_cluster_when_it_returns
     net.tick_all(12);
     assert_eq!(net.leader(), Some(1));
     assert_eq!(net.node(1).term(), 2, "the leader was not deposed");
-    assert_eq!(net.node(3).node.raft().leader_id, 1);
+    assert_eq!(net.node(3).node.leader_id(), 1);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn a_stale_leader_learns_the_new_term_from_a_follower_and_steps_down() {
     assert!(net.node(new_leader).term() > 2);
     net.heal();
     net.tick_all(3);
-    assert_eq!(net.node(1).node.raft().leader_id, new_leader);
+    assert_eq!(net.node(1).node.leader_id(), new_leader);
     assert_eq!(net.node(1).state(), StateRole::Follower);
 }
 
@@ -312,14 +312,14 @@ fn entries_of_an_earlier_term_are_not_committed_by_counting_replicas() {
     net.raw(2).step(ack(3, 3)).unwrap();
     net.raw(2).step(ack(4, 3)).unwrap();
     assert_eq!(
-        net.node(2).node.raft().committed(),
+        net.node(2).node.committed(),
         2,
         "index 3 is on 2, 3, 4 but is of term 2"
     );
     net.raw(2).step(ack(3, 4)).unwrap();
     net.raw(2).step(ack(4, 4)).unwrap();
     assert_eq!(
-        net.node(2).node.raft().committed(),
+        net.node(2).node.committed(),
         4,
         "the term-3 entry commits, and index 3 with it"
     );
@@ -397,7 +397,7 @@ fn acknowledgements_and_votes_wait_for_persistence_but_leader_appends_do_not() {
         kinds(&rd.persisted_messages),
         vec![(MsgPreVote, 1, 2), (MsgPreVote, 1, 3)]
     );
-    net.raw(1).advance(rd);
+    net.raw(1).advance();
     let mut net = elected(three(), 1);
     net.raw(1).propose(&b"x"[..]).unwrap();
     let rd = net.raw(1).ready();
@@ -407,7 +407,7 @@ fn acknowledgements_and_votes_wait_for_persistence_but_leader_appends_do_not() {
         "the leader has not persisted its own entry yet"
     );
     let msgs = rd.messages.clone();
-    net.raw(1).advance(rd);
+    net.raw(1).advance();
     net.raw(2).step(msgs[0].clone()).unwrap();
     let rd = net.raw(2).ready();
     assert!(rd.messages.is_empty());
@@ -426,9 +426,9 @@ fn nothing_is_applied_before_it_is_persisted_on_this_node() {
         .get_mut(&1)
         .unwrap()
         .storage
-        .append(&rd.entries)
+        .append(rd.entries)
         .unwrap();
-    net.raw(1).advance(rd);
+    net.raw(1).advance();
     net.raw(1).propose(&b"x"[..]).unwrap();
     net.stabilize();
     assert_eq!(
@@ -445,12 +445,12 @@ fn a_restarted_node_recovers_term_vote_and_log_from_storage() {
     net.stabilize();
     let storage = net.node(2).storage.clone();
     let restarted = Network::start(common::config(2), storage);
-    let r = restarted.node.raft();
+    let r = &restarted.node;
     assert_eq!(
-        (r.term, r.vote, r.committed(), r.last_index()),
+        (r.term(), r.vote(), r.committed(), r.last_index()),
         (2, 1, 3, 3)
     );
-    assert_eq!(r.state, StateRole::Follower);
+    assert_eq!(r.role(), StateRole::Follower);
 }
 
 #[test]
@@ -593,7 +593,7 @@ fn a_new_member_joins_from_an_empty_log_through_a_snapshot() {
     net.stabilize();
     // The bootstrap snapshot (index 1) predates node 4; take a fresh one that includes it.
     let leader = net.nodes.get_mut(&1).unwrap();
-    let applied = leader.node.raft().applied();
+    let applied = leader.node.applied();
     leader
         .storage
         .create_snapshot(
@@ -728,7 +728,7 @@ fn an_explicit_joint_configuration_waits_for_the_empty_leave_change() {
 /// Takes a snapshot of `id` at its applied index and compacts its log, as a server does periodically.
 fn snapshot_and_compact(net: &mut Network, id: u64) -> u64 {
     let n = net.nodes.get_mut(&id).unwrap();
-    let applied = n.node.raft().applied();
+    let applied = n.node.applied();
     n.storage
         .create_snapshot(
             applied,
@@ -850,7 +850,7 @@ fn a_follower_behind_the_compacted_log_catches_up_with_a_snapshot() {
     }
     net.stabilize();
     let l = net.nodes.get_mut(&1).unwrap();
-    let applied = l.node.raft().applied();
+    let applied = l.node.applied();
     l.storage
         .create_snapshot(
             applied,
@@ -900,7 +900,7 @@ fn a_failed_snapshot_and_an_unreachable_peer_fall_back_to_probing() {
     }
     net.stabilize();
     let l = net.nodes.get_mut(&1).unwrap();
-    let applied = l.node.raft().applied();
+    let applied = l.node.applied();
     l.storage
         .create_snapshot(applied, Some(l.conf_state.clone()), Bytes::new())
         .unwrap();
@@ -926,10 +926,7 @@ fn a_failed_snapshot_and_an_unreachable_peer_fall_back_to_probing() {
         vec![&b"x"[..]],
         "entries 0..3 came in the snapshot, not as entries"
     );
-    assert_eq!(
-        net.node(3).node.raft().committed(),
-        net.node(1).node.raft().committed()
-    );
+    assert_eq!(net.node(3).node.committed(), net.node(1).node.committed());
 }
 
 // ---- misc ---------------------------------------------------------------------------------------------------------

@@ -27,36 +27,12 @@ use raft::{
     decode_conf_change, Config, MemoryStorage, Peer, RawNode, Ready, SnapshotStatus, StateRole,
     Storage,
 };
+use testkit::Rng;
 
 const ROUNDS_PER_TICK: u64 = 3;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        (!items.is_empty()).then(|| items[self.below(items.len() as u64) as usize])
-    }
-}
-
 fn mix(a: u64, b: u64) -> u64 {
-    let mut r = Rng(a ^ b.rotate_left(17) ^ 0x5851_f42d_4c95_7f2d);
-    r.next()
+    Rng::new(a ^ b.rotate_left(17) ^ 0x5851_f42d_4c95_7f2d).next_u64()
 }
 
 fn digest(e: &Entry) -> u64 {
@@ -184,7 +160,7 @@ struct Sim {
 
 impl Sim {
     fn new(seed: u64) -> Sim {
-        let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0xdead_beef);
+        let mut rng = Rng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0xdead_beef);
         let n = [3u64, 5, 7][(seed % 3) as usize];
         let p = Params {
             drop: [0.0, 0.02, 0.1, 0.25][rng.below(4) as usize],
@@ -290,7 +266,7 @@ impl Sim {
             }
         };
         let conf_state = snap.conf_state();
-        let commit = raw.raft().committed();
+        let commit = raw.committed();
         self.nodes.insert(
             id,
             Node {
@@ -327,8 +303,8 @@ impl Sim {
     fn leader(&self) -> Option<u64> {
         self.nodes
             .iter()
-            .filter(|(_, n)| n.raw.raft().state == StateRole::Leader && !n.removed)
-            .max_by_key(|(_, n)| n.raw.raft().term)
+            .filter(|(_, n)| n.raw.role() == StateRole::Leader && !n.removed)
+            .max_by_key(|(_, n)| n.raw.term())
             .map(|(id, _)| *id)
     }
 
@@ -345,7 +321,7 @@ impl Sim {
             && self
                 .nodes
                 .get(&to)
-                .is_some_and(|n| !members(&n.raw.raft().conf_state()).contains(&from))
+                .is_some_and(|n| !members(&n.raw.conf_state()).contains(&from))
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
@@ -389,7 +365,7 @@ impl Sim {
         // Reorder the messages due in this round.
         let mut keyed: Vec<(u64, Message)> = due
             .drain(..)
-            .map(|(_, _, m)| (self.rng.next(), m))
+            .map(|(_, _, m)| (self.rng.next_u64(), m))
             .collect();
         keyed.sort_by_key(|(k, _)| *k);
         for (_, m) in keyed {
@@ -429,7 +405,7 @@ impl Sim {
         let mut prev_term = rd
             .entries
             .first()
-            .map_or(0, |e| n.raw.raft().log_term(e.index - 1));
+            .map_or(0, |e| n.raw.log_term(e.index - 1));
         let entries: Vec<(u64, u64, u64)> = rd
             .entries
             .iter()
@@ -489,7 +465,7 @@ impl Sim {
             }
             n.conf_state = s.conf_state();
         }
-        if let Err(e) = n.storage.append(&rd.entries) {
+        if let Err(e) = n.storage.append(std::mem::take(&mut rd.entries)) {
             problems.push(format!("node {id}: persisting entries: {e}"));
         }
         if let Some(hs) = rd.hard_state {
@@ -520,8 +496,7 @@ impl Sim {
         let Some(n) = self.nodes.get_mut(&id) else {
             return;
         };
-        rd.committed_entries = committed;
-        n.raw.advance(rd);
+        n.raw.advance();
         self.maybe_compact(id);
         if self.nodes.get(&id).is_some_and(|n| n.removed) {
             // A removed member shuts down, as etcd's server does.
@@ -619,8 +594,8 @@ impl Sim {
         let ids = self.alive_ids();
         for id in ids {
             let n = &self.nodes[&id];
-            let r = n.raw.raft();
-            let (term, state, commit, applied) = (r.term, r.state, r.committed(), r.applied());
+            let r = &n.raw;
+            let (term, state, commit, applied) = (r.term(), r.role(), r.committed(), r.applied());
             if commit < n.seen_commit || applied < n.seen_applied {
                 let msg = format!(
                     "node {id}: commit/applied went back ({}/{} -> {commit}/{applied})",
@@ -656,7 +631,7 @@ impl Sim {
     }
 
     fn check_leader_completeness(&mut self, id: u64, term: u64) {
-        let r = self.nodes[&id].raw.raft();
+        let r = &self.nodes[&id].raw;
         let first = r.first_index();
         let mut bad = None;
         for index in first..self.commit_term.len() as u64 {
@@ -679,7 +654,7 @@ impl Sim {
 
     fn record_commits(&mut self, id: u64, term: u64) {
         let n = &self.nodes[&id];
-        let r = n.raw.raft();
+        let r = &n.raw;
         let commit = r.committed();
         let from = n.recorded_commit + 1;
         if commit < from {
@@ -726,7 +701,7 @@ impl Sim {
 
     fn conf_change(&mut self) {
         let Some(leader) = self.leader() else { return };
-        let cs = self.nodes[&leader].raw.raft().conf_state();
+        let cs = self.nodes[&leader].raw.conf_state();
         let mut changes = Vec::new();
         let mut transition = ConfChangeTransition::ConfChangeTransitionAuto;
         if !cs.voters_outgoing.is_empty() {
@@ -823,7 +798,7 @@ impl Sim {
 
     fn transfer(&mut self) {
         let Some(leader) = self.leader() else { return };
-        let cs = self.nodes[&leader].raw.raft().conf_state();
+        let cs = self.nodes[&leader].raw.conf_state();
         if let Some(to) = self.rng.pick(&cs.voters) {
             self.stats.transfers_requested += 1;
             self.nodes.get_mut(&leader).unwrap().raw.transfer_leader(to);
@@ -964,7 +939,7 @@ impl Sim {
         let Some(leader) = self.leader() else {
             return false;
         };
-        let cs = self.nodes[&leader].raw.raft().conf_state();
+        let cs = self.nodes[&leader].raw.conf_state();
         if !cs.voters_outgoing.is_empty() {
             return false;
         }
@@ -990,10 +965,9 @@ impl Sim {
                     .nodes
                     .iter()
                     .map(|(id, n)| {
-                        let r = n.raw.raft();
+                        let r = &n.raw;
                         let pr = r
                             .progress()
-                            .iter()
                             .map(|(id, p)| {
                                 format!(
                                     "{id}:{:?}/m{}/n{}/p{}/ps{}/a{}",
@@ -1008,15 +982,15 @@ impl Sim {
                             .collect::<Vec<_>>();
                         format!(
                             "\n{id}:{:?} t{} c{} sm{} first{} last{} snap{} cs{:?} {}",
-                            r.state,
-                            r.term,
+                            r.role(),
+                            r.term(),
                             r.committed(),
                             n.sm_index,
                             r.first_index(),
                             r.last_index(),
                             n.storage.current_snapshot().index(),
                             r.conf_state(),
-                            if r.state == StateRole::Leader {
+                            if r.role() == StateRole::Leader {
                                 pr.join(" ")
                             } else {
                                 String::new()
@@ -1034,7 +1008,7 @@ impl Sim {
                 // Keep entries flowing so snapshots stay fresh and the current term commits; leave an explicit
                 // joint configuration.
                 if let Some(l) = self.leader() {
-                    let cs = self.nodes[&l].raw.raft().conf_state();
+                    let cs = self.nodes[&l].raw.conf_state();
                     let node = &mut self.nodes.get_mut(&l).unwrap().raw;
                     if !cs.voters_outgoing.is_empty() && !cs.auto_leave {
                         let _ = node.propose_conf_change_v2(&ConfChangeV2::default());

@@ -35,8 +35,12 @@ impl Raft for Counter {
         }
         self.notify.notify_one();
     }
-    fn receive_snapshot(&self, _: Message, _: &mut dyn std::io::Read) -> Result<(), String> {
-        Err("not in this benchmark".to_string())
+    fn receive_snapshot(
+        &self,
+        _: Message,
+        _: &mut dyn std::io::Read,
+    ) -> Result<(), rafthttp::SaveSnapshotError> {
+        Err("not in this benchmark".into())
     }
     fn report_unreachable(&self, id: u64) {
         panic!("peer {id} unreachable during the benchmark");

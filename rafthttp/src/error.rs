@@ -49,3 +49,82 @@ pub(crate) enum ConnectError {
     #[error("transport stopped")]
     Stopped,
 }
+
+/// Why a peer request was refused before its body was read; the texts are etcd's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Rejection {
+    #[error("transport stopped")]
+    Stopped,
+    #[error("cluster ID mismatch")]
+    ClusterIdMismatch,
+    #[error("invalid from")]
+    InvalidFrom,
+    #[error("removed member")]
+    RemovedMember,
+    #[error("to field mismatch")]
+    ToMismatch,
+    #[error("error sender not found")]
+    SenderNotFound,
+}
+
+impl Rejection {
+    pub(crate) fn status(self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Rejection::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::ClusterIdMismatch | Rejection::ToMismatch => StatusCode::PRECONDITION_FAILED,
+            Rejection::InvalidFrom => StatusCode::BAD_REQUEST,
+            Rejection::RemovedMember => StatusCode::GONE,
+            Rejection::SenderNotFound => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+/// Why an inbound message stream ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StreamEnd {
+    #[error("closed locally")]
+    ClosedLocally,
+    #[error("no data from peer within {0:?}")]
+    Idle(std::time::Duration),
+    #[error("peer closed the stream")]
+    PeerClosed,
+    #[error("read error: {0}")]
+    Read(axum::Error),
+    #[error("bad frame: {0}")]
+    BadFrame(FrameError),
+}
+
+/// Why sending a snapshot to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendSnapshotError {
+    #[error("unknown peer")]
+    UnknownPeer,
+    #[error("transport stopped or peer removed")]
+    Stopped,
+    #[error("peer has no URL")]
+    NoUrl,
+    #[error("writing the database: {0}")]
+    WriteDb(std::io::Error),
+    #[error("database writer failed: {0}")]
+    Writer(tokio::task::JoinError),
+    #[error("no answer within {0:?} after the database was sent")]
+    NoAnswer(std::time::Duration),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// Why the MsgSnap at the head of a snapshot upload could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SnapshotMessageError {
+    #[error("empty snapshot message")]
+    Empty,
+    #[error("body ended before the snapshot message")]
+    Truncated,
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Body(#[from] std::io::Error),
+    #[error("unexpected message type {0:?}")]
+    UnexpectedType(raftpb::MessageType),
+}

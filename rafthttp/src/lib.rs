@@ -16,6 +16,7 @@ mod client;
 mod codec;
 mod error;
 mod peer;
+mod request;
 mod server;
 mod snapshot;
 
@@ -86,6 +87,9 @@ pub enum SnapshotStatus {
     Failure,
 }
 
+/// The server's reason for refusing a received snapshot; its message goes back to the sender.
+pub type SaveSnapshotError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Implemented by the server; called from transport tasks (must not block long, except `receive_snapshot`, which
 /// runs on a blocking thread).
 pub trait Raft: Send + Sync + 'static {
@@ -93,7 +97,11 @@ pub trait Raft: Send + Sync + 'static {
     fn process(&self, msg: Message);
     /// A MsgSnap arrived; `db` streams the backend database that goes with it, as it comes off the network: it
     /// returns an error if the transfer breaks. Return Err to refuse (the sender then gets Failure).
-    fn receive_snapshot(&self, msg: Message, db: &mut dyn std::io::Read) -> Result<(), String>;
+    fn receive_snapshot(
+        &self,
+        msg: Message,
+        db: &mut dyn std::io::Read,
+    ) -> Result<(), SaveSnapshotError>;
     /// `id` could not be reached. Also called synchronously from [`Transport::send`], so it must only queue the
     /// report.
     fn report_unreachable(&self, id: u64);

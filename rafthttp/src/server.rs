@@ -17,11 +17,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{Decoded, FrameDecoder, MAX_STREAM_FRAME};
+use crate::error::{Rejection, StreamEnd};
 use crate::peer::{Peer, KEEPALIVE_INTERVAL, READ_TIMEOUT};
-use crate::{
-    format_id, parse_id, snapshot, Inner, HEADER_CLUSTER_ID, HEADER_FROM, HEADER_TO, SNAPSHOT_PATH,
-    STREAM_PATH,
-};
+use crate::request::{check_request, reject};
+use crate::{format_id, snapshot, Inner, HEADER_CLUSTER_ID, SNAPSHOT_PATH, STREAM_PATH};
 
 pub(crate) fn router(inner: Arc<Inner>) -> axum::Router {
     axum::Router::new()
@@ -32,78 +31,6 @@ pub(crate) fn router(inner: Arc<Inner>) -> axum::Router {
         .with_state(inner)
 }
 
-/// An error answer in etcd's shape: plain text, our cluster id in the header.
-pub(crate) fn refuse(inner: &Inner, status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        [
-            (HEADER_CLUSTER_ID, format_id(inner.config.cluster_id)),
-            // Every peer request has a connection of its own: close it with the answer.
-            (http::header::CONNECTION.as_str(), "close".to_string()),
-        ],
-        format!("{text}\n"),
-    )
-        .into_response()
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
-/// The checks etcd makes on every peer request, in etcd's order. Returns the sender's id.
-pub(crate) fn check_request(
-    inner: &Inner,
-    headers: &HeaderMap,
-    what: &str,
-) -> Result<u64, (StatusCode, &'static str)> {
-    if inner.shutdown.is_cancelled() {
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "transport stopped"));
-    }
-    let local_cluster = inner.config.cluster_id;
-    let local_id = inner.config.member_id;
-    let from_text = header(headers, HEADER_FROM);
-    let cluster_text = header(headers, HEADER_CLUSTER_ID);
-    if parse_id(cluster_text) != Some(local_cluster) {
-        tracing::warn!(
-            local_member_id = %format_id(local_id),
-            local_cluster_id = %format_id(local_cluster),
-            remote_peer_id = %from_text,
-            remote_cluster_id = %cluster_text,
-            request = what,
-            "rejected peer request: cluster ID mismatch"
-        );
-        return Err((StatusCode::PRECONDITION_FAILED, "cluster ID mismatch"));
-    }
-    let Some(from) = parse_id(from_text) else {
-        tracing::warn!(remote_peer_id = %from_text, request = what, "rejected peer request: invalid sender id");
-        return Err((StatusCode::BAD_REQUEST, "invalid from"));
-    };
-    if inner.raft.is_removed(from) {
-        tracing::warn!(
-            local_member_id = %format_id(local_id),
-            remote_peer_id = %format_id(from),
-            request = what,
-            "rejected peer request because the sender was removed from the cluster"
-        );
-        return Err((StatusCode::GONE, "removed member"));
-    }
-    let to_text = header(headers, HEADER_TO);
-    if parse_id(to_text) != Some(local_id) {
-        tracing::warn!(
-            local_member_id = %format_id(local_id),
-            remote_peer_id = %format_id(from),
-            target = %to_text,
-            request = what,
-            "rejected peer request: ID mismatch"
-        );
-        return Err((StatusCode::PRECONDITION_FAILED, "to field mismatch"));
-    }
-    Ok(from)
-}
-
 async fn stream_handler(
     State(inner): State<Arc<Inner>>,
     headers: HeaderMap,
@@ -111,7 +38,7 @@ async fn stream_handler(
 ) -> Response {
     let from = match check_request(&inner, &headers, "stream") {
         Ok(from) => from,
-        Err((status, text)) => return refuse(&inner, status, text),
+        Err(rejection) => return reject(&inner, rejection),
     };
     let Some(peer) = inner.peer(from) else {
         tracing::warn!(
@@ -119,7 +46,7 @@ async fn stream_handler(
             remote_peer_id = %format_id(from),
             "failed to find remote peer in cluster"
         );
-        return refuse(&inner, StatusCode::NOT_FOUND, "error sender not found");
+        return reject(&inner, Rejection::SenderNotFound);
     };
     let token = peer.cancel.child_token();
     let generation = inner.next_inbound.fetch_add(1, Ordering::Relaxed);
@@ -167,20 +94,20 @@ async fn read_stream(
     let _ = keepalive.try_send(Ok(Bytes::from_static(b"\n")));
     let mut ticker = tokio::time::interval(KEEPALIVE_INTERVAL);
     let mut read_deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-    let reason: String = 'read: loop {
+    let reason: StreamEnd = 'read: loop {
         tokio::select! {
-            _ = token.cancelled() => break 'read "closed locally".to_string(),
+            _ = token.cancelled() => break 'read StreamEnd::ClosedLocally,
             _ = ticker.tick() => {
                 // A full channel means the sender is not reading: its own timeout will catch that.
                 let _ = keepalive.try_send(Ok(Bytes::from_static(b"\n")));
             }
             _ = tokio::time::sleep_until(read_deadline) => {
-                break 'read format!("no data from peer within {READ_TIMEOUT:?}");
+                break 'read StreamEnd::Idle(READ_TIMEOUT);
             }
             frame = body.frame() => {
                 let chunk = match frame {
-                    None => break 'read "peer closed the stream".to_string(),
-                    Some(Err(err)) => break 'read format!("read error: {err}"),
+                    None => break 'read StreamEnd::PeerClosed,
+                    Some(Err(err)) => break 'read StreamEnd::Read(err),
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(data) => data,
                         Err(_) => continue,
@@ -202,7 +129,7 @@ async fn read_stream(
                         }
                         Err(err) => {
                             tracing::warn!(peer = %format_id(from), error = %err, "closing inbound stream: bad frame");
-                            break 'read format!("bad frame: {err}");
+                            break 'read StreamEnd::BadFrame(err);
                         }
                     }
                 }
@@ -223,7 +150,7 @@ async fn snapshot_handler(
 ) -> Response {
     let from = match check_request(&inner, &headers, "snapshot") {
         Ok(from) => from,
-        Err((status, text)) => return refuse(&inner, status, text),
+        Err(rejection) => return reject(&inner, rejection),
     };
     snapshot::receive(inner, from, body).await
 }

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use crate::client::{self, Chunk, ChunkBody, Identity};
 use crate::codec::{self, Decoded, FrameDecoder, MAX_SNAPSHOT_FRAME};
-use crate::error::ConnectError;
-use crate::server::refuse;
+use crate::error::{ConnectError, SendSnapshotError, SnapshotMessageError};
+use crate::request::refuse;
 use crate::{format_id, Inner, SnapshotStatus, WriteDb, SNAPSHOT_PATH};
 
 /// Size of one body write of the database.
@@ -34,11 +34,11 @@ pub(crate) async fn send(inner: Arc<Inner>, msg: Message, write_db: WriteDb) {
     let index = msg.snapshot.as_ref().map_or(0, |s| s.index());
     let start = Instant::now();
     let result = match inner.peer(to) {
-        None => Err("unknown peer".to_string()),
+        None => Err(SendSnapshotError::UnknownPeer),
         Some(peer) => {
             let urls = peer.urls_to_try();
             tokio::select! {
-                _ = peer.cancel.cancelled() => Err("transport stopped or peer removed".to_string()),
+                _ = peer.cancel.cancelled() => Err(SendSnapshotError::Stopped),
                 r = transfer(&inner, &urls, msg, write_db) => r,
             }
         }
@@ -69,9 +69,9 @@ async fn transfer(
     urls: &[String],
     msg: Message,
     write_db: WriteDb,
-) -> Result<u64, String> {
+) -> Result<u64, SendSnapshotError> {
     let Some(url) = urls.first() else {
-        return Err("peer has no URL".to_string());
+        return Err(SendSnapshotError::NoUrl);
     };
     let identity = Identity {
         from: inner.config.member_id,
@@ -115,11 +115,11 @@ async fn transfer(
                     ack_deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
                 }
                 // Dropping the writer's channel without the end marker already aborted the request.
-                Ok(Err(err)) => return Err(format!("writing the database: {err}")),
-                Err(err) => return Err(format!("database writer failed: {err}")),
+                Ok(Err(err)) => return Err(SendSnapshotError::WriteDb(err)),
+                Err(err) => return Err(SendSnapshotError::Writer(err)),
             },
             _ = tokio::time::sleep_until(ack_deadline), if written.is_some() => {
-                return Err(format!("no answer within {ACK_TIMEOUT:?} after the database was sent"));
+                return Err(SendSnapshotError::NoAnswer(ACK_TIMEOUT));
             }
         }
     };
@@ -127,17 +127,17 @@ async fn transfer(
         Ok(_) => {}
         Err(ConnectError::MemberRemoved) => {
             inner.report_removed();
-            return Err(ConnectError::MemberRemoved.to_string());
+            return Err(ConnectError::MemberRemoved.into());
         }
-        Err(err) => return Err(err.to_string()),
+        Err(err) => return Err(err.into()),
     }
     // A 204 can only come after the receiver read the whole body, so the writer has finished or is finishing.
     match written {
         Some(n) => Ok(n),
         None => match writer.await {
             Ok(Ok(n)) => Ok(n),
-            Ok(Err(err)) => Err(format!("writing the database: {err}")),
-            Err(err) => Err(format!("database writer failed: {err}")),
+            Ok(Err(err)) => Err(SendSnapshotError::WriteDb(err)),
+            Err(err) => Err(SendSnapshotError::Writer(err)),
         },
     }
 }
@@ -213,28 +213,22 @@ pub(crate) async fn receive(inner: Arc<Inner>, from: u64, body: Body) -> Respons
         match decoder.next_frame() {
             Ok(Some(Decoded::Message(msg))) => break *msg,
             Ok(Some(Decoded::Keepalive)) => {
-                return bad_snapshot(&inner, from, "empty snapshot message".to_string())
+                return bad_snapshot(&inner, from, SnapshotMessageError::Empty)
             }
             Ok(None) => {}
-            Err(err) => return bad_snapshot(&inner, from, err.to_string()),
+            Err(err) => return bad_snapshot(&inner, from, err.into()),
         }
         match next_chunk(&mut body).await {
             Ok(Some(chunk)) => decoder.push(&chunk),
-            Ok(None) => {
-                return bad_snapshot(
-                    &inner,
-                    from,
-                    "body ended before the snapshot message".to_string(),
-                )
-            }
-            Err(err) => return bad_snapshot(&inner, from, err.to_string()),
+            Ok(None) => return bad_snapshot(&inner, from, SnapshotMessageError::Truncated),
+            Err(err) => return bad_snapshot(&inner, from, err.into()),
         }
     };
     if msg.kind() != MessageType::MsgSnap {
         return bad_snapshot(
             &inner,
             from,
-            format!("unexpected message type {:?}", msg.kind()),
+            SnapshotMessageError::UnexpectedType(msg.kind()),
         );
     }
     let index = msg.snapshot.as_ref().map_or(0, |s| s.index());
@@ -309,7 +303,7 @@ pub(crate) async fn receive(inner: Arc<Inner>, from: u64, body: Body) -> Respons
     }
 }
 
-fn bad_snapshot(inner: &Inner, from: u64, reason: String) -> Response {
+fn bad_snapshot(inner: &Inner, from: u64, reason: SnapshotMessageError) -> Response {
     tracing::warn!(peer = %format_id(from), error = %reason, "failed to read snapshot message");
     refuse(
         inner,

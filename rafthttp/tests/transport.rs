@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rafthttp::{Raft, SnapshotStatus, Transport, TransportConfig, WriteDb};
 use raftpb::{Entry, Message, MessageType, Snapshot, SnapshotMetadata};
+use testkit::{eventually_async, Rng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -42,7 +43,11 @@ impl Raft for FakeRaft {
         self.processed.lock().unwrap().push(msg);
     }
 
-    fn receive_snapshot(&self, msg: Message, db: &mut dyn Read) -> Result<(), String> {
+    fn receive_snapshot(
+        &self,
+        msg: Message,
+        db: &mut dyn Read,
+    ) -> Result<(), rafthttp::SaveSnapshotError> {
         let mut data = Vec::new();
         let wanted = self.heartbeats_wanted_mid_snapshot.load(Ordering::SeqCst);
         let mut result = Ok(());
@@ -69,10 +74,10 @@ impl Raft for FakeRaft {
             .unwrap()
             .push((msg, data, error.clone()));
         if let Some(err) = error {
-            return Err(err);
+            return Err(err.into());
         }
         if self.refuse_snapshots.load(Ordering::SeqCst) {
-            return Err("refused by test".to_string());
+            return Err("refused by test".into());
         }
         Ok(())
     }
@@ -156,14 +161,6 @@ impl Node {
     }
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn mesh(nodes: &[&Node]) {
     for a in nodes {
         for b in nodes {
@@ -176,7 +173,10 @@ async fn mesh(nodes: &[&Node]) {
         for b in nodes {
             if a.id != b.id {
                 let (t, id) = (&a.transport, b.id);
-                wait_until("the mesh is active", || t.active_since(id).is_some()).await;
+                eventually_async(WAIT, "the mesh is active", || async {
+                    t.active_since(id).is_some()
+                })
+                .await;
             }
         }
     }
@@ -239,7 +239,7 @@ async fn messages_flow_both_ways_in_order() {
                 .collect(),
         );
         let want = (round + 1) * PER_ROUND * 2;
-        wait_until("a round is delivered", || {
+        eventually_async(WAIT, "a round is delivered", || async {
             b.raft.processed_count() as u64 == want && a.raft.processed_count() as u64 == want
         })
         .await;
@@ -260,7 +260,7 @@ async fn messages_flow_both_ways_in_order() {
 
     // A message far above the usual size (a 3 MiB entry) still goes through in one frame.
     a.transport.send(vec![app(1, 2, 999_999, 3 << 20)]);
-    wait_until("the big message arrives", || {
+    eventually_async(WAIT, "the big message arrives", || async {
         indexes_from(&b.raft, 1).last() == Some(&999_999)
     })
     .await;
@@ -280,7 +280,10 @@ async fn queued_messages_are_batched_into_few_writes() {
     let before = a.transport.peer_stats(2).unwrap();
     a.transport
         .send((0..3000).map(|i| app(1, 2, i, 50)).collect());
-    wait_until("all 3000 arrive", || b.raft.processed_count() == 3000).await;
+    eventually_async(WAIT, "all 3000 arrive", || async {
+        b.raft.processed_count() == 3000
+    })
+    .await;
     let after = a.transport.peer_stats(2).unwrap();
     assert_eq!(after.messages_sent - before.messages_sent, 3000);
     let batches = after.batches_sent - before.batches_sent;
@@ -311,18 +314,21 @@ async fn down_peer_is_unreachable_until_it_comes_up_and_after_it_restarts() {
 
     let b = Node::serve_on(b_listener, 2, 100, Duration::from_millis(300));
     b.connect(&a);
-    wait_until("a's stream to b is active", || {
+    eventually_async(WAIT, "a's stream to b is active", || async {
         a.transport.active_since(2).is_some()
     })
     .await;
     a.transport
         .send((1..=100).map(|i| app(1, 2, i, 10)).collect());
-    wait_until("messages reach b", || indexes_from(&b.raft, 1).len() == 100).await;
+    eventually_async(WAIT, "messages reach b", || async {
+        indexes_from(&b.raft, 1).len() == 100
+    })
+    .await;
     assert_eq!(indexes_from(&b.raft, 1), (1..=100).collect::<Vec<u64>>());
 
     // B goes away: a notices, drops and reports again.
     b.shutdown();
-    wait_until("a sees b inactive", || {
+    eventually_async(WAIT, "a sees b inactive", || async {
         a.transport.active_since(2).is_none()
     })
     .await;
@@ -334,12 +340,12 @@ async fn down_peer_is_unreachable_until_it_comes_up_and_after_it_restarts() {
     let b2 = Node::start(2, 100).await;
     b2.connect(&a);
     a.transport.update_peer(2, vec![b2.url.clone()]);
-    wait_until("a reconnects to b", || {
+    eventually_async(WAIT, "a reconnects to b", || async {
         a.transport.active_since(2).is_some()
     })
     .await;
     a.transport.send(vec![app(1, 2, 500, 10)]);
-    wait_until("b2 gets the message", || {
+    eventually_async(WAIT, "b2 gets the message", || async {
         indexes_from(&b2.raft, 1) == vec![500]
     })
     .await;
@@ -381,7 +387,7 @@ async fn cluster_id_mismatch_is_refused_and_logged_on_both_sides() {
     let c = Node::start(3, 200).await;
     a.connect(&c);
     c.connect(&a);
-    wait_until("both sides log the mismatch", || {
+    eventually_async(WAIT, "both sides log the mismatch", || async {
         let text = logs.text();
         text.contains("ignored by remote peer due to cluster ID mismatch")
             && text.contains("rejected peer request: cluster ID mismatch")
@@ -430,7 +436,7 @@ async fn removed_member_is_refused_and_told() {
     b.raft.removed_ids.lock().unwrap().insert(1);
     a.connect(&b);
     b.connect(&a);
-    wait_until("a learns it was removed", || {
+    eventually_async(WAIT, "a learns it was removed", || async {
         a.raft.removed_from_cluster.load(Ordering::SeqCst)
     })
     .await;
@@ -438,7 +444,7 @@ async fn removed_member_is_refused_and_told() {
     a.transport.send(vec![app(1, 2, 0, 10)]);
     assert_eq!(b.raft.processed_count(), 0);
     // b still streams to a: a did not remove b.
-    wait_until("b's stream to a is active", || {
+    eventually_async(WAIT, "b's stream to a is active", || async {
         b.transport.active_since(1).is_some()
     })
     .await;
@@ -464,10 +470,10 @@ fn snapshot_msg(from: u64, to: u64, index: u64) -> Message {
     }
 }
 
+/// `len` bytes that do not compress, seeded by the length so a failing run can be replayed.
 fn random_db(len: usize) -> Arc<Vec<u8>> {
-    use rand::RngCore;
     let mut db = vec![0u8; len];
-    rand::rng().fill_bytes(&mut db);
+    Rng::new(len as u64).fill_bytes(&mut db);
     Arc::new(db)
 }
 
@@ -495,7 +501,10 @@ async fn snapshot_arrives_intact_and_finish_is_reported() {
     let db = random_db(6 << 20);
     a.transport
         .send_snapshot(snapshot_msg(1, 2, 42), db_writer(db.clone()));
-    wait_until("the snapshot is reported", || !a.raft.reports().is_empty()).await;
+    eventually_async(WAIT, "the snapshot is reported", || async {
+        !a.raft.reports().is_empty()
+    })
+    .await;
     assert_eq!(a.raft.reports(), vec![(2, SnapshotStatus::Finish)]);
     let snapshots = b.raft.snapshots.lock().unwrap();
     assert_eq!(snapshots.len(), 1);
@@ -520,7 +529,10 @@ async fn refused_or_broken_snapshot_reports_failure() {
     b.raft.refuse_snapshots.store(true, Ordering::SeqCst);
     a.transport
         .send_snapshot(snapshot_msg(1, 2, 7), db_writer(random_db(1 << 20)));
-    wait_until("failure is reported", || a.raft.reports().len() == 1).await;
+    eventually_async(WAIT, "failure is reported", || async {
+        a.raft.reports().len() == 1
+    })
+    .await;
     assert_eq!(a.raft.reports(), vec![(2, SnapshotStatus::Failure)]);
     b.raft.refuse_snapshots.store(false, Ordering::SeqCst);
 
@@ -533,9 +545,12 @@ async fn refused_or_broken_snapshot_reports_failure() {
             Err(std::io::Error::other("disk read failed"))
         }),
     );
-    wait_until("second failure is reported", || a.raft.reports().len() == 2).await;
+    eventually_async(WAIT, "second failure is reported", || async {
+        a.raft.reports().len() == 2
+    })
+    .await;
     assert_eq!(a.raft.reports()[1], (2, SnapshotStatus::Failure));
-    wait_until("the receiver saw the broken upload", || {
+    eventually_async(WAIT, "the receiver saw the broken upload", || async {
         b.raft.snapshots.lock().unwrap().len() == 2
     })
     .await;
@@ -545,7 +560,10 @@ async fn refused_or_broken_snapshot_reports_failure() {
     // A snapshot for an unknown peer fails at once.
     a.transport
         .send_snapshot(snapshot_msg(1, 9, 9), db_writer(random_db(10)));
-    wait_until("third failure is reported", || a.raft.reports().len() == 3).await;
+    eventually_async(WAIT, "third failure is reported", || async {
+        a.raft.reports().len() == 3
+    })
+    .await;
     assert_eq!(a.raft.reports()[2], (9, SnapshotStatus::Failure));
     a.shutdown();
     b.shutdown();
@@ -565,12 +583,14 @@ async fn heartbeats_keep_flowing_while_a_snapshot_is_in_flight() {
     let db = random_db(8 << 20);
     a.transport
         .send_snapshot(snapshot_msg(1, 2, 50), db_writer(db.clone()));
-    let deadline = Instant::now() + WAIT;
-    while a.raft.reports().is_empty() {
-        assert!(Instant::now() < deadline, "snapshot never reported");
-        a.transport.send(vec![heartbeat(1, 2)]);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async(WAIT, "the snapshot to be reported", || async {
+        let reported = !a.raft.reports().is_empty();
+        if !reported {
+            a.transport.send(vec![heartbeat(1, 2)]);
+        }
+        reported
+    })
+    .await;
     assert_eq!(a.raft.reports(), vec![(2, SnapshotStatus::Finish)]);
     assert!(b.raft.heartbeats_seen_mid_snapshot.load(Ordering::SeqCst));
     let snapshots = b.raft.snapshots.lock().unwrap();
@@ -653,12 +673,12 @@ async fn garbage_from_the_network_closes_the_connection_only() {
 
     // The receiver is still in service.
     a.connect(&b);
-    wait_until("a's stream to b is active", || {
+    eventually_async(WAIT, "a's stream to b is active", || async {
         a.transport.active_since(2).is_some()
     })
     .await;
     a.transport.send(vec![app(1, 2, 1, 10)]);
-    wait_until("b gets a real message", || {
+    eventually_async(WAIT, "b gets a real message", || async {
         indexes_from(&b.raft, 1) == vec![1]
     })
     .await;
@@ -677,7 +697,7 @@ async fn removed_peer_is_cut_off_in_both_directions() {
     a.transport.send(vec![app(1, 2, 0, 10)]);
     assert_eq!(a.raft.unreachable_count(2), 1);
     // a closed b's inbound stream and now answers 404 to it: b stays disconnected.
-    wait_until("b sees a inactive", || {
+    eventually_async(WAIT, "b sees a inactive", || async {
         b.transport.active_since(1).is_none()
     })
     .await;
@@ -697,7 +717,7 @@ async fn stopped_transport_refuses_streams_and_snapshots() {
     mesh(&[&a, &b]).await;
     // Only the transport stops: b's listener keeps answering, as a server shutting down would.
     b.transport.stop();
-    wait_until("a sees b inactive", || {
+    eventually_async(WAIT, "a sees b inactive", || async {
         a.transport.active_since(2).is_none()
     })
     .await;
@@ -706,7 +726,10 @@ async fn stopped_transport_refuses_streams_and_snapshots() {
     assert_eq!(b.raft.unreachable_count(1), 1);
     a.transport
         .send_snapshot(snapshot_msg(1, 2, 5), db_writer(random_db(1000)));
-    wait_until("the snapshot fails", || !a.raft.reports().is_empty()).await;
+    eventually_async(WAIT, "the snapshot fails", || async {
+        !a.raft.reports().is_empty()
+    })
+    .await;
     assert_eq!(a.raft.reports(), vec![(2, SnapshotStatus::Failure)]);
     assert!(b.raft.snapshots.lock().unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -47,7 +47,9 @@ pub enum Error {
     #[error("snapshot marker (index {index}, term {term}) is not in the WAL")]
     SnapshotNotFound { index: u64, term: u64 },
     #[error("invalid raft entry: {0}")]
-    InvalidEntry(String),
+    InvalidEntry(#[from] prost::DecodeError),
+    #[error("invalid raft entry: entry has no index")]
+    EntryWithoutIndex,
     #[error("entries to save are not contiguous: index {found} where at most {max_expected} was allowed")]
     NonContiguous { found: u64, max_expected: u64 },
     #[error("entry {index} is {len} bytes, more than a WAL record may hold")]

@@ -19,11 +19,12 @@
 //!
 //! # Plugging in `raftpb`
 //! Payloads are opaque to this crate, so it builds without the raft crates. An entry is the encoded
-//! `raftpb.Entry`, written verbatim as the record's data ([`WalEntry`] reads its index and term from the wire
-//! bytes); [`HardState`] and [`SnapshotMarker`] are wire-compatible copies. The server converts with prost:
+//! `raftpb.Entry`, written verbatim as the record's data: the writer gives its index and term along with the
+//! bytes (raft knows them; nothing is decoded again), and replay reads them back from the wire bytes.
+//! [`HardState`] and [`SnapshotMarker`] are wire-compatible copies. The server converts with prost:
 //!
 //! ```ignore
-//! let entry = wal::WalEntry::from_encoded(raft_entry.encode_to_vec().into())?;
+//! let entry = wal::WalEntry::new(raft_entry.index, raft_entry.term, raft_entry.encode_to_vec().into());
 //! let raft_entry = raftpb::Entry::decode(entry.encoded().clone())?;
 //! let state = wal::HardState { term: hs.term, vote: hs.vote, commit: hs.commit };
 //! ```

@@ -90,10 +90,11 @@ struct EntryHeader {
 }
 
 /// One raft log entry as the WAL stores it: the encoded `raftpb.Entry`, written verbatim as the record's data
-/// (as etcd does), plus its index and term read from those bytes.
+/// (as etcd does), plus its index and term.
 ///
-/// The WAL never interprets the rest of the entry, so it does not depend on the `raftpb` crate: the server
-/// encodes its entries with prost and wraps them with [`WalEntry::from_encoded`].
+/// The WAL never interprets the rest of the entry, so it does not depend on the `raftpb` crate. On the write path
+/// the server encodes its entries with prost and wraps them with [`WalEntry::new`], giving the index and term raft
+/// already knows; on replay [`WalEntry::from_encoded`] reads them back from the bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalEntry {
     index: u64,
@@ -102,13 +103,20 @@ pub struct WalEntry {
 }
 
 impl WalEntry {
+    /// Wraps the encoding of a `raftpb.Entry` whose index and term the caller knows; `encoded` must be that
+    /// entry's bytes (the WAL writes them as they are and reads index and term back from them on replay).
+    pub fn new(index: u64, term: u64, encoded: Bytes) -> Self {
+        WalEntry {
+            index,
+            term,
+            encoded,
+        }
+    }
+
     /// Wraps an encoded `raftpb.Entry`, reading its term (field 2) and index (field 3).
     pub fn from_encoded(encoded: Bytes) -> Result<Self, Error> {
-        let header = EntryHeader::decode(encoded.as_ref())
-            .map_err(|err| Error::InvalidEntry(err.to_string()))?;
-        let index = header
-            .index
-            .ok_or_else(|| Error::InvalidEntry("entry has no index".into()))?;
+        let header = EntryHeader::decode(encoded.as_ref())?;
+        let index = header.index.ok_or(Error::EntryWithoutIndex)?;
         Ok(WalEntry {
             index,
             term: header.term.unwrap_or(0),
@@ -161,11 +169,7 @@ pub mod testing {
             index,
             data: Some(data.to_vec()),
         };
-        WalEntry {
-            index,
-            term,
-            encoded: Bytes::from(entry.encode_to_vec()),
-        }
+        WalEntry::new(index, term, Bytes::from(entry.encode_to_vec()))
     }
 
     /// A deterministic, never-zero payload for entry `index`, 20 to 319 bytes long, so crash and corruption

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::checked_indexes;
-use integration::Cli;
+use testkit::Cli;
 use wal::{SnapshotMarker, Wal, WalOptions};
 
 const SEGMENT_SIZE: u64 = 64 * 1024;

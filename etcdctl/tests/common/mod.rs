@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[allow(unused_imports)]
 pub use integration::{Background, Cli, Cluster, ClusterSpec, CmdOutput};
@@ -37,6 +37,8 @@ pub fn ok(cluster: &Cluster, args: &[&str]) -> String {
 }
 
 pub use integration::output::{masked, without_logs};
+#[allow(unused_imports)]
+pub use testkit::eventually;
 
 /// What a run shows a user: exit code, stdout, stderr without log lines.
 pub fn shown(out: &CmdOutput) -> (Option<i32>, String, String) {
@@ -105,18 +107,6 @@ fn same_with(
         "etcdctl {args:?}: ours (left) differs from the reference (right)"
     );
     ours
-}
-
-/// Polls `condition` every 20 ms until it holds, failing after `timeout`.
-pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -11,14 +11,14 @@ use etcdserver::{EtcdServer, ServerParams};
 /// A running member of an in-process cluster.
 pub struct Node {
     pub server: EtcdServer,
-    pub threads: Option<etcdserver::server::Threads>,
+    pub threads: Option<etcdserver::Threads>,
     pub serving: tokio::task::JoinHandle<()>,
 }
 
 /// Starts a member and serves its peer handlers on `listener`.
 pub fn start_node(p: ServerParams, listener: tokio::net::TcpListener) -> Node {
     let (server, threads) = EtcdServer::start(p).unwrap();
-    let router = server.peer_router();
+    let router = etcdserver::peer_router(&server);
     let serving = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -45,29 +45,16 @@ impl Node {
     }
 }
 
-/// Polls `cond` every 10 ms for up to `secs` seconds; panics naming `what` after that.
-pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..secs * 100 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not within {secs} s");
-}
-
 /// The index of the running member that leads, waiting up to 5 s for one.
 pub async fn leader_of(nodes: &[Node]) -> usize {
-    for _ in 0..500 {
-        if let Some(i) = nodes
+    let leader = testkit::poll_async(Duration::from_secs(5), || {
+        let leading = nodes
             .iter()
-            .position(|n| n.threads.is_some() && n.server.is_leader())
-        {
-            return i;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no leader after 5 s");
+            .position(|n| n.threads.is_some() && n.server.is_leader());
+        std::future::ready(leading.ok_or(()))
+    })
+    .await;
+    leader.unwrap_or_else(|()| panic!("no leader after 5 s"))
 }
 
 /// A single-member cluster named `default` in `dir`, with short raft timings (a 100 ms election
@@ -88,7 +75,7 @@ pub fn params(dir: &std::path::Path) -> ServerParams {
         snapshot_catch_up_entries: 5,
         limits: etcdserver::Limits::default(),
         auto_compaction: None,
-        lease_checkpoint_interval: Some(etcdserver::lessor::DEFAULT_CHECKPOINT_INTERVAL),
+        lease_checkpoint_interval: Some(lease::DEFAULT_CHECKPOINT_INTERVAL),
     }
 }
 

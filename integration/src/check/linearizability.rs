@@ -40,6 +40,8 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use testkit::Rng;
+
 use crate::history::{KeyValue, Nanos, Outcome, Request, Response};
 
 use super::facts::Facts;
@@ -505,23 +507,13 @@ impl Hasher for Passthrough {
     }
 }
 
-fn splitmix(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *seed;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn fingerprint128(seed: &mut u64) -> u128 {
-    (u128::from(splitmix(seed)) << 64) | u128::from(splitmix(seed))
+fn fingerprint128(rng: &mut Rng) -> u128 {
+    (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64())
 }
 
 fn state_fingerprint(s: KeyState) -> u128 {
-    let mut seed = u64::from(s.value) ^ (u64::from(s.created_by) << 32);
-    let a = splitmix(&mut seed);
-    let mut seed2 = a ^ (s.version as u64);
-    fingerprint128(&mut seed2)
+    let a = Rng::new(u64::from(s.value) ^ (u64::from(s.created_by) << 32)).next_u64();
+    fingerprint128(&mut Rng::new(a ^ (s.version as u64)))
 }
 
 /// Positions in the linked list: 0 is the head, `n + 1` the tail, entries are 1..=n.
@@ -616,8 +608,8 @@ fn search(model: &KeyModel<'_>, ops: &[KeyOp], max_states: u64) -> Verdict {
     if required_left == 0 {
         return Verdict::Linearizable;
     }
-    let mut seed = 0x5eed_0f11_4ea7_u64;
-    let op_keys: Vec<u128> = ops.iter().map(|_| fingerprint128(&mut seed)).collect();
+    let mut rng = Rng::new(0x5eed_0f11_4ea7);
+    let op_keys: Vec<u128> = ops.iter().map(|_| fingerprint128(&mut rng)).collect();
     let mut entries = Entries::new(ops);
     let tail = entries.tail();
     let mut memo: HashSet<u128, BuildHasherDefault<Passthrough>> = HashSet::default();

@@ -9,32 +9,9 @@ use crate::history::{
     WatchRecord, WatchResponse,
 };
 
+use testkit::Rng;
+
 use super::FinalState;
-
-pub(super) struct Rng(u64);
-
-impl Rng {
-    pub(super) fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x6a09_e667_f3bc_c908)
-    }
-
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..n (n > 0).
-    pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    pub(super) fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SimConfig {
@@ -169,7 +146,8 @@ impl Model {
 }
 
 pub(super) fn simulate(cfg: SimConfig) -> (History, FinalState) {
-    let mut rng = Rng::new(cfg.seed);
+    // Mixed with a constant so that seed 0 does not start the generator at state 0.
+    let mut rng = Rng::new(cfg.seed ^ 0x6a09_e667_f3bc_c908);
     let keys: Vec<String> = (0..cfg.keys).map(|i| format!("k{i:02}")).collect();
     let leased: Vec<String> = (0..cfg.leased_keys)
         .map(|i| format!("lease/{i:02}"))
@@ -183,7 +161,7 @@ pub(super) fn simulate(cfg: SimConfig) -> (History, FinalState) {
             .min_by_key(|&c| free_at[c as usize])
             .unwrap_or(0);
         let invoke = free_at[client as usize] + rng.below(2 * MS);
-        let unknown = rng.percent(cfg.unknown_percent);
+        let unknown = rng.below(100) < cfg.unknown_percent;
         let duration = if unknown {
             20 * MS
         } else {
@@ -192,8 +170,7 @@ pub(super) fn simulate(cfg: SimConfig) -> (History, FinalState) {
         let complete = invoke + duration;
         let effect_at = if unknown {
             // It may land after the client gave up, or never.
-            rng.percent(60)
-                .then(|| invoke + rng.below(duration + 30 * MS))
+            (rng.below(100) < 60).then(|| invoke + rng.below(duration + 30 * MS))
         } else {
             Some(invoke + rng.below(duration + 1))
         };
@@ -287,7 +264,7 @@ fn step(
     unknown: bool,
     at: Nanos,
 ) -> (Request, Option<Outcome>) {
-    let on_leased = !leased.is_empty() && !unknown && rng.percent(20);
+    let on_leased = !leased.is_empty() && !unknown && rng.below(100) < 20;
     if on_leased {
         let (request, outcome) = lease_step(model, rng, leased, at);
         return (request, Some(outcome));
@@ -349,9 +326,9 @@ fn step(
         }
         _ => {
             let current = model.kvs.get(&key).cloned();
-            let expected = if rng.percent(70) {
+            let expected = if rng.below(100) < 70 {
                 current.as_ref().map(|kv| kv.value.clone())
-            } else if rng.percent(50) {
+            } else if rng.below(100) < 50 {
                 None
             } else {
                 Some(format!("v{}", rng.below(model.next_value + 1)))
@@ -529,7 +506,7 @@ fn watch_records(
             .last()
             .map(|e| e.0)
             .unwrap_or(1);
-        let mut start_revision = if rng.percent(50) {
+        let mut start_revision = if rng.below(100) < 50 {
             0
         } else {
             1 + rng.below(current as u64 + 1) as i64
@@ -554,7 +531,7 @@ fn watch_records(
                 .collect();
             time = time.max(*made) + rng.below(MS);
             if mine.is_empty() {
-                if batch.is_empty() && rng.percent(5) {
+                if batch.is_empty() && rng.below(100) < 5 {
                     record.responses.push(WatchResponse {
                         received: time,
                         header_revision: *rev,
@@ -580,7 +557,7 @@ fn watch_records(
                     progress_notify: false,
                 });
                 batch_revisions = 0;
-                if rng.percent(3) {
+                if rng.below(100) < 3 {
                     // The stream breaks; the watcher resumes after the last revision it got.
                     record.ended = Some("stream reset".to_owned());
                     records.push(record);

@@ -9,8 +9,8 @@ use client::api::etcdserverpb::{
     RangeRequest, ResponseHeader, TxnRequest,
 };
 use client::{txn, Client};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng as _;
+use testkit::Rng;
 use tokio::sync::watch;
 
 use super::{
@@ -68,7 +68,7 @@ fn running(phase: &watch::Receiver<Phase>) -> bool {
 /// cluster, and what it recorded.
 struct Recorder {
     id: u32,
-    rng: StdRng,
+    rng: Rng,
     connection: Connection,
     operations: Vec<Operation>,
 }
@@ -85,7 +85,7 @@ impl Recorder {
                 })?;
         Ok(Recorder {
             id,
-            rng: StdRng::seed_from_u64(shared.spec.seed ^ u64::from(id)),
+            rng: Rng::new(shared.spec.seed ^ u64::from(id)),
             connection,
             operations: Vec::new(),
         })
@@ -220,7 +220,7 @@ pub(super) async fn lease_client(
     let mut seq = 0u64;
     while running(&phase) {
         let rng = &mut recorder.rng;
-        let mut put = |lease: i64, rng: &mut StdRng| {
+        let mut put = |lease: i64, rng: &mut Rng| {
             seq += 1;
             Request::Put {
                 key: shared

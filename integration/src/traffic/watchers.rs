@@ -24,8 +24,8 @@ use client::api::etcdserverpb::{
     WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse as WireResponse,
 };
 use client::api::mvccpb::event::EventType;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng as _;
+use testkit::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -66,7 +66,7 @@ pub(super) async fn watcher(
     id: u32,
     mut phase: watch::Receiver<Phase>,
 ) -> Vec<WatchRecord> {
-    let mut rng = StdRng::seed_from_u64(shared.spec.seed ^ WATCHER_SEED ^ u64::from(id));
+    let mut rng = Rng::new(shared.spec.seed ^ WATCHER_SEED ^ u64::from(id));
     let members = shared.endpoints.len();
     let mut member = id as usize % members;
     let mut next_revision = 1;

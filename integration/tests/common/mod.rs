@@ -1,7 +1,6 @@
 //! Helpers shared by the behaviour tests that run against both servers (see `integration::server_tests!`).
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -99,20 +98,4 @@ pub fn metric_sum(metrics: &str, name: &str) -> f64 {
                 .flatten()
         })
         .sum()
-}
-
-/// Polls `condition` every 50 ms until it holds; panics with `what` after `timeout`.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

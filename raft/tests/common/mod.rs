@@ -25,11 +25,11 @@ pub struct TestNode {
 
 impl TestNode {
     pub fn state(&self) -> StateRole {
-        self.node.raft().state
+        self.node.role()
     }
 
     pub fn term(&self) -> u64 {
-        self.node.raft().term
+        self.node.term()
     }
 }
 
@@ -149,7 +149,7 @@ impl Network {
             n.storage.apply_snapshot(s.clone()).unwrap();
             n.conf_state = s.conf_state();
         }
-        n.storage.append(&rd.entries).unwrap();
+        n.storage.append(std::mem::take(&mut rd.entries)).unwrap();
         if let Some(hs) = rd.hard_state {
             n.storage.set_hard_state(hs);
         }
@@ -158,7 +158,7 @@ impl Network {
             apply_entry(n, e);
         }
         n.read_states.append(&mut rd.read_states);
-        n.node.advance(rd);
+        n.node.advance();
         out
     }
 

@@ -1,0 +1,219 @@
+//! The Maintenance service (etcd's `v3rpc/maintenance.go`).
+
+use std::pin::Pin;
+
+use api::etcdserverpb::maintenance_server::Maintenance;
+use api::etcdserverpb::*;
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+use crate::config::SERVER_VERSION;
+use crate::core::ServerCore;
+use crate::error::ServerError;
+use crate::server::EtcdServer;
+
+/// Bytes per Snapshot response message (etcd: 32 KiB).
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+/// What the database part of a snapshot stream is padded to (see `snapshot`).
+const SNAPSHOT_ALIGN: u64 = 512;
+
+pub struct MaintenanceService {
+    pub server: EtcdServer,
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let req = req.into_inner();
+        // No alarm is ever raised yet (quota and corruption checks are not built), so there is
+        // nothing to list or to deactivate; activating one is refused rather than ignored.
+        if req.action == alarm_request::AlarmAction::Activate as i32 {
+            return Err(Status::unimplemented(
+                "etcd-rs: raising alarms by request is not supported",
+            ));
+        }
+        Ok(Response::new(AlarmResponse {
+            header: Some(self.server.header()),
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let s = &self.server;
+        let backend = s.store().backend().clone();
+        // The space in use is measured in a write transaction: off the async workers.
+        let (db_size, db_size_in_use) = tokio::task::spawn_blocking(move || {
+            Ok::<_, backend::Error>((backend.size()?, backend.size_in_use()?))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        let (db_size, db_size_in_use) = (db_size as i64, db_size_in_use as i64);
+        let is_learner = s
+            .membership()
+            .members
+            .get(&s.member_id())
+            .is_some_and(|m| m.is_learner);
+        Ok(Response::new(StatusResponse {
+            header: Some(self.server.header()),
+            version: SERVER_VERSION.to_owned(),
+            db_size,
+            leader: s.leader_id().unwrap_or(0),
+            raft_index: s.committed_index(),
+            raft_term: s.term(),
+            raft_applied_index: s.applied_index(),
+            errors: Vec::new(),
+            db_size_in_use,
+            is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let backend = self.server.store().backend().clone();
+        tokio::task::spawn_blocking(move || backend.defragment())
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .map_err(internal)?;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.server.header()),
+        }))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let hash = self
+            .server
+            .store()
+            .backend()
+            .hash(&mvcc::HASH_IGNORED_KEYS)
+            .map_err(internal)?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.server.header()),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let rev = req.into_inner().revision;
+        let store = self.server.store().clone();
+        let h = tokio::task::spawn_blocking(move || store.hash_kv(rev))
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .map_err(ServerError::from)?;
+        let mut header = self.server.header();
+        header.revision = h.current_revision;
+        Ok(Response::new(HashKvResponse {
+            header: Some(header),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let backend = self.server.store().backend().clone();
+        let header = self.server.header();
+        // Spooled to a file first: etcd tells the client how many bytes remain in each message.
+        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
+            use std::io::{Seek, Write};
+            let mut file = tempfile::tempfile().map_err(|e| e.to_string())?;
+            let info = backend.snapshot_to(&mut file).map_err(|e| e.to_string())?;
+            // etcdctl recognises the SHA-256 trailer by the size: a bbolt file is a whole
+            // number of 512-byte pages, plus 32. Our format ignores bytes after its trailer.
+            let padding = (SNAPSHOT_ALIGN - info.bytes % SNAPSHOT_ALIGN) % SNAPSHOT_ALIGN;
+            file.write_all(&vec![0u8; padding as usize])
+                .map_err(|e| e.to_string())?;
+            file.rewind().map_err(|e| e.to_string())?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(internal)?;
+        let total = file.metadata().map_err(internal)?.len();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = file;
+            let mut hasher = Sha256::new();
+            let mut sent = 0u64;
+            loop {
+                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                let n = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(internal(e)));
+                        return;
+                    }
+                };
+                buf.truncate(n);
+                hasher.update(&buf);
+                sent += n as u64;
+                let resp = SnapshotResponse {
+                    header: Some(header),
+                    remaining_bytes: total - sent,
+                    blob: buf,
+                };
+                if tx.blocking_send(Ok(resp)).is_err() {
+                    return;
+                }
+            }
+            // etcd ends the stream with the SHA-256 of the database, which `snapshot restore`
+            // verifies.
+            let _ = tx.blocking_send(Ok(SnapshotResponse {
+                header: Some(header),
+                remaining_bytes: 0,
+                blob: hasher.finalize().to_vec(),
+            }));
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        if !self.server.is_leader() {
+            return Err(ServerError::NotLeader.into());
+        }
+        let voter = self
+            .server
+            .membership()
+            .members
+            .get(&target)
+            .is_some_and(|m| !m.is_learner);
+        if !voter {
+            return Err(ServerError::BadLeaderTransferee.into());
+        }
+        self.server.transfer_leadership(target).await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.server.header()),
+        }))
+    }
+
+    async fn downgrade(
+        &self,
+        _: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented("etcd-rs: downgrade is not supported"))
+    }
+}
+
+fn internal(e: impl ToString) -> Status {
+    Status::from(ServerError::Internal(e.to_string()))
+}
