@@ -17,7 +17,6 @@ mod embed;
 mod error;
 mod http;
 mod metrics;
-mod schema;
 mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -44,7 +44,7 @@ impl DirectCore {
         let backend = backend::Backend::open(
             dir.path().join("db"),
             Default::default(),
-            &crate::schema::TABLES,
+            &crate::server::schema::TABLES,
         )
         .map_err(|e| io(&e))?;
         let config = mvcc::StoreConfig {

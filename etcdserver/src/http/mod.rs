@@ -161,7 +161,7 @@ mod tests {
             let backend = backend::Backend::open(
                 dir.path().join("db"),
                 Default::default(),
-                &crate::schema::TABLES,
+                &crate::server::schema::TABLES,
             )
             .unwrap();
             let store = mvcc::Store::open(Arc::new(backend), Default::default()).unwrap();

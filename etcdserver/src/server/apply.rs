@@ -249,8 +249,9 @@ mod tests {
     use backend::{Backend, BackendConfig};
 
     fn applier() -> KvApplier {
-        let backend =
-            Arc::new(Backend::in_memory(BackendConfig::default(), &crate::schema::TABLES).unwrap());
+        let backend = Arc::new(
+            Backend::in_memory(BackendConfig::default(), &crate::server::schema::TABLES).unwrap(),
+        );
         KvApplier::new(Arc::new(
             mvcc::Store::open(backend, mvcc::StoreConfig::default()).unwrap(),
         ))

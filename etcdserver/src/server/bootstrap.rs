@@ -137,7 +137,7 @@ pub(crate) fn open(params: &ServerParams) -> Result<Bootstrapped, StartError> {
     let backend = Arc::new(Backend::open(
         &dirs.db,
         BackendConfig::default(),
-        &crate::schema::TABLES,
+        &crate::server::schema::TABLES,
     )?);
     let store = Arc::new(mvcc::Store::open(
         backend.clone(),

@@ -85,8 +85,11 @@ mod tests {
 
     fn store() -> Arc<mvcc::Store> {
         let backend = Arc::new(
-            backend::Backend::in_memory(backend::BackendConfig::default(), &crate::schema::TABLES)
-                .unwrap(),
+            backend::Backend::in_memory(
+                backend::BackendConfig::default(),
+                &crate::server::schema::TABLES,
+            )
+            .unwrap(),
         );
         Arc::new(mvcc::Store::open(backend, mvcc::StoreConfig::default()).unwrap())
     }

@@ -21,6 +21,7 @@ mod peer_handler;
 mod proposer;
 mod raft_loop;
 mod reconfig;
+pub(crate) mod schema;
 mod snapshot;
 mod status;
 mod storage;
@@ -48,8 +49,6 @@ pub use bootstrap::{ServerParams, StartError};
 pub(crate) use forward::{LEASE_RENEW_PATH, LEASE_TIME_TO_LIVE_PATH, PROMOTE_PATH};
 pub use join::JoinError;
 pub(crate) use join::CLUSTER_ID_HEADER;
-pub(crate) use lease_store::LEASE_TABLE;
-pub(crate) use membership::{MEMBERS_REMOVED_TABLE, MEMBERS_TABLE};
 
 /// etcd keeps this many entries in the raft log after a snapshot, so that a follower slightly
 /// behind catches up from the log rather than from a whole database (`snapshotCatchUpEntries`).

@@ -3,7 +3,8 @@
 
 use backend::Table;
 
-use crate::server::{LEASE_TABLE, MEMBERS_REMOVED_TABLE, MEMBERS_TABLE};
+use super::lease_store::LEASE_TABLE;
+use super::membership::{MEMBERS_REMOVED_TABLE, MEMBERS_TABLE};
 
 pub const AUTH_TABLE: Table = Table::new("auth");
 pub const AUTH_USERS_TABLE: Table = Table::new("authUsers");
