@@ -3,6 +3,9 @@ use std::time::Duration;
 use backend::{Backend, BackendConfig, Table};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+const KEY: Table = Table::new("key");
+const TABLES: &[Table] = &[KEY];
+
 fn manual() -> BackendConfig {
     BackendConfig {
         batch_interval: Duration::from_secs(3600),
@@ -12,7 +15,7 @@ fn manual() -> BackendConfig {
 
 fn batch_commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let b = Backend::open(dir.path().join("db"), manual()).unwrap();
+    let b = Backend::open(dir.path().join("db"), manual(), TABLES).unwrap();
     let value = vec![b'v'; 256];
     let mut n = 0u64;
     let mut g = c.benchmark_group("backend_batch_commit");
@@ -24,7 +27,7 @@ fn batch_commit(c: &mut Criterion) {
                     let mut tx = b.batch_tx();
                     for _ in 0..batch {
                         n += 1;
-                        tx.put(Table::Key, &n.to_be_bytes(), &value);
+                        tx.put(KEY, n.to_be_bytes().to_vec(), value.clone());
                     }
                 }
                 b.force_commit().unwrap();
@@ -39,32 +42,26 @@ fn batch_commit(c: &mut Criterion) {
 /// buffer has to do to show the reader every applied write).
 fn read_after_write(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let b = Backend::open(dir.path().join("db"), manual()).unwrap();
+    let b = Backend::open(dir.path().join("db"), manual(), TABLES).unwrap();
     let mut n = 0u64;
     let mut g = c.benchmark_group("backend_read_after_write");
     g.throughput(Throughput::Elements(1));
     g.bench_function("read_buffer", |bench| {
         bench.iter(|| {
             n += 1;
-            b.batch_tx().put(Table::Key, &n.to_be_bytes(), b"v");
-            assert!(b
-                .read()
-                .get(Table::Key, &n.to_be_bytes())
-                .unwrap()
-                .is_some());
+            b.batch_tx()
+                .put(KEY, n.to_be_bytes().to_vec(), b"v".to_vec());
+            assert!(b.read().get(KEY, &n.to_be_bytes()).unwrap().is_some());
         })
     });
     b.force_commit().unwrap();
     g.bench_function("commit_before_read", |bench| {
         bench.iter(|| {
             n += 1;
-            b.batch_tx().put(Table::Key, &n.to_be_bytes(), b"v");
+            b.batch_tx()
+                .put(KEY, n.to_be_bytes().to_vec(), b"v".to_vec());
             b.force_commit().unwrap();
-            assert!(b
-                .read()
-                .get(Table::Key, &n.to_be_bytes())
-                .unwrap()
-                .is_some());
+            assert!(b.read().get(KEY, &n.to_be_bytes()).unwrap().is_some());
         })
     });
     g.finish();

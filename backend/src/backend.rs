@@ -13,9 +13,6 @@ use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use crate::snapshot::write_snapshot;
 use crate::{Batch, Engine, EngineView, MemoryEngine, RedbEngine, Result, SnapshotInfo, Table};
 
-/// Meta keys `hash` skips (etcd's `schema.DefaultIgnores`).
-const HASH_IGNORED_META_KEYS: [&[u8]; 2] = [b"consistent_index", b"term"];
-
 /// When the pending batch is committed.
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
@@ -44,6 +41,8 @@ struct Buffers {
 
 struct Shared {
     engine: Box<dyn Engine>,
+    /// Every table, in the order hashes and snapshots visit them.
+    tables: &'static [Table],
     config: BackendConfig,
     /// Held by the single [`BatchTx`]; a commit takes it to cut the pending batch, so a commit
     /// never splits the writes of one `BatchTx`.
@@ -62,11 +61,17 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Wraps `engine` and starts the committer thread (stopped by [`Backend::close`] or drop).
-    pub fn new(engine: Box<dyn Engine>, config: BackendConfig) -> Result<Self> {
+    /// Wraps `engine`, which holds `tables` (see [`Table`] on their order), and starts the
+    /// committer thread (stopped by [`Backend::close`] or drop).
+    pub fn new(
+        engine: Box<dyn Engine>,
+        config: BackendConfig,
+        tables: &'static [Table],
+    ) -> Result<Self> {
         let view: Arc<dyn EngineView> = Arc::from(engine.view()?);
         let shared = Arc::new(Shared {
             engine,
+            tables,
             config,
             batch: Mutex::new(()),
             commit: Mutex::new(()),
@@ -101,13 +106,22 @@ impl Backend {
     }
 
     /// Opens the redb database file at `path`.
-    pub fn open(path: impl AsRef<Path>, config: BackendConfig) -> Result<Self> {
-        Self::new(Box::new(RedbEngine::open(path)?), config)
+    pub fn open(
+        path: impl AsRef<Path>,
+        config: BackendConfig,
+        tables: &'static [Table],
+    ) -> Result<Self> {
+        Self::new(Box::new(RedbEngine::open(path, tables)?), config, tables)
     }
 
     /// A backend that forgets everything when dropped.
-    pub fn in_memory(config: BackendConfig) -> Result<Self> {
-        Self::new(Box::new(MemoryEngine::new()), config)
+    pub fn in_memory(config: BackendConfig, tables: &'static [Table]) -> Result<Self> {
+        Self::new(Box::new(MemoryEngine::new()), config, tables)
+    }
+
+    /// Every table of this backend, in the order hashes and snapshots visit them.
+    pub fn tables(&self) -> &'static [Table] {
+        self.shared.tables
     }
 
     /// Starts the (single) write transaction; waits while another one is alive.
@@ -178,16 +192,16 @@ impl Backend {
         let _batch = shared.batch.lock();
         let mut buffers = shared.buffers.write();
         let mut batch = Batch::default();
-        for table in Table::ALL {
+        for &table in shared.tables {
             buffers.view.scan(table, &[], None, &mut |k, _| {
-                batch.delete(table, k);
+                batch.delete(table, k.to_vec());
                 true
             })?;
             for k in buffers.pending.table(table).keys() {
-                batch.delete(table, k);
+                batch.delete(table, k.clone());
             }
             source.scan(table, &[], None, &mut |k, v| {
-                batch.put(table, k, v);
+                batch.put(table, k.to_vec(), v.to_vec());
                 true
             })?;
         }
@@ -199,16 +213,16 @@ impl Backend {
     }
 
     /// crc32c over every table's name, then its keys and values in key order, of the
-    /// committed state (everything pending is committed first). Like etcd's
-    /// `schema.DefaultIgnores`, the meta table's `consistent_index` and `term` are left out:
-    /// they differ between members holding the same data.
-    pub fn hash(&self) -> Result<u32> {
+    /// committed state (everything pending is committed first), leaving out the `ignored`
+    /// keys (etcd's `schema.DefaultIgnores`: keys that differ between members holding the
+    /// same data).
+    pub fn hash(&self, ignored: &[(Table, &[u8])]) -> Result<u32> {
         let view = self.committed_view()?;
         let mut crc = 0u32;
-        for table in Table::ALL {
+        for &table in self.shared.tables {
             crc = crc32c::crc32c_append(crc, table.name().as_bytes());
             view.scan(table, &[], None, &mut |k, v| {
-                if table == Table::Meta && HASH_IGNORED_META_KEYS.contains(&k) {
+                if ignored.contains(&(table, k)) {
                     return true;
                 }
                 crc = crc32c::crc32c_append(crc, k);
@@ -223,7 +237,7 @@ impl Backend {
     /// Writers keep going meanwhile; the copy holds what was written before the call.
     pub fn snapshot_to(&self, out: &mut dyn Write) -> Result<SnapshotInfo> {
         let view = self.committed_view()?;
-        write_snapshot(view.as_ref(), out)
+        write_snapshot(view.as_ref(), self.shared.tables, out)
     }
 
     /// Commits what is pending and returns a snapshot of it that lives outside the buffer lock.
@@ -309,12 +323,22 @@ pub struct BatchTx<'a> {
 }
 
 impl BatchTx<'_> {
-    pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) {
+    pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.debug_assert_known(table);
         self.shared.buffers.write().pending.put(table, key, value);
     }
 
-    pub fn delete(&mut self, table: Table, key: &[u8]) {
+    pub fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.debug_assert_known(table);
         self.shared.buffers.write().pending.delete(table, key);
+    }
+
+    fn debug_assert_known(&self, table: Table) {
+        debug_assert!(
+            self.shared.tables.contains(&table),
+            "table {} was not declared when the backend was opened",
+            table.name()
+        );
     }
 }
 

@@ -2,21 +2,29 @@ use std::collections::BTreeMap;
 
 use crate::{Result, Table};
 
-/// Changes to apply atomically: per table, key -> `Some(value)` to write or `None` to delete.
+/// The changes to one table, in key order: `Some(value)` to write, `None` to delete.
+pub type TableChanges = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+static NO_CHANGES: TableChanges = BTreeMap::new();
+
+/// Changes to apply atomically, per table. Keys and values are moved in, never copied.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
-    tables: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; Table::ALL.len()],
+    tables: BTreeMap<Table, TableChanges>,
     writes: usize,
 }
 
 impl Batch {
-    pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) {
-        self.tables[table.index()].insert(key.to_vec(), Some(value.to_vec()));
+    pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.tables
+            .entry(table)
+            .or_default()
+            .insert(key, Some(value));
         self.writes += 1;
     }
 
-    pub fn delete(&mut self, table: Table, key: &[u8]) {
-        self.tables[table.index()].insert(key.to_vec(), None);
+    pub fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.tables.entry(table).or_default().insert(key, None);
         self.writes += 1;
     }
 
@@ -26,18 +34,28 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tables.iter().all(BTreeMap::is_empty)
+        self.tables.values().all(BTreeMap::is_empty)
     }
 
     /// The changes to one table, in key order.
-    pub fn table(&self, table: Table) -> &BTreeMap<Vec<u8>, Option<Vec<u8>>> {
-        &self.tables[table.index()]
+    pub fn table(&self, table: Table) -> &TableChanges {
+        self.tables.get(&table).unwrap_or(&NO_CHANGES)
+    }
+
+    /// Every table with changes, with its changes.
+    pub fn tables(&self) -> impl Iterator<Item = (Table, &TableChanges)> {
+        self.tables.iter().map(|(t, changes)| (*t, changes))
+    }
+
+    /// The changes, table by table, moved out.
+    pub fn into_tables(self) -> impl Iterator<Item = (Table, TableChanges)> {
+        self.tables.into_iter()
     }
 
     /// Moves `newer` on top of `self`: keys written in both keep `newer`'s change.
     pub(crate) fn absorb(&mut self, newer: Batch) {
-        for (mine, theirs) in self.tables.iter_mut().zip(newer.tables) {
-            mine.extend(theirs);
+        for (table, theirs) in newer.tables {
+            self.tables.entry(table).or_default().extend(theirs);
         }
         self.writes += newer.writes;
     }

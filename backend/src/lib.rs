@@ -23,8 +23,8 @@ mod snapshot;
 mod table;
 
 pub use backend::{Backend, BackendConfig, BatchTx, ReadTx};
-pub use engine::{Batch, Engine, EngineView};
-pub use error::{Error, Result};
+pub use engine::{Batch, Engine, EngineView, TableChanges};
+pub use error::{Error, Result, SnapshotCorruption};
 pub use memory::MemoryEngine;
 pub use redb_engine::RedbEngine;
 pub use snapshot::{restore_snapshot, SnapshotInfo};

@@ -6,7 +6,7 @@ use parking_lot::RwLock;
 
 use crate::{Batch, Engine, EngineView, Result, Table};
 
-type Tables = [BTreeMap<Vec<u8>, Vec<u8>>; Table::ALL.len()];
+type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 /// An engine that keeps everything in memory, for tests.
 ///
@@ -27,9 +27,9 @@ impl Engine for MemoryEngine {
     fn commit(&self, batch: &Batch) -> Result<()> {
         let mut guard = self.tables.write();
         let tables = Arc::make_mut(&mut guard);
-        for table in Table::ALL {
-            let t = &mut tables[table.index()];
-            for (k, v) in batch.table(table) {
+        for (table, changes) in batch.tables() {
+            let t = tables.entry(table).or_default();
+            for (k, v) in changes {
                 match v {
                     Some(v) => {
                         t.insert(k.clone(), v.clone());
@@ -54,7 +54,7 @@ impl Engine for MemoryEngine {
     fn size_in_use(&self) -> Result<u64> {
         let tables = self.tables.read();
         Ok(tables
-            .iter()
+            .values()
             .flat_map(|t| t.iter())
             .map(|(k, v)| (k.len() + v.len()) as u64)
             .sum())
@@ -69,7 +69,7 @@ struct MemoryView(Arc<Tables>);
 
 impl EngineView for MemoryView {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.0[table.index()].get(key).cloned())
+        Ok(self.0.get(&table).and_then(|t| t.get(key)).cloned())
     }
 
     fn scan(
@@ -79,8 +79,11 @@ impl EngineView for MemoryView {
         end: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
+        let Some(t) = self.0.get(&table) else {
+            return Ok(());
+        };
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        for (k, v) in self.0[table.index()].range::<[u8], _>((Bound::Included(start), upper)) {
+        for (k, v) in t.range::<[u8], _>((Bound::Included(start), upper)) {
             if !visit(k, v) {
                 break;
             }

@@ -7,6 +7,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
+use crate::error::SnapshotCorruption;
 use crate::{Backend, BackendConfig, Batch, EngineView, Error, Result, Table};
 
 const MAGIC: &[u8] = b"ETCDRSNAP1";
@@ -37,7 +38,12 @@ impl CrcWriter<'_> {
     }
 }
 
-pub(crate) fn write_snapshot(view: &dyn EngineView, out: &mut dyn Write) -> Result<SnapshotInfo> {
+/// Writes `tables` of `view`; a record names its table by its position in `tables`.
+pub(crate) fn write_snapshot(
+    view: &dyn EngineView,
+    tables: &[Table],
+    out: &mut dyn Write,
+) -> Result<SnapshotInfo> {
     let mut w = CrcWriter {
         out,
         crc: 0,
@@ -45,10 +51,11 @@ pub(crate) fn write_snapshot(view: &dyn EngineView, out: &mut dyn Write) -> Resu
     };
     w.write(MAGIC)?;
     let mut entries = 0u64;
-    for table in Table::ALL {
+    for (position, &table) in tables.iter().enumerate() {
+        let tag = u8::try_from(position).expect("at most 255 tables");
         let mut failed = None;
         view.scan(table, &[], None, &mut |k, v| {
-            let header = record_header(table, k.len(), v.len());
+            let header = record_header(tag, k.len(), v.len());
             let written = w
                 .write(&header)
                 .and_then(|()| w.write(k))
@@ -80,9 +87,9 @@ pub(crate) fn write_snapshot(view: &dyn EngineView, out: &mut dyn Write) -> Resu
     })
 }
 
-fn record_header(table: Table, klen: usize, vlen: usize) -> [u8; 9] {
+fn record_header(tag: u8, klen: usize, vlen: usize) -> [u8; 9] {
     let mut h = [0u8; 9];
-    h[0] = table.index() as u8;
+    h[0] = tag;
     h[1..5].copy_from_slice(&(klen as u32).to_be_bytes());
     h[5..9].copy_from_slice(&(vlen as u32).to_be_bytes());
     h
@@ -97,7 +104,7 @@ impl CrcReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<()> {
         self.input.read_exact(buf).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::CorruptSnapshot("truncated".into())
+                Error::CorruptSnapshot(SnapshotCorruption::Truncated)
             } else {
                 Error::Io(e)
             }
@@ -113,17 +120,22 @@ impl CrcReader<'_> {
     }
 }
 
-/// Builds a redb database at `dest` from a snapshot written by [`Backend::snapshot_to`].
+/// Builds a redb database at `dest` from a snapshot written by [`Backend::snapshot_to`] of a
+/// backend with the same `tables`.
 ///
 /// The data goes to `<dest>.restoring` first and is renamed to `dest` only once the whole
 /// stream has been read and its checksum verified, so a broken stream never replaces `dest`.
-pub fn restore_snapshot(input: &mut dyn Read, dest: &Path) -> Result<SnapshotInfo> {
+pub fn restore_snapshot(
+    input: &mut dyn Read,
+    dest: &Path,
+    tables: &'static [Table],
+) -> Result<SnapshotInfo> {
     let mut tmp = dest.as_os_str().to_owned();
     tmp.push(".restoring");
     let tmp = std::path::PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let info = {
-        let backend = Backend::open(&tmp, BackendConfig::default())?;
+        let backend = Backend::open(&tmp, BackendConfig::default(), tables)?;
         let restored = restore_into(input, &backend);
         match restored {
             Ok(info) => {
@@ -149,7 +161,7 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
     let mut magic = [0u8; MAGIC.len()];
     r.read(&mut magic)?;
     if magic != MAGIC {
-        return Err(Error::CorruptSnapshot("bad magic".into()));
+        return Err(Error::CorruptSnapshot(SnapshotCorruption::BadMagic));
     }
     let mut entries = 0u64;
     let mut bytes = MAGIC.len() as u64;
@@ -161,8 +173,12 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
         if tag[0] == END {
             break;
         }
-        let table = Table::from_index(tag[0])
-            .ok_or_else(|| Error::CorruptSnapshot(format!("unknown table {}", tag[0])))?;
+        let table = *backend
+            .tables()
+            .get(usize::from(tag[0]))
+            .ok_or(Error::CorruptSnapshot(SnapshotCorruption::UnknownTable(
+                tag[0],
+            )))?;
         let mut lens = [0u8; 8];
         r.read(&mut lens)?;
         let klen = u32::from_be_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
@@ -170,7 +186,7 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
         let key = r.read_vec(klen)?;
         let value = r.read_vec(vlen)?;
         bytes += 8 + (klen + vlen) as u64;
-        batch.put(table, &key, &value);
+        batch.put(table, key, value);
         entries += 1;
         if batch.writes() >= RESTORE_BATCH {
             flush(backend, std::mem::take(&mut batch));
@@ -183,10 +199,10 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
     r.input.read_exact(&mut crc)?;
     bytes += 12;
     if u64::from_be_bytes(count) != entries {
-        return Err(Error::CorruptSnapshot("entry count mismatch".into()));
+        return Err(Error::CorruptSnapshot(SnapshotCorruption::EntryCount));
     }
     if u32::from_be_bytes(crc) != expected_crc {
-        return Err(Error::CorruptSnapshot("checksum mismatch".into()));
+        return Err(Error::CorruptSnapshot(SnapshotCorruption::Checksum));
     }
     flush(backend, batch);
     backend.force_commit()?;
@@ -199,8 +215,8 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
 
 fn flush(backend: &Backend, batch: Batch) {
     let mut tx = backend.batch_tx();
-    for table in Table::ALL {
-        for (k, v) in batch.table(table) {
+    for (table, changes) in batch.into_tables() {
+        for (k, v) in changes {
             if let Some(v) = v {
                 tx.put(table, k, v);
             }

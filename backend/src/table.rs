@@ -1,54 +1,19 @@
-/// The named tables of an etcd backend (bbolt buckets in etcd).
+/// A named table (a bbolt bucket in etcd). Each crate declares the tables it owns as
+/// constants (`Table::new("key")`); a [`crate::Backend`] is opened with the list of every
+/// table it holds, and that list's order is part of the snapshot stream format and of
+/// [`crate::Backend::hash`], so it only ever grows at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Table {
-    Key,
-    Meta,
-    Lease,
-    Auth,
-    AuthUsers,
-    AuthRoles,
-    Members,
-    MembersRemoved,
-    Cluster,
-    Alarm,
+pub struct Table {
+    name: &'static str,
 }
 
 impl Table {
-    /// Every table, in the order hashes and snapshots visit them.
-    pub const ALL: [Table; 10] = [
-        Table::Key,
-        Table::Meta,
-        Table::Lease,
-        Table::Auth,
-        Table::AuthUsers,
-        Table::AuthRoles,
-        Table::Members,
-        Table::MembersRemoved,
-        Table::Cluster,
-        Table::Alarm,
-    ];
+    /// `name` is the on-disk name (etcd's bucket name).
+    pub const fn new(name: &'static str) -> Self {
+        Self { name }
+    }
 
-    /// etcd's bucket name.
     pub fn name(self) -> &'static str {
-        match self {
-            Table::Key => "key",
-            Table::Meta => "meta",
-            Table::Lease => "lease",
-            Table::Auth => "auth",
-            Table::AuthUsers => "authUsers",
-            Table::AuthRoles => "authRoles",
-            Table::Members => "members",
-            Table::MembersRemoved => "members_removed",
-            Table::Cluster => "cluster",
-            Table::Alarm => "alarm",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-
-    pub(crate) fn from_index(i: u8) -> Option<Table> {
-        Table::ALL.get(i as usize).copied()
+        self.name
     }
 }

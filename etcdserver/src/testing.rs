@@ -41,8 +41,12 @@ impl DirectCore {
     ) -> std::io::Result<Arc<Self>> {
         let dir = tempfile::tempdir()?;
         let io = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
-        let backend = backend::Backend::open(dir.path().join("db"), Default::default())
-            .map_err(|e| io(&e))?;
+        let backend = backend::Backend::open(
+            dir.path().join("db"),
+            Default::default(),
+            &crate::server::schema::TABLES,
+        )
+        .map_err(|e| io(&e))?;
         let config = mvcc::StoreConfig {
             watch_sync_interval: Duration::from_millis(10),
             compaction_batch_limit: 100,
@@ -63,6 +67,15 @@ impl DirectCore {
     /// Whether this member knows a leader (it is its own); proposals still apply without one.
     pub fn set_leader(&self, has_leader: bool) {
         self.has_leader.store(has_leader, Ordering::SeqCst);
+    }
+
+    /// Runs `f` as the next raft entry, straight on the store (no request to convert).
+    pub fn apply_direct<R>(&self, f: impl FnOnce(&mut mvcc::WriteTxn<'_>) -> R) -> R {
+        let mut last = self.last_index.lock();
+        *last += 1;
+        self.store()
+            .apply(*last, TERM, f)
+            .expect("the store is only written through this core")
     }
 
     /// How many linearizable read barriers were asked for.

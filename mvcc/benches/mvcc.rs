@@ -6,8 +6,17 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use mvcc::*;
 
 fn open(dir: &std::path::Path) -> Store {
-    let backend = Arc::new(Backend::open(dir.join("db"), BackendConfig::default()).unwrap());
+    let backend =
+        Arc::new(Backend::open(dir.join("db"), BackendConfig::default(), &TABLES).unwrap());
     Store::open(backend, StoreConfig::default()).unwrap()
+}
+
+/// A put applied as the next raft entry, as the server applies it.
+fn put(s: &Store, req: PutRequest) -> PutResponse {
+    let index = s.consistent_index().0 + 1;
+    s.apply(index, 1, |t| t.put(req))
+        .expect("the next entry applies")
+        .unwrap()
 }
 
 fn put_throughput(c: &mut Criterion) {
@@ -22,7 +31,7 @@ fn put_throughput(c: &mut Criterion) {
             for _ in 0..1000 {
                 i += 1;
                 let key = format!("key/{:08}", i % 100_000);
-                s.put(&PutRequest::new(key, value.clone())).unwrap();
+                put(&s, PutRequest::new(key, value.clone()));
             }
         })
     });
@@ -33,8 +42,7 @@ fn range_throughput(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
     for i in 0..10_000u32 {
-        s.put(&PutRequest::new(format!("key/{i:08}"), vec![b'v'; 256]))
-            .unwrap();
+        put(&s, PutRequest::new(format!("key/{i:08}"), vec![b'v'; 256]));
     }
     s.commit().unwrap();
     let mut g = c.benchmark_group("mvcc_range");
@@ -62,7 +70,7 @@ fn range_throughput(c: &mut Criterion) {
 }
 
 fn watch_fan_out(c: &mut Criterion) {
-    let backend = Arc::new(Backend::in_memory(BackendConfig::default()).unwrap());
+    let backend = Arc::new(Backend::in_memory(BackendConfig::default(), &TABLES).unwrap());
     let config = StoreConfig {
         watch_stream_capacity: 1024,
         ..StoreConfig::default()
@@ -85,7 +93,7 @@ fn watch_fan_out(c: &mut Criterion) {
         b.iter_batched(
             || (),
             |()| {
-                s.put(&PutRequest::new("hot", "v")).unwrap();
+                put(&s, PutRequest::new("hot", "v"));
                 let mut delivered = 0;
                 for stream in &mut streams {
                     while let Some(r) = stream.try_recv() {

@@ -6,22 +6,36 @@
 //! revisions lives in memory and is rebuilt from that table at open.
 
 mod error;
+mod hash;
 mod index;
 mod key_index;
 mod key_range;
 mod kv;
+mod kvstore;
+mod kvstore_compaction;
+mod kvstore_txn;
 mod request;
 mod revision;
-mod store;
+mod schema;
 mod watch;
+mod watch_channel;
+mod watch_stream;
+mod watchable_store;
+mod watcher_group;
 
-pub use error::{Error, Result};
+pub use error::{Corruption, Error, Result};
+pub use hash::KvHash;
 pub use key_range::{prefix_range_end, KeyRange};
 pub use kv::{Event, EventType, KeyValue};
+pub use kvstore::StoreConfig;
+pub use kvstore_compaction::Compaction;
+pub use kvstore_txn::WriteTxn;
 pub use request::*;
 pub use revision::{is_tombstone, Revision};
-pub use store::{Compaction, KvHash, Store, StoreConfig, WriteTxn};
-pub use watch::{WatchError, WatchId, WatchRequest, WatchResponse, WatchStream};
+pub use schema::{HASH_IGNORED_KEYS, KEY_TABLE, META_TABLE, TABLES};
+pub use watch::{WatchError, WatchId, WatchRequest, WatchResponse};
+pub use watch_stream::WatchStream;
+pub use watchable_store::Store;
 
 #[cfg(test)]
 mod tests {

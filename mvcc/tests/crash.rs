@@ -19,7 +19,7 @@ fn open(dir: &std::path::Path, batch_interval: Duration) -> Store {
         batch_interval,
         batch_limit: 100,
     };
-    let backend = Arc::new(Backend::open(dir.join("db"), config).unwrap());
+    let backend = Arc::new(Backend::open(dir.join("db"), config, common::TEST_TABLES).unwrap());
     Store::open(backend, common::fast_config()).unwrap()
 }
 
@@ -42,9 +42,9 @@ fn apply_entry(s: &Store, index: u64) -> Option<i64> {
             .map_or(0u64, |kv| {
                 String::from_utf8_lossy(&kv.value).parse().unwrap()
             });
-        txn.put(&PutRequest::new("counter", (current + 1).to_string()))
+        txn.put(PutRequest::new("counter", (current + 1).to_string()))
             .unwrap();
-        txn.put(&PutRequest::new(format!("entry/{index:08}"), "applied"))
+        txn.put(PutRequest::new(format!("entry/{index:08}"), "applied"))
             .unwrap();
         txn.begin_revision() + 1
     })

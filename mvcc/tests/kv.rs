@@ -1,6 +1,5 @@
 mod common;
 
-use backend::Table;
 use common::*;
 use mvcc::*;
 
@@ -336,7 +335,7 @@ fn txn_writes_share_one_revision_and_nested_paths_use_the_initial_state() {
     s.backend()
         .read()
         .scan(
-            Table::Key,
+            KEY_TABLE,
             &Revision::new(4, 0).to_bytes(),
             Some(&Revision::new(5, 0).to_bytes()),
             |k, _| {
@@ -455,7 +454,7 @@ fn compaction_removes_unreachable_rows_and_survives_reopen() {
             let mut n = 0;
             s.backend()
                 .read()
-                .scan(Table::Key, &[], None, |_, _| {
+                .scan(KEY_TABLE, &[], None, |_, _| {
                     n += 1;
                     true
                 })
@@ -511,7 +510,7 @@ fn an_interrupted_compaction_is_finished_at_open() {
     let mut rows = 0;
     s.backend()
         .read()
-        .scan(Table::Key, &[], None, |_, _| {
+        .scan(KEY_TABLE, &[], None, |_, _| {
             rows += 1;
             true
         })
@@ -575,16 +574,14 @@ fn apply_records_the_consistent_index_and_skips_reapplied_entries() {
     {
         let s = open_redb(&path);
         assert_eq!(s.consistent_index(), (0, 0));
-        let r = s.apply(5, 2, |t| {
-            t.put(&PutRequest::new("a", "1")).unwrap().revision
-        });
+        let r = s.apply(5, 2, |t| t.put(PutRequest::new("a", "1")).unwrap().revision);
         assert_eq!(r, Some(2));
         assert_eq!(
-            s.apply(5, 2, |t| t.put(&PutRequest::new("a", "2")).unwrap()),
+            s.apply(5, 2, |t| t.put(PutRequest::new("a", "2")).unwrap()),
             None
         );
         assert_eq!(
-            s.apply(4, 2, |t| t.put(&PutRequest::new("a", "2")).unwrap()),
+            s.apply(4, 2, |t| t.put(PutRequest::new("a", "2")).unwrap()),
             None
         );
         assert_eq!(get(&s, "a").unwrap().value, b"1");
@@ -596,7 +593,7 @@ fn apply_records_the_consistent_index_and_skips_reapplied_entries() {
     let s = open_redb(&path);
     assert_eq!(s.consistent_index(), (6, 3));
     assert_eq!(
-        s.apply(6, 3, |t| t.put(&PutRequest::new("a", "x")).unwrap()),
+        s.apply(6, 3, |t| t.put(PutRequest::new("a", "x")).unwrap()),
         None
     );
 }
@@ -684,7 +681,7 @@ fn restore_installs_a_snapshot_and_keeps_watchers() {
     let dir = tempfile::tempdir().unwrap();
     let entry = |s: &Store, i: u64| {
         s.apply(100 + i, 3, |t| {
-            t.put(&PutRequest::new(format!("k{}", i % 5), i.to_string()))
+            t.put(PutRequest::new(format!("k{}", i % 5), i.to_string()))
                 .unwrap();
         })
     };
@@ -697,8 +694,9 @@ fn restore_installs_a_snapshot_and_keeps_watchers() {
     let mut stream = Vec::new();
     leader.backend().snapshot_to(&mut stream).unwrap();
     let received = dir.path().join("received.snap.db");
-    backend::restore_snapshot(&mut stream.as_slice(), &received).unwrap();
-    let source = backend::Backend::open(&received, backend::BackendConfig::default()).unwrap();
+    backend::restore_snapshot(&mut stream.as_slice(), &received, TEST_TABLES).unwrap();
+    let source =
+        backend::Backend::open(&received, backend::BackendConfig::default(), TEST_TABLES).unwrap();
 
     // A follower that applied only the first 14 entries (revision 15), with a watcher.
     let follower = open_redb(&dir.path().join("follower"));
@@ -708,7 +706,7 @@ fn restore_installs_a_snapshot_and_keeps_watchers() {
     follower
         .backend()
         .batch_tx()
-        .put(Table::Alarm, b"only-here", b"x");
+        .put(OTHER_TABLE, b"only-here".to_vec(), b"x".to_vec());
     let mut watches = follower.watch_stream();
     let live = watches
         .watch(&WatchRequest {
@@ -727,7 +725,7 @@ fn restore_installs_a_snapshot_and_keeps_watchers() {
     let alarm = follower
         .backend()
         .read()
-        .get(Table::Alarm, b"only-here")
+        .get(OTHER_TABLE, b"only-here")
         .unwrap();
     assert_eq!(alarm, None);
     let all = RangeRequest::range("\0", "\0");
@@ -770,6 +768,7 @@ fn restore_installs_a_snapshot_and_keeps_watchers() {
     drop(watches);
     drop(follower);
     let reopened = open_redb(&dir.path().join("follower"));
-    assert_eq!(reopened.consistent_index(), (129, 3));
+    // The snapshot's 129, then the put of "k9" above, applied as entry 130.
+    assert_eq!(reopened.consistent_index(), (130, 3));
     assert_eq!(get(&reopened, "k9").unwrap().value, b"new");
 }

@@ -158,8 +158,12 @@ mod tests {
     impl FakeCore {
         fn new() -> Arc<FakeCore> {
             let dir = tempfile::tempdir().unwrap();
-            let backend =
-                backend::Backend::open(dir.path().join("db"), Default::default()).unwrap();
+            let backend = backend::Backend::open(
+                dir.path().join("db"),
+                Default::default(),
+                &crate::server::schema::TABLES,
+            )
+            .unwrap();
             let store = mvcc::Store::open(Arc::new(backend), Default::default()).unwrap();
             Arc::new(FakeCore {
                 store: Arc::new(store),

@@ -118,9 +118,13 @@ impl KvApplier {
                 if !put.ignore_lease && put.lease != 0 && !lease_exists(put.lease) {
                     return Err(ApplyError::LeaseNotFound(put.lease));
                 }
-                let resp = txn.put(&put)?;
-                if let (Some(l), false) = (lessor, put.ignore_lease) {
-                    l.attach(&put.key, put.lease);
+                // The value moves into the store; only the key is kept for the lessor.
+                let attach = lessor
+                    .filter(|_| !put.ignore_lease)
+                    .map(|l| (l, put.key.clone(), put.lease));
+                let resp = txn.put(put)?;
+                if let Some((l, key, lease)) = attach {
+                    l.attach(&key, lease);
                 }
                 return Ok(Applied::Put(convert::put_response(resp)));
             }
@@ -245,7 +249,9 @@ mod tests {
     use backend::{Backend, BackendConfig};
 
     fn applier() -> KvApplier {
-        let backend = Arc::new(Backend::in_memory(BackendConfig::default()).unwrap());
+        let backend = Arc::new(
+            Backend::in_memory(BackendConfig::default(), &crate::server::schema::TABLES).unwrap(),
+        );
         KvApplier::new(Arc::new(
             mvcc::Store::open(backend, mvcc::StoreConfig::default()).unwrap(),
         ))

@@ -134,7 +134,11 @@ pub(crate) fn open(params: &ServerParams) -> Result<Bootstrapped, StartError> {
         None
     };
 
-    let backend = Arc::new(Backend::open(&dirs.db, BackendConfig::default())?);
+    let backend = Arc::new(Backend::open(
+        &dirs.db,
+        BackendConfig::default(),
+        &crate::server::schema::TABLES,
+    )?);
     let store = Arc::new(mvcc::Store::open(
         backend.clone(),
         mvcc::StoreConfig::default(),

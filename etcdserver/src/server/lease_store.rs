@@ -2,9 +2,11 @@
 //! `leasepb.Lease` record keyed by its id's 8 big-endian bytes) and the mvcc key space.
 
 use backend::Table;
+use lease::LeaseRecord;
 use prost::Message;
 
-use lease::LeaseRecord;
+/// The leases, by id (etcd's `lease` bucket): etcd's `leasepb.Lease` records.
+pub(crate) const LEASE_TABLE: Table = Table::new("lease");
 
 /// The lease writes of the raft entry being applied, in that entry's mvcc write txn.
 pub struct TxnLeases<'t, 'a>(pub &'t mut mvcc::WriteTxn<'a>);
@@ -14,14 +16,16 @@ impl lease::LeaseTxn for TxnLeases<'_, '_> {
 
     fn put_lease(&mut self, lease: &LeaseRecord) {
         self.0.backend_tx().put(
-            Table::Lease,
-            &lease.id.to_be_bytes(),
-            &lease.encode_to_vec(),
+            LEASE_TABLE,
+            lease.id.to_be_bytes().to_vec(),
+            lease.encode_to_vec(),
         );
     }
 
     fn delete_lease(&mut self, id: i64) {
-        self.0.backend_tx().delete(Table::Lease, &id.to_be_bytes());
+        self.0
+            .backend_tx()
+            .delete(LEASE_TABLE, id.to_be_bytes().to_vec());
     }
 
     fn delete_key(&mut self, key: &[u8]) -> Result<(), mvcc::Error> {
@@ -53,7 +57,7 @@ impl lease::LeaseStore for StoreLeases<'_> {
         self.0
             .backend()
             .read()
-            .scan(Table::Lease, &[], None, |_: &[u8], v: &[u8]| {
+            .scan(LEASE_TABLE, &[], None, |_: &[u8], v: &[u8]| {
                 match LeaseRecord::decode(v) {
                     Ok(r) => records.push(r),
                     Err(e) => corrupt = Some(e),
@@ -80,15 +84,20 @@ mod tests {
     use super::*;
 
     fn store() -> Arc<mvcc::Store> {
-        let backend =
-            Arc::new(backend::Backend::in_memory(backend::BackendConfig::default()).unwrap());
+        let backend = Arc::new(
+            backend::Backend::in_memory(
+                backend::BackendConfig::default(),
+                &crate::server::schema::TABLES,
+            )
+            .unwrap(),
+        );
         Arc::new(mvcc::Store::open(backend, mvcc::StoreConfig::default()).unwrap())
     }
 
     fn put(txn: &mut mvcc::WriteTxn<'_>, key: &str, lease: i64) {
         let mut req = mvcc::PutRequest::new(key, "v");
         req.lease = lease;
-        txn.put(&req).unwrap();
+        txn.put(req).unwrap();
     }
 
     #[test]
@@ -130,8 +139,11 @@ mod tests {
     fn a_corrupt_record_fails_recovery() {
         let s = store();
         s.apply(1, 1, |txn| {
-            txn.backend_tx()
-                .put(Table::Lease, &7i64.to_be_bytes(), b"\xff\xff");
+            txn.backend_tx().put(
+                LEASE_TABLE,
+                7i64.to_be_bytes().to_vec(),
+                b"\xff\xff".to_vec(),
+            );
         })
         .unwrap();
         let err = Lessor::new(1, None).recover(&StoreLeases(&s)).unwrap_err();

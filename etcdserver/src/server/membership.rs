@@ -91,6 +91,11 @@ pub struct Membership {
     pub removed: BTreeSet<u64>,
 }
 
+/// The members, by hex id, as JSON (etcd's `members` bucket).
+pub const MEMBERS_TABLE: Table = Table::new("members");
+/// The ids of removed members (etcd's `members_removed` bucket).
+pub const MEMBERS_REMOVED_TABLE: Table = Table::new("members_removed");
+
 fn member_key(id: u64) -> Vec<u8> {
     format!("{id:x}").into_bytes()
 }
@@ -101,7 +106,7 @@ impl Membership {
         let read = backend.read();
         let mut members = BTreeMap::new();
         let mut bad = None;
-        read.scan(Table::Members, &[], None, |_: &[u8], v: &[u8]| {
+        read.scan(MEMBERS_TABLE, &[], None, |_: &[u8], v: &[u8]| {
             match serde_json::from_slice::<Member>(v) {
                 Ok(m) => {
                     members.insert(m.id, m);
@@ -114,7 +119,7 @@ impl Membership {
             return Err(e.into());
         }
         let mut removed = BTreeSet::new();
-        read.scan(Table::MembersRemoved, &[], None, |k: &[u8], _: &[u8]| {
+        read.scan(MEMBERS_REMOVED_TABLE, &[], None, |k: &[u8], _: &[u8]| {
             if let Some(id) = std::str::from_utf8(k)
                 .ok()
                 .and_then(|s| u64::from_str_radix(s, 16).ok())
@@ -128,12 +133,12 @@ impl Membership {
 
     pub fn save_member(tx: &mut BatchTx<'_>, m: &Member) {
         let json = serde_json::to_vec(m).expect("a member always serializes");
-        tx.put(Table::Members, &member_key(m.id), &json);
+        tx.put(MEMBERS_TABLE, member_key(m.id), json);
     }
 
     pub fn save_removed(tx: &mut BatchTx<'_>, id: u64) {
-        tx.delete(Table::Members, &member_key(id));
-        tx.put(Table::MembersRemoved, &member_key(id), b"removed");
+        tx.delete(MEMBERS_TABLE, member_key(id));
+        tx.put(MEMBERS_REMOVED_TABLE, member_key(id), b"removed".to_vec());
     }
 
     /// Members sorted by id, as etcd lists them.

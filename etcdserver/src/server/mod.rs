@@ -21,6 +21,7 @@ mod peer_handler;
 mod proposer;
 mod raft_loop;
 mod reconfig;
+pub(crate) mod schema;
 mod snapshot;
 mod status;
 mod storage;

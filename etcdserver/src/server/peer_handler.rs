@@ -33,7 +33,7 @@ impl rafthttp::Raft for PeerHandler {
     ) -> Result<(), rafthttp::SaveSnapshotError> {
         let index = msg.snapshot.as_ref().map_or(0, |s| s.index());
         let dest = self.snapshotter.dir().join(format!("{index:016x}.snap.db"));
-        let info = backend::restore_snapshot(db, &dest)?;
+        let info = backend::restore_snapshot(db, &dest, &crate::server::schema::TABLES)?;
         tracing::info!(index, bytes = info.bytes, "received a database snapshot");
         crate::metrics::hooks::snapshot_received(msg.from);
         self.to_raft(RaftInput::Step(msg));

@@ -7,7 +7,7 @@ pub(crate) fn restore_store_from<E>(store: &mvcc::Store, path: &std::path::Path)
 where
     E: From<backend::Error> + From<mvcc::Error>,
 {
-    let engine = backend::RedbEngine::open(path)?;
+    let engine = backend::RedbEngine::open(path, &crate::server::schema::TABLES)?;
     let view = backend::Engine::view(&engine)?;
     store.restore(view.as_ref())?;
     store.commit()?;

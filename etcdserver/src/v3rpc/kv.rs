@@ -163,7 +163,7 @@ impl<C: ServerCore> Kv for KvService<C> {
             let resp = self
                 .core
                 .store()
-                .txn(&txn, &|_| false)
+                .read_txn(&txn)
                 .map_err(ServerError::from)?;
             convert::txn_response(resp)
         } else {

@@ -86,7 +86,12 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let hash = self.server.store().backend().hash().map_err(internal)?;
+        let hash = self
+            .server
+            .store()
+            .backend()
+            .hash(&mvcc::HASH_IGNORED_KEYS)
+            .map_err(internal)?;
         Ok(Response::new(HashResponse {
             header: Some(self.server.header()),
             hash,

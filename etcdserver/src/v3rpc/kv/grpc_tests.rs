@@ -508,7 +508,7 @@ async fn compaction_errors_and_physical_wait() {
     core.store()
         .backend()
         .read()
-        .scan(backend::Table::Key, &[], None, |_, _| {
+        .scan(mvcc::KEY_TABLE, &[], None, |_, _| {
             rows += 1;
             true
         })

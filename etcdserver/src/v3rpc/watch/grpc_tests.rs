@@ -392,17 +392,16 @@ async fn large_responses_are_fragmented_on_request() {
         .await
         .unwrap();
     // One revision of 12 x 60 KB: more than the 576 KiB a message may have.
-    {
-        let mut txn = core.store().write();
+    core.apply_direct(|txn| {
         for i in 0..12 {
-            txn.put(&mvcc::PutRequest::new(
+            txn.put(mvcc::PutRequest::new(
                 format!("big/{i:02}"),
                 vec![b'v'; 60_000],
             ))
             .unwrap();
         }
-        assert_eq!(txn.end(), 2);
-    }
+    });
+    assert_eq!(core.store().current_revision(), 2);
     let limit = 64 * 1024 + GRPC_OVERHEAD_BYTES;
     let mut pieces = Vec::new();
     let mut unsplit = None;
@@ -503,7 +502,8 @@ async fn has_leader_streams_end_when_the_leader_is_lost() {
         (Code::Unavailable, "etcdserver: no leader")
     );
     // The stream without the metadata stays: a write still reaches it.
-    core.store().put(&mvcc::PutRequest::new("k", "v")).unwrap();
+    core.apply_direct(|txn| txn.put(mvcc::PutRequest::new("k", "v")))
+        .unwrap();
     let r = timeout(WAIT, patient.message())
         .await
         .unwrap()
