@@ -11,7 +11,7 @@ use api::mvccpb;
 
 use crate::error::ServerError;
 
-pub fn range_request(r: &pb::RangeRequest) -> mvcc::RangeRequest {
+pub fn range_request(r: pb::RangeRequest) -> mvcc::RangeRequest {
     let sort_order = match PbSortOrder::try_from(r.sort_order) {
         Ok(PbSortOrder::Ascend) => mvcc::SortOrder::Ascend,
         Ok(PbSortOrder::Descend) => mvcc::SortOrder::Descend,
@@ -26,8 +26,8 @@ pub fn range_request(r: &pb::RangeRequest) -> mvcc::RangeRequest {
         Ok(PbSortTarget::Key) | Err(_) => mvcc::SortTarget::Key,
     };
     mvcc::RangeRequest {
-        key: r.key.clone(),
-        range_end: r.range_end.clone(),
+        key: r.key,
+        range_end: r.range_end,
         limit: r.limit,
         revision: r.revision,
         sort_order,
@@ -41,10 +41,10 @@ pub fn range_request(r: &pb::RangeRequest) -> mvcc::RangeRequest {
     }
 }
 
-pub fn put_request(r: &pb::PutRequest) -> mvcc::PutRequest {
+pub fn put_request(r: pb::PutRequest) -> mvcc::PutRequest {
     mvcc::PutRequest {
-        key: r.key.clone(),
-        value: r.value.clone(),
+        key: r.key,
+        value: r.value,
         lease: r.lease,
         prev_kv: r.prev_kv,
         ignore_value: r.ignore_value,
@@ -52,17 +52,17 @@ pub fn put_request(r: &pb::PutRequest) -> mvcc::PutRequest {
     }
 }
 
-pub fn delete_range_request(r: &pb::DeleteRangeRequest) -> mvcc::DeleteRangeRequest {
+pub fn delete_range_request(r: pb::DeleteRangeRequest) -> mvcc::DeleteRangeRequest {
     mvcc::DeleteRangeRequest {
-        key: r.key.clone(),
-        range_end: r.range_end.clone(),
+        key: r.key,
+        range_end: r.range_end,
         prev_kv: r.prev_kv,
     }
 }
 
 /// As etcd: the target says what is compared; a `target_union` of another kind (or none)
 /// compares against zero / the empty value.
-pub fn compare(c: &pb::Compare) -> mvcc::Compare {
+pub fn compare(c: pb::Compare) -> mvcc::Compare {
     use pb::compare::TargetUnion as U;
     let int = |want: fn(&U) -> Option<i64>| c.target_union.as_ref().and_then(want).unwrap_or(0);
     let target = match PbTarget::try_from(c.target).unwrap_or(PbTarget::Version) {
@@ -82,8 +82,8 @@ pub fn compare(c: &pb::Compare) -> mvcc::Compare {
             U::Lease(v) => Some(*v),
             _ => None,
         })),
-        PbTarget::Value => mvcc::CompareTarget::Value(match &c.target_union {
-            Some(U::Value(v)) => v.clone(),
+        PbTarget::Value => mvcc::CompareTarget::Value(match c.target_union {
+            Some(U::Value(v)) => v,
             _ => Vec::new(),
         }),
     };
@@ -94,8 +94,8 @@ pub fn compare(c: &pb::Compare) -> mvcc::Compare {
         PbResult::NotEqual => mvcc::CompareResult::NotEqual,
     };
     mvcc::Compare {
-        key: c.key.clone(),
-        range_end: c.range_end.clone(),
+        key: c.key,
+        range_end: c.range_end,
         result,
         target,
     }
@@ -114,19 +114,19 @@ impl From<EmptyRequestOp> for ServerError {
 }
 
 /// Fails for a `RequestOp` with no request in it.
-pub fn txn_request(r: &pb::TxnRequest) -> Result<mvcc::TxnRequest, EmptyRequestOp> {
-    let ops = |ops: &[pb::RequestOp]| -> Result<Vec<mvcc::RequestOp>, EmptyRequestOp> {
-        ops.iter().map(request_op).collect()
+pub fn txn_request(r: pb::TxnRequest) -> Result<mvcc::TxnRequest, EmptyRequestOp> {
+    let ops = |ops: Vec<pb::RequestOp>| -> Result<Vec<mvcc::RequestOp>, EmptyRequestOp> {
+        ops.into_iter().map(request_op).collect()
     };
     Ok(mvcc::TxnRequest {
-        compare: r.compare.iter().map(compare).collect(),
-        success: ops(&r.success)?,
-        failure: ops(&r.failure)?,
+        compare: r.compare.into_iter().map(compare).collect(),
+        success: ops(r.success)?,
+        failure: ops(r.failure)?,
     })
 }
 
-fn request_op(op: &pb::RequestOp) -> Result<mvcc::RequestOp, EmptyRequestOp> {
-    Ok(match &op.request {
+fn request_op(op: pb::RequestOp) -> Result<mvcc::RequestOp, EmptyRequestOp> {
+    Ok(match op.request {
         Some(request_op::Request::RequestRange(r)) => mvcc::RequestOp::Range(range_request(r)),
         Some(request_op::Request::RequestPut(r)) => mvcc::RequestOp::Put(put_request(r)),
         Some(request_op::Request::RequestDeleteRange(r)) => {
@@ -235,21 +235,21 @@ mod tests {
             range_end: vec![],
             target_union: Some(TargetUnion::ModRevision(7)),
         };
-        let m = compare(&c);
+        let m = compare(c.clone());
         assert_eq!(m.target, mvcc::CompareTarget::Mod(7));
         assert_eq!(m.result, mvcc::CompareResult::Greater);
         let mismatched = pb::Compare {
             target_union: Some(TargetUnion::Version(3)),
             ..c.clone()
         };
-        assert_eq!(compare(&mismatched).target, mvcc::CompareTarget::Mod(0));
+        assert_eq!(compare(mismatched).target, mvcc::CompareTarget::Mod(0));
         let value = pb::Compare {
             target: PbTarget::Value as i32,
             target_union: Some(TargetUnion::Value(b"v".to_vec())),
             ..c
         };
         assert_eq!(
-            compare(&value).target,
+            compare(value).target,
             mvcc::CompareTarget::Value(b"v".to_vec())
         );
     }
@@ -261,7 +261,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            ServerError::from(txn_request(&txn).unwrap_err()),
+            ServerError::from(txn_request(txn).unwrap_err()),
             ServerError::KeyNotFound
         );
     }
@@ -283,7 +283,7 @@ mod tests {
             max_create_revision: 4,
             serializable: true,
         };
-        let m = range_request(&r);
+        let m = range_request(r);
         assert_eq!(
             (
                 m.limit,

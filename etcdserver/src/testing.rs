@@ -112,7 +112,7 @@ impl ServerCore for DirectCore {
     async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, ServerError> {
         let mut last = self.last_index.lock();
         *last += 1;
-        match self.applier.apply(*last, TERM, &req) {
+        match self.applier.apply(*last, TERM, req) {
             Some(applied) => applied.map_err(ServerError::from),
             None => Err(ServerError::Internal("entry applied twice".into())),
         }

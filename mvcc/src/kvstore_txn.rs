@@ -71,8 +71,8 @@ impl KvStore {
 
     /// A txn that only reads (ranges and compares, nested txns included), all at one
     /// revision; a put or delete in it is refused with [`Error::WriteInReadTxn`].
-    pub(crate) fn read_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
-        if !is_read_only(req) {
+    pub(crate) fn read_txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        if !is_read_only(&req) {
             return Err(Error::WriteInReadTxn);
         }
         self.write().txn(req, &|_| false)
@@ -376,13 +376,13 @@ impl<'a> WriteTxn<'a> {
     /// only then executed; a failed check changes nothing.
     pub fn txn(
         &mut self,
-        req: &TxnRequest,
+        req: TxnRequest,
         lease_exists: &dyn Fn(i64) -> bool,
     ) -> Result<TxnResponse> {
         let mut path = Vec::new();
-        self.compare_path(req, &mut path)?;
+        self.compare_path(&req, &mut path)?;
         self.check_path(
-            req,
+            &req,
             &mut path.iter().copied(),
             lease_exists,
             &mut Vec::new(),
@@ -483,23 +483,20 @@ impl<'a> WriteTxn<'a> {
         Ok(())
     }
 
+    /// Consumes the request: the values of its puts move into the store.
     fn execute(
         &mut self,
-        req: &TxnRequest,
+        req: TxnRequest,
         path: &mut impl Iterator<Item = bool>,
     ) -> Result<TxnResponse> {
         let succeeded = path.next().unwrap_or(false);
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = if succeeded { req.success } else { req.failure };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
-                RequestOp::Range(r) => ResponseOp::Range(self.range(r)?),
-                RequestOp::Put(p) => ResponseOp::Put(self.put(p.clone())?),
-                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_range(d)?),
+                RequestOp::Range(r) => ResponseOp::Range(self.range(&r)?),
+                RequestOp::Put(p) => ResponseOp::Put(self.put(p)?),
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_range(&d)?),
                 RequestOp::Txn(t) => ResponseOp::Txn(self.execute(t, path)?),
             });
         }

@@ -99,7 +99,7 @@ impl Store {
     }
 
     /// A txn of ranges and compares only, at one revision (a put or delete is refused).
-    pub fn read_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
+    pub fn read_txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         self.kv.read_txn(req)
     }
 

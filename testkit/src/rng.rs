@@ -2,27 +2,23 @@
 
 use std::time::Duration;
 
-/// SplitMix64 (Steele, Lea and Flood): tiny, fast, and the same sequence from the same seed on every machine
-/// and every version, which is what a test needs to replay a failure from its seed. Not for cryptography.
-///
-/// The state is the seed itself, with no mixing in between, so a test that seeded an older copy of this
-/// generator the same way still draws the same sequence.
+use pkg::rand::SplitMix64;
+
+/// [`pkg::rand::SplitMix64`] (the generator raft spreads its election timeouts with) with the draws tests
+/// want: the same sequence from the same seed on every machine and every version, which is what a test needs
+/// to replay a failure from its seed. Not for cryptography.
 ///
 /// It implements [`rand::RngCore`], so `rand::Rng`'s ranges and distributions work on it too.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// In `0..n` (one draw, reduced modulo `n`; `n = 0` is taken as 1). The modulo bias is below 2^-40
@@ -55,7 +51,7 @@ impl Rng {
     /// A generator seeded from this one's next draw: an independent stream for a sub-task, so that the
     /// sub-task's draws do not shift this one's.
     pub fn fork(&mut self) -> Rng {
-        Rng(self.next_u64())
+        Rng::new(self.next_u64())
     }
 
     /// Fills `dest` with draws, eight bytes (little-endian) at a time.

@@ -105,7 +105,7 @@ impl KvApplier {
         &self,
         index: u64,
         term: u64,
-        req: &InternalRaftRequest,
+        req: InternalRaftRequest,
     ) -> Option<Result<Applied, ApplyError>> {
         if let Some(c) = &req.compaction {
             return self.compact(index, term, c.revision);
@@ -113,7 +113,7 @@ impl KvApplier {
         let lease_exists = &*self.lease_exists;
         let lessor = self.lessor.as_deref();
         self.store.apply(index, term, |txn| {
-            if let Some(r) = &req.put {
+            if let Some(r) = req.put {
                 let put = convert::put_request(r);
                 if !put.ignore_lease && put.lease != 0 && !lease_exists(put.lease) {
                     return Err(ApplyError::LeaseNotFound(put.lease));
@@ -128,7 +128,7 @@ impl KvApplier {
                 }
                 return Ok(Applied::Put(convert::put_response(resp)));
             }
-            if let Some(r) = &req.delete_range {
+            if let Some(r) = req.delete_range {
                 let del = convert::delete_range_request(r);
                 let resp = txn.delete_range(&del)?;
                 if let Some(l) = lessor {
@@ -136,11 +136,13 @@ impl KvApplier {
                 }
                 return Ok(Applied::DeleteRange(convert::delete_range_response(resp)));
             }
-            if let Some(r) = &req.txn {
+            if let Some(r) = req.txn {
                 let txn_req = convert::txn_request(r)?;
-                let resp = txn.txn(&txn_req, lease_exists)?;
-                if let Some(l) = lessor {
-                    record_txn(l, &txn_req, &resp);
+                // The values move into the store; the lessor's part (keys and leases) is kept.
+                let leases = lessor.map(|l| (l, LeaseOps::of(&txn_req)));
+                let resp = txn.txn(txn_req, lease_exists)?;
+                if let Some((l, ops)) = leases {
+                    ops.record(l, &resp);
                 }
                 return Ok(Applied::Txn(convert::txn_response(resp)));
             }
@@ -160,7 +162,7 @@ impl KvApplier {
                     return Ok(Applied::Empty);
                 }
             }
-            if let Some(r) = &req.range {
+            if let Some(r) = req.range {
                 let resp = txn.range(&convert::range_request(r))?;
                 return Ok(Applied::Range(convert::range_response(resp)));
             }
@@ -169,24 +171,62 @@ impl KvApplier {
     }
 }
 
-/// Keeps the lessor's attachments in step with the ops a txn executed (the branch taken, in
-/// order, nested txns included).
-fn record_txn(lessor: &Lessor, req: &mvcc::TxnRequest, resp: &mvcc::TxnResponse) {
-    let ops = if resp.succeeded {
-        &req.success
-    } else {
-        &req.failure
-    };
-    for (op, out) in ops.iter().zip(&resp.responses) {
-        match (op, out) {
-            (mvcc::RequestOp::Put(p), _) if !p.ignore_lease => lessor.attach(&p.key, p.lease),
-            (mvcc::RequestOp::DeleteRange(d), _) => {
-                detach(lessor, &mvcc::KeyRange::new(&d.key, &d.range_end))
+/// What a txn's ops mean to the lessor, taken before the txn consumes them: the keys a put
+/// attaches to a lease and the ranges a delete detaches, both branches, nested txns included.
+struct LeaseOps {
+    success: Vec<LeaseOp>,
+    failure: Vec<LeaseOp>,
+}
+
+enum LeaseOp {
+    Attach { key: Vec<u8>, lease: i64 },
+    Detach(mvcc::KeyRange),
+    Txn(LeaseOps),
+    Nothing,
+}
+
+impl LeaseOps {
+    fn of(req: &mvcc::TxnRequest) -> LeaseOps {
+        let ops = |ops: &[mvcc::RequestOp]| ops.iter().map(LeaseOp::of).collect();
+        LeaseOps {
+            success: ops(&req.success),
+            failure: ops(&req.failure),
+        }
+    }
+
+    /// Keeps the lessor's attachments in step with the ops the txn executed (the branch
+    /// taken, in order, nested txns included).
+    fn record(&self, lessor: &Lessor, resp: &mvcc::TxnResponse) {
+        let ops = if resp.succeeded {
+            &self.success
+        } else {
+            &self.failure
+        };
+        for (op, out) in ops.iter().zip(&resp.responses) {
+            match (op, out) {
+                (LeaseOp::Attach { key, lease }, _) => lessor.attach(key, *lease),
+                (LeaseOp::Detach(range), _) => detach(lessor, range),
+                (LeaseOp::Txn(nested), mvcc::ResponseOp::Txn(nested_resp)) => {
+                    nested.record(lessor, nested_resp)
+                }
+                _ => {}
             }
-            (mvcc::RequestOp::Txn(nested), mvcc::ResponseOp::Txn(nested_resp)) => {
-                record_txn(lessor, nested, nested_resp)
+        }
+    }
+}
+
+impl LeaseOp {
+    fn of(op: &mvcc::RequestOp) -> LeaseOp {
+        match op {
+            mvcc::RequestOp::Put(p) if !p.ignore_lease => LeaseOp::Attach {
+                key: p.key.clone(),
+                lease: p.lease,
+            },
+            mvcc::RequestOp::DeleteRange(d) => {
+                LeaseOp::Detach(mvcc::KeyRange::new(&d.key, &d.range_end))
             }
-            _ => {}
+            mvcc::RequestOp::Txn(nested) => LeaseOp::Txn(LeaseOps::of(nested)),
+            mvcc::RequestOp::Put(_) | mvcc::RequestOp::Range(_) => LeaseOp::Nothing,
         }
     }
 }
@@ -282,10 +322,10 @@ mod tests {
     #[test]
     fn each_entry_applies_once() {
         let a = applier();
-        let first = a.apply(1, 1, &put("k", "v")).unwrap().unwrap();
+        let first = a.apply(1, 1, put("k", "v")).unwrap().unwrap();
         assert_eq!(revision_of(first), 2);
-        assert!(a.apply(1, 1, &put("k", "v2")).is_none());
-        let second = a.apply(2, 1, &put("k", "v3")).unwrap().unwrap();
+        assert!(a.apply(1, 1, put("k", "v2")).is_none());
+        let second = a.apply(2, 1, put("k", "v3")).unwrap().unwrap();
         assert_eq!(revision_of(second), 3);
         assert_eq!(a.store().consistent_index(), (2, 1));
     }
@@ -296,13 +336,13 @@ mod tests {
         req.put.as_mut().unwrap().lease = 42;
         let a = applier();
         assert_eq!(
-            ServerError::from(a.apply(1, 1, &req).unwrap().unwrap_err()),
+            ServerError::from(a.apply(1, 1, req.clone()).unwrap().unwrap_err()),
             ServerError::LeaseNotFound
         );
         assert_eq!(a.store().current_revision(), 1);
         let store = a.store().clone();
         let leased = KvApplier::with_lease_check(store, |id| id == 42);
-        let applied = leased.apply(2, 1, &req).unwrap().unwrap();
+        let applied = leased.apply(2, 1, req).unwrap().unwrap();
         assert_eq!(revision_of(applied), 2);
         let got = leased.store().range(&mvcc::RangeRequest::key("k")).unwrap();
         assert_eq!(got.kvs[0].lease, 42);
@@ -311,7 +351,7 @@ mod tests {
     #[test]
     fn delete_of_nothing_keeps_the_revision() {
         let a = applier();
-        a.apply(1, 1, &put("k", "v")).unwrap().unwrap();
+        a.apply(1, 1, put("k", "v")).unwrap().unwrap();
         let del = |key: &str| InternalRaftRequest {
             delete_range: Some(pb::DeleteRangeRequest {
                 key: key.into(),
@@ -320,11 +360,11 @@ mod tests {
             }),
             ..Default::default()
         };
-        let Applied::DeleteRange(none) = a.apply(2, 1, &del("x")).unwrap().unwrap() else {
+        let Applied::DeleteRange(none) = a.apply(2, 1, del("x")).unwrap().unwrap() else {
             panic!("delete response expected");
         };
         assert_eq!((none.deleted, none.header.unwrap().revision), (0, 2));
-        let Applied::DeleteRange(one) = a.apply(3, 1, &del("k")).unwrap().unwrap() else {
+        let Applied::DeleteRange(one) = a.apply(3, 1, del("k")).unwrap().unwrap() else {
             panic!("delete response expected");
         };
         assert_eq!((one.deleted, one.header.unwrap().revision), (1, 3));
@@ -335,7 +375,7 @@ mod tests {
     fn compaction_schedules_removal_and_reports_errors() {
         let a = applier();
         for (i, v) in ["1", "2", "3"].iter().enumerate() {
-            a.apply(i as u64 + 1, 1, &put("k", v)).unwrap().unwrap();
+            a.apply(i as u64 + 1, 1, put("k", v)).unwrap().unwrap();
         }
         let compact = |rev| InternalRaftRequest {
             compaction: Some(pb::CompactionRequest {
@@ -345,19 +385,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            ServerError::from(a.apply(4, 1, &compact(9)).unwrap().unwrap_err()),
+            ServerError::from(a.apply(4, 1, compact(9)).unwrap().unwrap_err()),
             ServerError::FutureRevision
         );
-        let Applied::Compaction { response, done } = a.apply(5, 1, &compact(3)).unwrap().unwrap()
+        let Applied::Compaction { response, done } = a.apply(5, 1, compact(3)).unwrap().unwrap()
         else {
             panic!("compaction response expected");
         };
         assert_eq!(response.header.unwrap().revision, 4);
         done.unwrap().blocking_recv().unwrap();
         assert_eq!(a.store().compact_revision(), 3);
-        assert!(a.apply(5, 1, &compact(3)).is_none());
+        assert!(a.apply(5, 1, compact(3)).is_none());
         assert_eq!(
-            ServerError::from(a.apply(6, 1, &compact(3)).unwrap().unwrap_err()),
+            ServerError::from(a.apply(6, 1, compact(3)).unwrap().unwrap_err()),
             ServerError::Compacted
         );
         assert_eq!(a.store().consistent_index().0, 6);

@@ -215,7 +215,7 @@ impl ApplyLoop {
             self.proposer.wake(id, Ok(Applied::Empty));
             return;
         }
-        if let Some(result) = self.kv.apply(entry.index, entry.term, &req) {
+        if let Some(result) = self.kv.apply(entry.index, entry.term, req) {
             crate::metrics::hooks::proposal_result(result.is_ok());
             self.proposer.wake(id, result.map_err(ServerError::from));
         }

@@ -99,7 +99,7 @@ impl<C: ServerCore> Kv for KvService<C> {
         let resp = self
             .core
             .store()
-            .range(&convert::range_request(&r))
+            .range(&convert::range_request(r))
             .map_err(ServerError::from)?;
         let mut resp = convert::range_response(resp);
         resp.header = self.header(revision_of(&resp.header));
@@ -158,13 +158,9 @@ impl<C: ServerCore> Kv for KvService<C> {
         check_intervals(&r.failure)?;
         let mut resp = if is_txn_readonly(&r) {
             self.read_barrier(is_txn_serializable(&r)).await?;
-            let txn = convert::txn_request(&r).map_err(ServerError::from)?;
+            let txn = convert::txn_request(r).map_err(ServerError::from)?;
             // Read-only: nothing attaches a lease.
-            let resp = self
-                .core
-                .store()
-                .read_txn(&txn)
-                .map_err(ServerError::from)?;
+            let resp = self.core.store().read_txn(txn).map_err(ServerError::from)?;
             convert::txn_response(resp)
         } else {
             let req = pb::InternalRaftRequest {

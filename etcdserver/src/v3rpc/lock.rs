@@ -152,7 +152,7 @@ impl<C: ServerCore> RecipeKv<C> {
     pub async fn range(&self, r: pb::RangeRequest) -> Result<pb::RangeResponse, ServerError> {
         kv::check_range(&r)?;
         self.core.read_barrier().await?;
-        let resp = self.core.store().range(&convert::range_request(&r))?;
+        let resp = self.core.store().range(&convert::range_request(r))?;
         let mut resp = convert::range_response(resp);
         resp.header = self.with_header(&resp.header);
         Ok(resp)

@@ -51,7 +51,7 @@ pub trait ApplyNext {
     }
 
     fn txn(&self, req: &TxnRequest, lease_exists: &dyn Fn(i64) -> bool) -> Result<TxnResponse> {
-        self.apply_next(|t| t.txn(req, lease_exists))
+        self.apply_next(|t| t.txn(req.clone(), lease_exists))
     }
 }
 

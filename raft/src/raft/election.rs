@@ -58,7 +58,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn reset_randomized_election_timeout(&mut self) {
-        let spread = self.rng.next() % self.election_timeout as u64;
+        let spread = self.rng.next_u64() % self.election_timeout as u64;
         self.randomized_election_timeout = self.election_timeout + spread as usize;
     }
 

@@ -20,6 +20,7 @@ mod step;
 pub use conf_change::decode_conf_change;
 pub use config::Config;
 
+use pkg::rand::SplitMix64;
 use raftpb::{ConfState, HardState, Message, MessageType};
 use tracing::info;
 
@@ -44,20 +45,6 @@ pub enum StateRole {
 pub struct SoftState {
     pub leader_id: u64,
     pub raft_state: StateRole,
-}
-
-/// A splitmix64 generator: enough to spread election timeouts, and reproducible from the seed.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 pub(crate) fn is_local_msg(t: MessageType) -> bool {
@@ -129,7 +116,8 @@ pub(crate) struct Raft<S: Storage> {
     max_uncommitted_size: u64,
     max_committed_size_per_ready: u64,
     disable_proposal_forwarding: bool,
-    rng: Rng,
+    /// Spreads election timeouts; reproducible from the seed (splitmix64, the workspace's one generator).
+    rng: SplitMix64,
 }
 
 impl<S: Storage> Raft<S> {
@@ -169,7 +157,7 @@ impl<S: Storage> Raft<S> {
             },
             max_committed_size_per_ready: config.max_committed_size_per_ready,
             disable_proposal_forwarding: config.disable_proposal_forwarding,
-            rng: Rng(if config.seed == 0 {
+            rng: SplitMix64::new(if config.seed == 0 {
                 config.id
             } else {
                 config.seed
