@@ -6,20 +6,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use integration::{real_etcdctl, Cluster, ClusterSpec};
+mod common;
+
+use common::real_etcdctl_ok;
+use integration::{Cluster, ClusterSpec};
 use snap::Snapshotter;
 
 /// Bound on etcd writing its first snapshot, and on becoming healthy again after a restart.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Runs the reference etcdctl against the cluster and returns its stdout, failing the test on an error.
-fn etcdctl(cluster: &Cluster, args: &[&str]) -> String {
-    cluster
-        .cli(real_etcdctl())
-        .args(args)
-        .run_ok()
-        .unwrap_or_else(|err| panic!("{err}"))
-}
 
 fn snap_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -42,13 +37,13 @@ fn loads_etcd_snapshots_and_etcd_loads_ours() {
     let snap_dir = cluster.data_dir(0).join("member/snap");
 
     for i in 1..=12 {
-        etcdctl(&cluster, &["put", &format!("snap-key-{i}"), "v"]);
+        real_etcdctl_ok(&cluster, &["put", &format!("snap-key-{i}"), "v"]);
     }
     // etcd writes its snapshot file asynchronously after the apply that crossed --snapshot-count.
     testkit::eventually(WAIT, "etcd to write a snapshot", || {
         !snap_files(&snap_dir).is_empty()
     });
-    etcdctl(&cluster, &["put", "snap-key-last", "v"]);
+    real_etcdctl_ok(&cluster, &["put", "snap-key-last", "v"]);
     cluster.kill(0).unwrap();
 
     let snapshotter = Snapshotter::new(&snap_dir).unwrap();
@@ -72,7 +67,7 @@ fn loads_etcd_snapshots_and_etcd_loads_ours() {
     cluster
         .wait_healthy(0, WAIT)
         .expect("etcd restarts from our snapshot");
-    let got = etcdctl(&cluster, &["get", "snap-key-last"]);
+    let got = real_etcdctl_ok(&cluster, &["get", "snap-key-last"]);
     assert!(got.contains("snap-key-last"), "etcd restarted: {got}");
     cluster.kill(0).unwrap();
     let files = snap_files(&snap_dir);

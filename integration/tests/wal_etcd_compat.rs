@@ -5,20 +5,15 @@
 
 use std::time::Duration;
 
-use integration::{real_etcdctl, Cluster, ClusterSpec};
+mod common;
+
+use common::real_etcdctl_ok;
+use integration::{Cluster, ClusterSpec};
 use wal::{SnapshotMarker, Wal};
 
 /// Bound on etcd becoming healthy again after a restart.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the reference etcdctl against the cluster and returns its stdout, failing the test on an error.
-fn etcdctl(cluster: &Cluster, args: &[&str]) -> String {
-    cluster
-        .cli(real_etcdctl())
-        .args(args)
-        .run_ok()
-        .unwrap_or_else(|err| panic!("{err}"))
-}
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -30,7 +25,7 @@ fn reads_etcd_wal_and_etcd_reads_ours() {
     let wal_dir = cluster.data_dir(0).join("member/wal");
 
     for i in 1..=3 {
-        let put = etcdctl(
+        let put = real_etcdctl_ok(
             &cluster,
             &[
                 "put",
@@ -72,7 +67,7 @@ fn reads_etcd_wal_and_etcd_reads_ours() {
     cluster
         .wait_healthy(0, RESTART_TIMEOUT)
         .expect("etcd restarts from our WAL");
-    let got = etcdctl(&cluster, &["get", "compat-key-3"]);
+    let got = real_etcdctl_ok(&cluster, &["get", "compat-key-3"]);
     assert!(
         got.contains("compat-value-3"),
         "etcd restarted from our WAL: {got}"

@@ -99,3 +99,12 @@ pub fn metric_sum(metrics: &str, name: &str) -> f64 {
         })
         .sum()
 }
+
+/// Runs the reference etcdctl against the cluster and returns its stdout, failing the test on an error.
+pub fn real_etcdctl_ok(cluster: &Cluster, args: &[&str]) -> String {
+    cluster
+        .cli(real_etcdctl())
+        .args(args)
+        .run_ok()
+        .unwrap_or_else(|err| panic!("{err}"))
+}
