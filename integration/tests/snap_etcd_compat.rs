@@ -15,7 +15,6 @@ use snap::Snapshotter;
 /// Bound on etcd writing its first snapshot, and on becoming healthy again after a restart.
 const WAIT: Duration = Duration::from_secs(30);
 
-
 fn snap_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()

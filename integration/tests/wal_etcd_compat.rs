@@ -14,7 +14,6 @@ use wal::{SnapshotMarker, Wal};
 /// Bound on etcd becoming healthy again after a restart.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(30);
 
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
