@@ -9,7 +9,7 @@ use crate::{AuthError, TokenOptions};
 
 pub(crate) enum TokenProvider {
     Simple(SimpleTokens),
-    Jwt(Jwt),
+    Jwt(Box<Jwt>),
     Nop,
 }
 
