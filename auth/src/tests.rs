@@ -826,3 +826,23 @@ fn token_options_parse_like_etcd() {
         other => panic!("want KeyFile, got {other:?}"),
     }
 }
+
+#[test]
+fn the_store_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<AuthStore>();
+    let be = backend();
+    let s = std::sync::Arc::new(enabled_store(&be));
+    let checker = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let root = info(&s, "root");
+            (0..1000).all(|_| s.is_admin_permitted(&root).is_ok())
+        })
+    };
+    for i in 0..50 {
+        s.role_add(&mut be.batch_tx(), &format!("r{i}")).unwrap();
+    }
+    assert!(checker.join().unwrap());
+    assert_eq!(s.role_list().len(), 50);
+}
