@@ -69,7 +69,9 @@ impl AuthStore {
         if !state.enabled {
             return Ok(());
         }
-        if info.revision == 0 || info.username.is_empty() {
+        // As etcd: only a zero revision means "no identity". A client certificate without a CN
+        // comes with the current revision and an empty name, and gets `PermissionDenied` below.
+        if info.revision == 0 {
             return Err(AuthError::UserEmpty);
         }
         if info.revision < state.revision {

@@ -444,6 +444,18 @@ fn identity_and_revision_rules_of_checks() {
         revision: current + 1,
     };
     assert_eq!(s.is_put_permitted(&newer, b"w"), Ok(()));
+    let nameless_cert = AuthInfo {
+        username: String::new(),
+        revision: current,
+    };
+    assert_eq!(
+        s.is_put_permitted(&nameless_cert, b"w"),
+        Err(AuthError::PermissionDenied)
+    );
+    assert_eq!(
+        s.is_admin_permitted(&nameless_cert),
+        Err(AuthError::UserEmpty)
+    );
     // Admin.
     assert_eq!(s.is_admin_permitted(&no_user), Err(AuthError::UserEmpty));
     assert_eq!(
