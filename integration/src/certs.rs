@@ -140,12 +140,13 @@ impl TestPki {
     }
 
     /// TLS for a member's listener: the server certificate `server` (made once, shared by every member:
-    /// they all listen on 127.0.0.1), this CA as `--trusted-ca-file`, and `--client-cert-auth` as asked.
+    /// they all listen on 127.0.0.1), and with `client_cert_auth` this CA as `--trusted-ca-file` and
+    /// `--client-cert-auth` (etcd 3.4 demands client certificates whenever it has a trusted CA file).
     pub fn listener(&self, client_cert_auth: bool) -> Result<ListenerTls> {
         let cert = self.shared_server_cert()?;
         Ok(ListenerTls {
             cert,
-            trusted_ca: Some(self.ca_file().to_path_buf()),
+            trusted_ca: client_cert_auth.then(|| self.ca_file().to_path_buf()),
             client_cert_auth,
         })
     }
