@@ -1,9 +1,11 @@
 //! Command-line flags. Names and defaults follow etcd's `tools/benchmark`; the flags every
 //! command shares are global, so they may stand before or after the subcommand.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use client::TlsOptions;
 
 use pkg::flags::parse_go_duration;
 
@@ -71,6 +73,30 @@ pub struct GlobalOptions {
     /// username:password for authentication.
     #[arg(long, global = true)]
     pub user: Option<String>,
+    /// Verify certificates of HTTPS-enabled servers using this CA bundle.
+    #[arg(long, global = true)]
+    pub cacert: Option<PathBuf>,
+    /// Identify HTTPS client using this SSL certificate file.
+    #[arg(long, global = true)]
+    pub cert: Option<PathBuf>,
+    /// Identify HTTPS client using this SSL key file.
+    #[arg(long, global = true)]
+    pub key: Option<PathBuf>,
+    /// Skip server certificate verification.
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl GlobalOptions {
+    /// TLS for https endpoints from `--cacert`, `--cert`, `--key` and `--insecure-skip-tls-verify`.
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            ca_file: self.cacert.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            insecure_skip_verify: self.insecure_skip_tls_verify,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
