@@ -80,8 +80,9 @@ pub struct GlobalOptions {
     #[arg(long, global = true)]
     pub cert: Option<PathBuf>,
     /// Identify HTTPS client using this SSL key file.
-    #[arg(long, global = true)]
-    pub key: Option<PathBuf>,
+    // Its own id: `range` has a positional `key`.
+    #[arg(long = "key", id = "key_file", global = true)]
+    pub key_file: Option<PathBuf>,
     /// Skip server certificate verification.
     #[arg(long, global = true)]
     pub insecure_skip_tls_verify: bool,
@@ -93,7 +94,7 @@ impl GlobalOptions {
         TlsOptions {
             ca_file: self.cacert.clone(),
             cert_file: self.cert.clone(),
-            key_file: self.key.clone(),
+            key_file: self.key_file.clone(),
             insecure_skip_verify: self.insecure_skip_tls_verify,
         }
     }
@@ -225,5 +226,26 @@ mod tests {
         assert_eq!(watch.watched_key_total, 1);
         assert_eq!(watch.put_total, 1000);
         assert!(Cli::try_parse_from(["benchmark", "range", "k", "--consistency", "x"]).is_err());
+    }
+
+    #[test]
+    fn tls_flags_and_the_range_key_do_not_collide() {
+        let cli = Cli::try_parse_from([
+            "benchmark",
+            "--cacert=ca.pem",
+            "range",
+            "foo",
+            "--key",
+            "client-key.pem",
+            "--cert=client.pem",
+            "--insecure-skip-tls-verify",
+        ])
+        .unwrap();
+        let tls = cli.global.tls();
+        assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(tls.cert_file, Some(PathBuf::from("client.pem")));
+        assert_eq!(tls.key_file, Some(PathBuf::from("client-key.pem")));
+        assert!(tls.insecure_skip_verify);
+        assert!(matches!(cli.command, Command::Range { key, .. } if key == "foo"));
     }
 }
