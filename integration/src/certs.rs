@@ -22,19 +22,13 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-use crate::cluster::{ClientTls, ClusterSpec, ListenerTls};
+use crate::cluster::ClusterSpec;
 use crate::error::{io_err, Error, Result};
+use crate::tls::{CertFiles, ClientTls, ListenerTls};
 
 /// The subject alternative names of every server certificate: members listen on 127.0.0.1 and tests may
 /// dial `localhost`.
 pub const SERVER_SANS: [&str; 2] = ["127.0.0.1", "localhost"];
-
-/// A certificate and its private key, as PEM files (`--cert`/`--key`, `--cert-file`/`--key-file`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
 
 /// One certificate authority: its certificate's file and what signs leaves with it.
 struct Authority {
