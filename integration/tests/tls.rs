@@ -7,12 +7,15 @@ use std::time::Duration;
 use client::api::etcdserverpb::{PutRequest, RangeRequest};
 use client::{Client, ClientOptions, TlsOptions};
 use integration::certs::TestPki;
+use integration::history::Outcome;
+use integration::traffic::{self, Clock, TrafficSpec};
 use integration::{real_etcdctl, server_tests, Cluster, ClusterSpec, ServerBinary};
 
 server_tests! {
     pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") fn real_etcdctl_puts_and_gets_over_https_with_a_client_certificate;
     pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") fn members_talk_over_peer_tls;
     pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") async fn our_client_verifies_the_server_and_presents_its_certificate;
+    pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") async fn recorded_traffic_runs_over_tls;
 }
 
 fn real_etcdctl_puts_and_gets_over_https_with_a_client_certificate(server: ServerBinary) {
@@ -205,4 +208,46 @@ async fn our_client_verifies_the_server_and_presents_its_certificate(server: Ser
         .await
         .unwrap();
     assert!(plain.range(range()).await.is_err());
+}
+
+async fn recorded_traffic_runs_over_tls(server: ServerBinary) {
+    let pki = TestPki::new().unwrap();
+    let spec = pki
+        .peer_tls_spec(
+            pki.client_tls_spec(
+                ClusterSpec {
+                    size: 3,
+                    server,
+                    ..ClusterSpec::default()
+                },
+                true,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let cluster = Cluster::start(spec).unwrap();
+    let urls = cluster.client_urls();
+    let spec = TrafficSpec {
+        tls: cluster.client_options().tls,
+        ..TrafficSpec::default()
+    };
+    let history = traffic::run(
+        Clock::start(),
+        &urls,
+        &spec,
+        tokio::time::sleep(Duration::from_secs(2)),
+    )
+    .await
+    .expect("traffic runs");
+    let ok = history
+        .operations
+        .iter()
+        .filter(|op| matches!(op.outcome, Outcome::Ok(_)))
+        .count();
+    assert!(
+        ok >= 50,
+        "{ok} of {} operations succeeded",
+        history.operations.len()
+    );
+    assert!(!history.watches.is_empty(), "no watch stream was recorded");
 }
