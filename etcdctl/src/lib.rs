@@ -8,7 +8,7 @@
 //! - where etcdctl 3.4 panics (`-w fields` of an alarm list without a header, an unknown
 //!   compare operator or a `lease(...)` compare in `txn`) we print zeros or an error;
 //! - txn words in single quotes are taken whole (etcdctl 3.4 cuts them short, a bug);
-//! - TLS flags and `--discovery-srv` are refused (exit 4): the client has no TLS or SRV yet;
+//! - `--discovery-srv` is refused (exit 4): the client has no SRV lookup yet;
 //! - `snapshot status|restore`, `make-mirror`, `migrate`, `check datascale` are not built.
 
 mod command;

@@ -273,20 +273,22 @@ fn global_flags_come_from_the_environment() {
 }
 
 #[test]
-fn tls_and_srv_discovery_are_refused_rather_than_ignored() {
+fn srv_discovery_is_refused_and_bad_tls_files_fail_as_the_reference() {
     let cluster = single();
-    for flag in [
-        "--cacert=/nonexistent",
-        "--cert=/x",
-        "--key=/y",
-        "--discovery-srv=example.com",
+    let out = run(ctl(&cluster).args(["--discovery-srv=example.com", "get", "a"]));
+    assert_eq!(out.code(), Some(4), "{out:?}");
+    assert!(
+        out.stderr.starts_with("Error: ") && out.stderr.contains("not supported"),
+        "{out:?}"
+    );
+    // TLS files are read even for http endpoints (tests/tls.rs has the rest).
+    for flags in [
+        &["--cacert=/nonexistent"][..],
+        &["--cert=/x", "--key=/y"],
+        &["--key=/y"],
     ] {
-        let out = run(ctl(&cluster).args([flag, "get", "a"]));
-        assert_eq!(out.code(), Some(4), "{flag}: {out:?}");
-        assert!(
-            out.stderr.starts_with("Error: ") && out.stderr.contains("not supported"),
-            "{out:?}"
-        );
+        let out = same(&cluster, &[flags, &["get", "a"]].concat());
+        assert_eq!(out.code(), Some(128), "{flags:?}: {out:?}");
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use testkit::bin_path;
 
 use crate::error::Result;
+use crate::tls::{ClientTls, ListenerTls};
 
 /// The etcdctl that tests compare ours against: `$ETCD_RS_TEST_ETCDCTL_BIN`, else `/usr/bin/etcdctl`.
 pub fn real_etcdctl() -> PathBuf {
@@ -77,6 +78,14 @@ pub struct ClusterSpec {
     pub proxied: bool,
     /// Seeds the proxies' random choices (jitter, which connections are reset).
     pub proxy_seed: u64,
+    /// TLS on the client port: https client URLs and `--cert-file`, `--key-file`, `--trusted-ca-file`,
+    /// `--client-cert-auth` (the test PKI's `TestPki::client_tls_spec` makes one).
+    pub client_tls: Option<ListenerTls>,
+    /// TLS between members: https peer URLs and the `--peer-*` flags of the same names.
+    pub peer_tls: Option<ListenerTls>,
+    /// What the harness presents to a TLS client port: its health and metrics probes, and the
+    /// `--cacert`/`--cert`/`--key` that [`crate::Cluster::cli`] adds.
+    pub harness_tls: Option<ClientTls>,
 }
 
 impl ClusterSpec {
@@ -99,6 +108,9 @@ impl Default for ClusterSpec {
             start_timeout: Duration::from_secs(30),
             proxied: false,
             proxy_seed: 0,
+            client_tls: None,
+            peer_tls: None,
+            harness_tls: None,
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct TrafficSpec {
     pub watch_silence_timeout: Duration,
     /// After the stop signal, how long watchers may take to reach the cluster's last revision.
     pub drain_timeout: Duration,
+    /// TLS for https endpoints: `cluster.client_options().tls` for a cluster with client TLS.
+    pub tls: client::TlsOptions,
 }
 
 impl Default for TrafficSpec {
@@ -128,6 +130,7 @@ impl Default for TrafficSpec {
             max_pause: Duration::from_millis(40),
             watch_silence_timeout: Duration::from_secs(3),
             drain_timeout: Duration::from_secs(15),
+            tls: client::TlsOptions::default(),
         }
     }
 }
@@ -360,6 +363,7 @@ fn client_options(spec: &TrafficSpec) -> ClientOptions {
     ClientOptions {
         dial_timeout: dial_timeout(spec),
         request_timeout: spec.request_timeout,
+        tls: spec.tls.clone(),
         ..ClientOptions::default()
     }
 }
