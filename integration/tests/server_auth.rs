@@ -576,6 +576,18 @@ async fn users_and_roles_survive_kill_9_of_every_member_and_a_snapshot_catch_up(
         }
     });
 
+    // A simple token works on every member: each waits until it has applied the entry that
+    // assigned it.
+    let mut on_m0 = auth_client(cluster.client_url(0)).await;
+    let token = authenticate(&mut on_m0, "root", "rootpw").await;
+    for i in 1..3 {
+        let mut other = auth_client(cluster.client_url(i)).await;
+        assert_eq!(
+            users_with(&mut other, &token).await.unwrap(),
+            ["alice", "root"]
+        );
+    }
+
     // Member 2 is away while the others compact their log past what it has, and while users
     // and roles change; it comes back by a snapshot.
     blocking(|| cluster.stop(2)).unwrap_or_else(|e| panic!("stop m2: {e}"));

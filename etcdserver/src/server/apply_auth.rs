@@ -319,5 +319,17 @@ mod tests {
         assert_eq!(token, "abcdefghijklmnop.4");
         let info = core.auth_store().auth_info_from_token(&token).unwrap();
         assert_eq!(info.username, "root");
+        // AuthStatus needs no permission and does not move the revision.
+        let status = pb::InternalRaftRequest {
+            auth_status: Some(pb::AuthStatusRequest {}),
+            ..Default::default()
+        };
+        assert_eq!(
+            apply(&core, &nobody, status).await,
+            Ok(AuthApplied::Status {
+                enabled: true,
+                revision: info.revision,
+            })
+        );
     }
 }
