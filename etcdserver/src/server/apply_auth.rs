@@ -7,11 +7,10 @@
 use std::sync::Arc;
 
 use api::etcdserverpb::InternalRaftRequest;
-use auth::{AuthError, AuthStore};
+use auth::{AuthError, AuthInfo, AuthStore};
 use backend::BatchTx;
 
 use crate::core::{Applied, AuthApplied};
-use crate::v3rpc::identity::proposer_of;
 
 /// Whether `req` is an auth request (one of `InternalRaftRequest`'s `auth_*` fields, or
 /// `authenticate`).
@@ -33,6 +32,18 @@ pub(crate) fn is_auth_request(req: &InternalRaftRequest) -> bool {
         || req.auth_role_get.is_some()
         || req.auth_role_grant_permission.is_some()
         || req.auth_role_revoke_permission.is_some()
+}
+
+/// The identity a committed request was proposed on behalf of (`v3rpc::identity` puts it in
+/// the header).
+fn proposer_of(req: &InternalRaftRequest) -> AuthInfo {
+    match &req.header {
+        Some(h) => AuthInfo {
+            username: h.username.clone(),
+            revision: h.auth_revision,
+        },
+        None => AuthInfo::default(),
+    }
 }
 
 /// etcd's `needAdminPermission`: what only a user with the root role may do once auth is on.
@@ -174,13 +185,61 @@ impl AuthApplier {
 
 #[cfg(test)]
 mod tests {
-    use api::etcdserverpb as pb;
-    use auth::{AuthError, AuthInfo};
+    use std::sync::Arc;
 
-    use crate::core::{Applied, AuthApplied, Limits, ServerCore};
-    use crate::error::ServerError;
-    use crate::testing::DirectCore;
-    use crate::v3rpc::identity::on_behalf_of;
+    use api::etcdserverpb as pb;
+    use auth::{AuthError, AuthInfo, AuthStore, TokenOptions};
+    use parking_lot::Mutex;
+
+    use super::AuthApplier;
+    use crate::core::{Applied, AuthApplied};
+
+    /// A member's stores and the next raft index.
+    struct Member {
+        mvcc: mvcc::Store,
+        auth: Arc<AuthStore>,
+        applier: AuthApplier,
+        index: Mutex<u64>,
+    }
+
+    impl Member {
+        fn new() -> Member {
+            let backend = backend::Backend::in_memory(
+                backend::BackendConfig::default(),
+                &crate::server::schema::TABLES,
+            )
+            .unwrap();
+            let mvcc = mvcc::Store::open(Arc::new(backend), Default::default()).unwrap();
+            let ttl = std::time::Duration::from_secs(300);
+            let auth = Arc::new(AuthStore::new(TokenOptions::Simple { ttl }, 4));
+            auth.recover(mvcc.backend()).unwrap();
+            Member {
+                applier: AuthApplier::new(auth.clone()),
+                auth,
+                mvcc,
+                index: Mutex::new(0),
+            }
+        }
+
+        /// Applies `req` as the next entry, proposed on behalf of `who`.
+        fn apply(
+            &self,
+            who: &AuthInfo,
+            mut req: pb::InternalRaftRequest,
+        ) -> Result<AuthApplied, AuthError> {
+            req.header = Some(pb::RequestHeader {
+                id: 0,
+                username: who.username.clone(),
+                auth_revision: who.revision,
+            });
+            let mut index = self.index.lock();
+            *index += 1;
+            match self.applier.apply(&self.mvcc, *index, 1, req).unwrap()? {
+                Applied::Auth(applied) => Ok(applied),
+                other => panic!("not an auth answer: {other:?}"),
+            }
+        }
+    }
 
     fn user_add(name: &str) -> pb::InternalRaftRequest {
         pb::InternalRaftRequest {
@@ -238,72 +297,58 @@ mod tests {
         }
     }
 
-    async fn apply(
-        core: &DirectCore,
-        who: &AuthInfo,
-        req: pb::InternalRaftRequest,
-    ) -> Result<AuthApplied, ServerError> {
-        match core.propose(on_behalf_of(who.clone(), req)).await? {
-            Applied::Auth(applied) => Ok(applied),
-            other => panic!("not an auth answer: {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn admin_requests_need_the_root_role_and_users_may_read_themselves() {
-        let core = DirectCore::new(Limits::default()).unwrap();
+    #[test]
+    fn admin_requests_need_the_root_role_and_users_may_read_themselves() {
+        let core = Member::new();
         let nobody = AuthInfo::default();
         for req in [user_add("root"), user_add("alice"), role_add("r1")] {
-            apply(&core, &nobody, req).await.unwrap();
+            core.apply(&nobody, req).unwrap();
         }
         assert_eq!(
-            apply(&core, &nobody, enable()).await,
-            Err(ServerError::Auth(AuthError::RootRoleNotExist))
+            core.apply(&nobody, enable()),
+            Err(AuthError::RootRoleNotExist)
         );
         for req in [grant("root", "root"), grant("alice", "r1"), enable()] {
-            apply(&core, &nobody, req).await.unwrap();
+            core.apply(&nobody, req).unwrap();
         }
-        let revision = core.auth_store().revision();
+        let revision = core.auth.revision();
         let as_user = |name: &str| AuthInfo {
             username: name.into(),
             revision,
         };
         let (root, alice) = (as_user("root"), as_user("alice"));
-        let denied = Err(ServerError::Auth(AuthError::PermissionDenied));
+        let denied = Err(AuthError::PermissionDenied);
 
+        assert_eq!(core.apply(&nobody, user_list()), Err(AuthError::UserEmpty));
+        assert_eq!(core.apply(&alice, user_list()), denied);
+        assert_eq!(core.apply(&alice, user_add("eve")), denied);
+        assert_eq!(core.apply(&alice, user_get("root")), denied);
+        assert_eq!(core.apply(&alice, role_get("root")), denied);
         assert_eq!(
-            apply(&core, &nobody, user_list()).await,
-            Err(ServerError::Auth(AuthError::UserEmpty))
-        );
-        assert_eq!(apply(&core, &alice, user_list()).await, denied);
-        assert_eq!(apply(&core, &alice, user_add("eve")).await, denied);
-        assert_eq!(apply(&core, &alice, user_get("root")).await, denied);
-        assert_eq!(apply(&core, &alice, role_get("root")).await, denied);
-        assert_eq!(
-            apply(&core, &alice, user_get("alice")).await,
+            core.apply(&alice, user_get("alice")),
             Ok(AuthApplied::Names(vec!["r1".into()]))
         );
         assert_eq!(
-            apply(&core, &alice, role_get("r1")).await,
+            core.apply(&alice, role_get("r1")),
             Ok(AuthApplied::Permissions(vec![]))
         );
         assert_eq!(
-            apply(&core, &root, user_list()).await,
+            core.apply(&root, user_list()),
             Ok(AuthApplied::Names(vec!["alice".into(), "root".into()]))
         );
         // etcd's admin check looks the user up (not the revision).
         assert_eq!(
-            apply(&core, &as_user("ghost"), user_list()).await,
-            Err(ServerError::Auth(AuthError::UserNotFound))
+            core.apply(&as_user("ghost"), user_list()),
+            Err(AuthError::UserNotFound)
         );
     }
 
-    #[tokio::test]
-    async fn a_token_is_assigned_at_apply_and_names_its_entry() {
-        let core = DirectCore::new(Limits::default()).unwrap();
+    #[test]
+    fn a_token_is_assigned_at_apply_and_names_its_entry() {
+        let core = Member::new();
         let nobody = AuthInfo::default();
         for req in [user_add("root"), grant("root", "root"), enable()] {
-            apply(&core, &nobody, req).await.unwrap();
+            core.apply(&nobody, req).unwrap();
         }
         let authenticate = pb::InternalRaftRequest {
             authenticate: Some(pb::InternalAuthenticateRequest {
@@ -313,11 +358,11 @@ mod tests {
             }),
             ..Default::default()
         };
-        let Ok(AuthApplied::Token(token)) = apply(&core, &nobody, authenticate).await else {
+        let Ok(AuthApplied::Token(token)) = core.apply(&nobody, authenticate) else {
             panic!("a token expected");
         };
         assert_eq!(token, "abcdefghijklmnop.4");
-        let info = core.auth_store().auth_info_from_token(&token).unwrap();
+        let info = core.auth.auth_info_from_token(&token).unwrap();
         assert_eq!(info.username, "root");
         // AuthStatus needs no permission and does not move the revision.
         let status = pb::InternalRaftRequest {
@@ -325,7 +370,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            apply(&core, &nobody, status).await,
+            core.apply(&nobody, status),
             Ok(AuthApplied::Status {
                 enabled: true,
                 revision: info.revision,

@@ -72,17 +72,6 @@ pub(crate) fn on_behalf_of(info: AuthInfo, mut req: InternalRaftRequest) -> Inte
     req
 }
 
-/// The identity a committed request was proposed on behalf of.
-pub(crate) fn proposer_of(req: &InternalRaftRequest) -> AuthInfo {
-    match &req.header {
-        Some(h) => AuthInfo {
-            username: h.username.clone(),
-            revision: h.auth_revision,
-        },
-        None => AuthInfo::default(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,11 +92,11 @@ mod tests {
             username: "alice".into(),
             revision: 7,
         };
-        let req = on_behalf_of(info.clone(), InternalRaftRequest::default());
-        assert_eq!(proposer_of(&req), info);
+        let req = on_behalf_of(info, InternalRaftRequest::default());
+        let header = req.header.unwrap();
         assert_eq!(
-            proposer_of(&InternalRaftRequest::default()),
-            AuthInfo::default()
+            (header.username.as_str(), header.auth_revision),
+            ("alice", 7)
         );
     }
 }
