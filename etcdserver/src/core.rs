@@ -50,8 +50,25 @@ pub enum Applied {
     },
     /// A lease revoked, with its keys.
     LeaseRevoke,
+    /// An auth request applied (etcd's `applierV3` auth methods).
+    Auth(AuthApplied),
     /// A request whose effect is on the cluster, not on the key space (alarms, attributes...).
     Empty,
+}
+
+/// What applying an auth request produced, beyond success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthApplied {
+    /// A change to users, roles or the enabled flag.
+    Done,
+    /// Authenticate: the token assigned.
+    Token(String),
+    /// UserGet (the user's roles), UserList, RoleList: names.
+    Names(Vec<String>),
+    /// RoleGet: the role's permissions.
+    Permissions(Vec<api::authpb::Permission>),
+    /// AuthStatus.
+    Status { enabled: bool, revision: u64 },
 }
 
 /// The member a service runs on.
@@ -65,6 +82,8 @@ pub trait ServerCore: Send + Sync + 'static {
     /// The current leader, if this member knows one.
     fn leader_id(&self) -> Option<u64>;
     fn limits(&self) -> Limits;
+    /// The member's users, roles and tokens.
+    fn auth_store(&self) -> &Arc<auth::AuthStore>;
 
     /// A header as etcd fills it: cluster and member ids, the raft term and the store's
     /// current revision.
@@ -87,6 +106,10 @@ pub trait ServerCore: Send + Sync + 'static {
     /// Returns once this member has applied everything committed before the call (etcd's
     /// linearizable read barrier, served by a batched ReadIndex).
     fn read_barrier(&self) -> impl Future<Output = Result<(), ServerError>> + Send;
+
+    /// Returns once this member has applied raft entry `index`, or fails after the request
+    /// timeout (a simple auth token names the entry that assigned it).
+    fn wait_applied(&self, index: u64) -> impl Future<Output = Result<(), ServerError>> + Send;
 
     /// Grants a lease of `ttl` seconds with an id the server chooses, for the Lock and Election
     /// services' requests with lease 0 (etcd's `concurrency.NewSession`). Cores without a lessor

@@ -74,6 +74,9 @@ pub enum ServerError {
     BadLeaderTransferee,
     #[error("etcdserver: watch canceled")]
     WatchCanceled,
+    /// The auth store refused the request; `v3rpc::status` gives it etcd's code and message.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     /// A local failure (disk, corrupt state) that the client cannot act on.
     #[error("{0}")]
     Internal(String),

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use crate::core::{Applied, Limits, ServerCore};
 use crate::error::ServerError;
 use crate::server::apply::KvApplier;
+use crate::server::apply_auth::{is_auth_request, AuthApplier};
 
 pub const CLUSTER_ID: u64 = 0xc1;
 pub const MEMBER_ID: u64 = 0x1d;
@@ -20,6 +21,8 @@ pub const TERM: u64 = 2;
 /// A single member that applies proposals as they come, in order.
 pub struct DirectCore {
     applier: KvApplier,
+    auth: Arc<auth::AuthStore>,
+    auth_applier: AuthApplier,
     /// The last raft index handed out; held while applying so entries apply in index order.
     last_index: Mutex<u64>,
     has_leader: AtomicBool,
@@ -54,8 +57,18 @@ impl DirectCore {
             ..Default::default()
         };
         let store = mvcc::Store::open(Arc::new(backend), config).map_err(|e| io(&e))?;
+        // bcrypt's lowest cost: the tests hash many passwords.
+        let auth = Arc::new(auth::AuthStore::new(
+            auth::TokenOptions::Simple {
+                ttl: Duration::from_secs(300),
+            },
+            4,
+        ));
+        auth.recover(store.backend()).map_err(|e| io(&e))?;
         Ok(Arc::new(Self {
             applier: KvApplier::with_lease_check(Arc::new(store), lease_exists),
+            auth_applier: AuthApplier::new(auth.clone()),
+            auth,
             last_index: Mutex::new(0),
             has_leader: AtomicBool::new(true),
             read_barriers: AtomicU64::new(0),
@@ -109,9 +122,19 @@ impl ServerCore for DirectCore {
         self.limits
     }
 
+    fn auth_store(&self) -> &Arc<auth::AuthStore> {
+        &self.auth
+    }
+
     async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, ServerError> {
         let mut last = self.last_index.lock();
         *last += 1;
+        if is_auth_request(&req) {
+            return match self.auth_applier.apply(self.store(), *last, TERM, req) {
+                Some(applied) => applied.map_err(ServerError::from),
+                None => Err(ServerError::Internal("entry applied twice".into())),
+            };
+        }
         match self.applier.apply(*last, TERM, req) {
             Some(applied) => applied.map_err(ServerError::from),
             None => Err(ServerError::Internal("entry applied twice".into())),
@@ -120,6 +143,11 @@ impl ServerCore for DirectCore {
 
     async fn read_barrier(&self) -> Result<(), ServerError> {
         self.read_barriers.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Every proposal is applied before `propose` returns.
+    async fn wait_applied(&self, _index: u64) -> Result<(), ServerError> {
         Ok(())
     }
 }

@@ -26,32 +26,8 @@ server_tests! {
     async fn a_learner_joins_catches_up_and_is_promoted_to_voter;
 }
 
-/// Entries a leader keeps behind a snapshot for slow followers (etcd's SnapshotCatchUpEntries); writing
-/// more than this with a small `--snapshot-count` makes a newcomer catch up from a snapshot.
-const ENTRIES_KEPT_AFTER_SNAPSHOT: usize = 5000;
-
 fn start_compacting(server: ServerBinary, size: usize) -> Cluster {
     start_with(server, size, &["--snapshot-count", "1000"])
-}
-
-/// Writes `count` distinct keys under `prefix` with 16 concurrent puts.
-async fn preload(client: &Client, prefix: &str, count: usize) {
-    let mut tasks = Vec::new();
-    for worker in 0..16 {
-        let client = client.clone();
-        let prefix = prefix.to_string();
-        tasks.push(tokio::spawn(async move {
-            for n in (worker..count).step_by(16) {
-                client
-                    .put_kv(format!("{prefix}{n:06}"), format!("v{n}"))
-                    .await
-                    .unwrap_or_else(|e| panic!("preload put {n}: {e}"));
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("preload task");
-    }
 }
 
 /// Puts `w/<n>` for n = 0, 1, ... until stopped; returns the numbers whose put was acknowledged. A put
@@ -190,18 +166,6 @@ async fn missing(client: &Client, acknowledged: &[usize]) -> Vec<usize> {
         .copied()
         .filter(|n| !present.contains(format!("w/{n:06}").as_bytes()))
         .collect()
-}
-
-/// Waits until member `i`'s metrics count at least one snapshot received from a peer.
-async fn received_a_snapshot(cluster: &Cluster, i: usize) {
-    eventually_async(WAIT, &format!("member {i} receives a snapshot"), || {
-        let received = cluster
-            .metrics(i)
-            .map(|m| metric_sum(&m, "etcd_network_snapshot_receive_success"))
-            .unwrap_or(0.0);
-        async move { received >= 1.0 }
-    })
-    .await;
 }
 
 async fn grow_from_1_to_5_and_shrink_back_to_1_under_writes_loses_nothing(server: ServerBinary) {

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::auth::{DEFAULT_AUTH_TOKEN, DEFAULT_AUTH_TOKEN_TTL_SECS, DEFAULT_BCRYPT_COST};
 use super::defaults::*;
 use super::error::InvalidFlag;
 use super::raw::RawConfig;
@@ -36,6 +37,10 @@ struct FileConfig {
     log_level: Option<String>,
     logger: Option<String>,
     enable_v2: Option<bool>,
+    // auth
+    auth_token: Option<String>,
+    auth_token_ttl: Option<u64>,
+    bcrypt_cost: Option<u64>,
 }
 
 /// A YAML scalar read as text: `auto-compaction-retention: 1` and `"1h"` both occur.
@@ -46,7 +51,7 @@ enum Scalar {
     Text(String),
 }
 
-const FILE_KEYS: [&str; 22] = [
+const FILE_KEYS: [&str; 25] = [
     "name",
     "data-dir",
     "listen-client-urls",
@@ -69,6 +74,10 @@ const FILE_KEYS: [&str; 22] = [
     "log-level",
     "logger",
     "enable-v2",
+    // auth
+    "auth-token",
+    "auth-token-ttl",
+    "bcrypt-cost",
 ];
 
 /// Reads the config file at `path`; keys it leaves out take etcd's defaults.
@@ -154,5 +163,8 @@ pub(super) fn read_config_file(path: &Path) -> Result<RawConfig, InvalidFlag> {
         enable_v2: file.enable_v2.unwrap_or(false),
         config_file: Some(path.to_owned()),
         warnings,
+        auth_token: file.auth_token.unwrap_or_else(|| DEFAULT_AUTH_TOKEN.into()),
+        auth_token_ttl: file.auth_token_ttl.unwrap_or(DEFAULT_AUTH_TOKEN_TTL_SECS),
+        bcrypt_cost: file.bcrypt_cost.unwrap_or(DEFAULT_BCRYPT_COST),
     })
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
+use super::auth::{DEFAULT_AUTH_TOKEN, DEFAULT_AUTH_TOKEN_TTL_SECS, DEFAULT_BCRYPT_COST};
 use super::defaults::*;
 use super::env::flags_from_env;
 use super::error::{ConfigError, InvalidFlag};
@@ -183,6 +184,17 @@ struct Flags {
     /// etcd takes no positional arguments; caught to give its message.
     #[arg(hide = true)]
     stray: Vec<String>,
+    // auth
+    /// Specify auth token specific options: 'simple' or
+    /// 'jwt,pub-key=<file>,priv-key=<file>,sign-method=<alg>[,ttl=<duration>]'.
+    #[arg(long, value_name = "TOKEN", default_value = DEFAULT_AUTH_TOKEN)]
+    auth_token: String,
+    /// The lifetime in seconds of an unused simple auth token.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_AUTH_TOKEN_TTL_SECS)]
+    auth_token_ttl: u64,
+    /// Specify bcrypt algorithm cost factor for auth password hashing (4..31).
+    #[arg(long, value_name = "COST", default_value_t = DEFAULT_BCRYPT_COST)]
+    bcrypt_cost: u64,
 }
 
 impl From<Flags> for RawConfig {
@@ -212,6 +224,9 @@ impl From<Flags> for RawConfig {
             enable_v2: f.enable_v2,
             config_file: None,
             warnings: Vec::new(),
+            auth_token: f.auth_token,
+            auth_token_ttl: f.auth_token_ttl,
+            bcrypt_cost: f.bcrypt_cost,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! initial-cluster checks, `compaction` `parseCompactionRetention`; this file holds the checked
 //! configuration and the checks that need more than one value.
 
+mod auth;
 mod cluster;
 mod compaction;
 mod defaults;
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use crate::core::Limits;
 
+pub use auth::AuthConfig;
 pub use cluster::{ClusterError, ClusterState};
 pub use compaction::{AutoCompaction, RetentionError};
 pub use defaults::DEFAULT_QUOTA_BACKEND_BYTES;
@@ -126,6 +128,9 @@ pub struct ServerConfig {
     /// Things etcd would warn about (accepted values it discourages, config-file keys we
     /// ignore); the binary logs them once logging is up.
     pub warnings: Vec<String>,
+    // auth
+    /// `--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`.
+    pub auth: AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -333,6 +338,7 @@ impl ServerConfig {
             log_level,
             config_file: raw.config_file,
             warnings,
+            auth: AuthConfig::from_raw(raw.auth_token, raw.auth_token_ttl, raw.bcrypt_cost),
         })
     }
 }

@@ -31,4 +31,8 @@ pub(super) struct RawConfig {
     pub(super) config_file: Option<PathBuf>,
     /// What reading the values found worth a warning (config-file keys we ignore).
     pub(super) warnings: Vec<String>,
+    // auth
+    pub(super) auth_token: String,
+    pub(super) auth_token_ttl: u64,
+    pub(super) bcrypt_cost: u64,
 }

@@ -74,6 +74,7 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
     .max_decoding_message_size(max_recv);
     let lock = crate::v3rpc::lock::LockService::new(core.clone()).into_server();
     let election = crate::v3rpc::election::ElectionService::new(core.clone()).into_server();
+    let auth = crate::v3rpc::auth::AuthService::new(core.clone()).into_server();
     let lease = crate::v3rpc::lease::LeaseService::new(server.clone())
         .into_server()
         .max_decoding_message_size(max_recv);
@@ -87,6 +88,7 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .add_service(lock)
         .add_service(election)
         .add_service(lease)
+        .add_service(auth)
         .add_service(health_service);
     Routes::from(crate::v3rpc::learner_guard::guard(
         server.clone(),
@@ -111,6 +113,7 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         limits: config.limits(),
         auto_compaction: config.auto_compaction,
         lease_checkpoint_interval: config.lease_checkpoint_interval,
+        auth: config.auth.clone(),
     };
     let listen = ListenAddrs {
         client: config.listen_client_urls.iter().map(|u| u.addr).collect(),

@@ -150,6 +150,7 @@ mod tests {
         store: Arc<mvcc::Store>,
         leader: AtomicU64,
         barrier: Mutex<Barrier>,
+        auth: Arc<auth::AuthStore>,
         _dir: tempfile::TempDir,
     }
 
@@ -169,6 +170,7 @@ mod tests {
                 store: Arc::new(store),
                 leader: AtomicU64::new(MEMBER),
                 barrier: Mutex::new(Barrier::Passes),
+                auth: Arc::new(auth::AuthStore::new(auth::TokenOptions::None, 4)),
                 _dir: dir,
             })
         }
@@ -193,8 +195,14 @@ mod tests {
         fn limits(&self) -> Limits {
             Limits::default()
         }
+        fn auth_store(&self) -> &Arc<auth::AuthStore> {
+            &self.auth
+        }
         async fn propose(&self, _req: InternalRaftRequest) -> Result<Applied, ServerError> {
             Err(ServerError::Stopped)
+        }
+        async fn wait_applied(&self, _index: u64) -> Result<(), ServerError> {
+            Ok(())
         }
         async fn read_barrier(&self) -> Result<(), ServerError> {
             let barrier = *self.barrier.lock();

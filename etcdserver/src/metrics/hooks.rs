@@ -59,3 +59,7 @@ pub(crate) fn backend_size(total: u64, in_use: u64) {
     m.db_total_size_in_bytes.set(total as i64);
     m.db_total_size_in_use_in_bytes.set(in_use as i64);
 }
+
+pub(crate) fn auth_revision(revision: u64) {
+    metrics().auth_revision.set(revision as i64);
+}

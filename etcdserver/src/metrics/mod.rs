@@ -61,6 +61,8 @@ pub struct Metrics {
     pub snapshot_receive_success: IntCounterVec,
     /// `etcd_network_snapshot_receive_failures{From}`.
     pub snapshot_receive_failures: IntCounterVec,
+    /// `etcd_debugging_auth_revision`: the auth store's revision.
+    pub auth_revision: IntGauge,
 }
 
 /// The process's metrics.
@@ -200,6 +202,11 @@ impl Metrics {
                 &["From"],
             )
             .expect("valid metric"),
+            auth_revision: IntGauge::new(
+                "etcd_debugging_auth_revision",
+                "The current revision of auth store.",
+            )
+            .expect("valid metric"),
             registry,
         };
         let server_version = IntGaugeVec::new(
@@ -234,6 +241,7 @@ impl Metrics {
             Box::new(m.snapshot_send_failures.clone()),
             Box::new(m.snapshot_receive_success.clone()),
             Box::new(m.snapshot_receive_failures.clone()),
+            Box::new(m.auth_revision.clone()),
             // process_resident_memory_bytes, process_cpu_seconds_total, open fds...
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];

@@ -315,7 +315,10 @@ mod tests {
             Applied::Txn(r) => r.header.unwrap().revision,
             Applied::Range(r) => r.header.unwrap().revision,
             Applied::Compaction { response, .. } => response.header.unwrap().revision,
-            Applied::LeaseGrant { .. } | Applied::LeaseRevoke | Applied::Empty => 0,
+            Applied::LeaseGrant { .. }
+            | Applied::LeaseRevoke
+            | Applied::Auth(_)
+            | Applied::Empty => 0,
         }
     }
 

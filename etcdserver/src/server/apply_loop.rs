@@ -12,6 +12,7 @@ use prost::Message as _;
 use raftpb::{ConfState, Entry, EntryType};
 
 use super::apply::KvApplier;
+use super::apply_auth::{is_auth_request, AuthApplier};
 use super::cluster::Cluster;
 use super::membership::{Membership, MembershipError};
 use super::proposer::{Proposer, RaftInput};
@@ -38,11 +39,16 @@ pub(crate) enum SnapshotApplyError {
     Leases(#[from] LeaseStoreError),
     #[error(transparent)]
     Membership(#[from] MembershipError),
+    #[error("auth store: {0}")]
+    Auth(#[from] auth::AuthError),
 }
 
 /// The apply thread: applies committed entries in order, exactly once, and wakes their callers.
 pub(crate) struct ApplyLoop {
     pub(super) kv: KvApplier,
+    pub(super) auth: AuthApplier,
+    /// Reloaded from the backend when a snapshot replaces it.
+    pub(super) auth_store: Arc<auth::AuthStore>,
     pub(super) tasks: Receiver<ApplyTask>,
     pub(super) snapshotter: snap::Snapshotter,
     /// Applied entries between two raft snapshots (`--snapshot-count`).
@@ -153,6 +159,8 @@ impl ApplyLoop {
         let db = snapshotter.db_path(index)?;
         restore_store_from::<SnapshotApplyError>(&self.store, &db)?;
         self.lessor.recover(&StoreLeases(&self.store))?;
+        self.auth_store.recover(self.store.backend())?;
+        crate::metrics::hooks::auth_revision(self.auth_store.revision());
         let membership = Membership::load(self.store.backend())?;
         for m in membership.members.values() {
             if m.id != self.cluster.local_id() {
@@ -213,6 +221,13 @@ impl ApplyLoop {
         if req.cluster_version_set.is_some() {
             store.apply(entry.index, entry.term, |_| ());
             self.proposer.wake(id, Ok(Applied::Empty));
+            return;
+        }
+        if is_auth_request(&req) {
+            if let Some(result) = self.auth.apply(store, entry.index, entry.term, req) {
+                crate::metrics::hooks::proposal_result(result.is_ok());
+                self.proposer.wake(id, result.map_err(ServerError::from));
+            }
             return;
         }
         if let Some(result) = self.kv.apply(entry.index, entry.term, req) {

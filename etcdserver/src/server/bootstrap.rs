@@ -41,6 +41,8 @@ pub struct ServerParams {
     pub auto_compaction: Option<crate::config::AutoCompaction>,
     /// How often the leader checkpoints long leases' remaining TTLs; None: never.
     pub lease_checkpoint_interval: Option<Duration>,
+    /// `--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`.
+    pub auth: crate::config::AuthConfig,
 }
 
 impl ServerParams {
@@ -72,6 +74,13 @@ pub enum StartError {
         flag_member: u64,
         flag_cluster: u64,
     },
+    /// `--auth-token` names no usable token provider: etcd's one message whatever the cause
+    /// (a malformed value, an unknown sign method, an unreadable key file), which is logged.
+    #[error("auth: invalid auth options")]
+    TokenProvider(#[source] auth::AuthError),
+    /// The auth state in the backend cannot be read.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     #[error("couldn't find local name {name:?} with peer URLs {peer_urls:?} in the initial cluster configuration")]
     NotInInitialCluster {
         name: String,

@@ -5,9 +5,11 @@
 //! waiting on them; gRPC handlers run on tokio and reach both through a few handles, each
 //! owning its part of the member's state: [`proposer::Proposer`] (proposals, their waiters and
 //! the stop signal), [`status::RaftStatus`] (term, leader, commit and applied indexes),
-//! [`cluster::Cluster`] (the membership), [`leases::Leases`] and [`reconfig::Reconfig`].
+//! [`cluster::Cluster`] (the membership), [`leases::Leases`], [`reconfig::Reconfig`] and the
+//! auth store (users, roles and tokens; applied by [`apply_auth`]).
 
 pub(crate) mod apply;
+pub(crate) mod apply_auth;
 mod apply_loop;
 mod bootstrap;
 mod cluster;
@@ -34,6 +36,7 @@ use api::etcdserverpb::{Attributes, ClusterMemberAttrSetRequest, InternalRaftReq
 use crate::core::{Applied, Limits, ServerCore};
 use crate::error::ServerError;
 use apply::KvApplier;
+use apply_auth::AuthApplier;
 use apply_loop::ApplyLoop;
 use cluster::Cluster;
 use lease::LeaseStatus;
@@ -55,6 +58,8 @@ pub(crate) use join::CLUSTER_ID_HEADER;
 pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 /// How often a member checks that its attributes were published, and proposes them if not.
 const PUBLISH_RETRY: Duration = Duration::from_millis(100);
+/// How often expired simple auth tokens are dropped (etcd's `simpleTokenTTLResolution`).
+const TOKEN_SWEEP: Duration = Duration::from_secs(1);
 
 /// A running member. Cheap to clone (an `Arc`).
 #[derive(Clone)]
@@ -75,6 +80,7 @@ struct Inner {
     leases: Arc<Leases>,
     reconfig: Reconfig,
     transport: rafthttp::Transport,
+    auth: Arc<auth::AuthStore>,
 }
 
 /// Raft and apply threads of a started member; joined by [`EtcdServer::stop`].
@@ -103,7 +109,15 @@ impl EtcdServer {
     /// transport (on the current tokio runtime). Peers are served by the caller with
     /// [`crate::peer_router`].
     pub fn start(params: ServerParams) -> Result<(EtcdServer, Threads), StartError> {
+        // As etcd, a bad `--auth-token` stops the start (before anything is written).
+        let tokens = params.auth.token_options().map_err(|e| {
+            tracing::error!("failed to create token provider: {e}");
+            StartError::TokenProvider(e)
+        })?;
+        let auth = Arc::new(auth::AuthStore::new(tokens, params.auth.bcrypt_cost));
         let boot = bootstrap::open(&params)?;
+        auth.recover(boot.store.backend())?;
+        crate::metrics::hooks::auth_revision(auth.revision());
         let node = bootstrap::raft_node(&params, &boot)?;
         let member_id = boot.member_id;
         let hard_state = boot.storage.mem.hard_state();
@@ -181,6 +195,8 @@ impl EtcdServer {
             })?;
         let applier = ApplyLoop {
             kv: KvApplier::with_lessor(boot.store.clone(), boot.lessor.clone()),
+            auth: AuthApplier::new(auth.clone()),
+            auth_store: auth.clone(),
             tasks: apply_rx,
             snapshotter: boot.snapshotter,
             snapshot_count: params.snapshot_count,
@@ -222,9 +238,11 @@ impl EtcdServer {
                 leases,
                 reconfig,
                 transport,
+                auth,
             }),
         };
         server.spawn_publish();
+        server.spawn_token_sweeper();
         server.inner.leases.spawn_leader_duties();
         Ok((
             server,
@@ -394,6 +412,28 @@ impl EtcdServer {
         self.inner.reconfig.promote_here(id).await
     }
 
+    /// The member's users, roles and tokens.
+    pub fn auth_store(&self) -> &Arc<auth::AuthStore> {
+        &self.inner.auth
+    }
+
+    /// Drops expired simple tokens every second until the member stops.
+    fn spawn_token_sweeper(&self) {
+        let auth = self.inner.auth.clone();
+        let stopped = self.inner.proposer.stopped();
+        tokio::spawn(async move {
+            tokio::pin!(stopped);
+            let mut every = tokio::time::interval(TOKEN_SWEEP);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => auth.expire_tokens(),
+                    _ = &mut stopped => return,
+                }
+            }
+        });
+    }
+
     /// etcd's `publish`: once the member has a leader, records its name and client URLs in the
     /// membership through raft, retrying until it succeeds.
     fn spawn_publish(&self) {
@@ -460,6 +500,15 @@ impl ServerCore for EtcdServer {
 
     fn limits(&self) -> Limits {
         self.inner.limits
+    }
+
+    fn auth_store(&self) -> &Arc<auth::AuthStore> {
+        &self.inner.auth
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), ServerError> {
+        let timeout = self.inner.proposer.request_timeout();
+        self.inner.status.wait_applied(index, timeout).await
     }
 
     async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, ServerError> {

@@ -1,14 +1,14 @@
 //! The server's backend tables (etcd's `server/storage/schema`): the ones it owns without a
-//! module of their own yet, and the list the backend is opened with.
+//! module of their own yet, and the list the backend is opened with (the auth tables are the
+//! `auth` crate's).
 
 use backend::Table;
+
+use auth::schema::{AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE};
 
 use super::lease_store::LEASE_TABLE;
 use super::membership::{MEMBERS_REMOVED_TABLE, MEMBERS_TABLE};
 
-pub const AUTH_TABLE: Table = Table::new("auth");
-pub const AUTH_USERS_TABLE: Table = Table::new("authUsers");
-pub const AUTH_ROLES_TABLE: Table = Table::new("authRoles");
 pub const CLUSTER_TABLE: Table = Table::new("cluster");
 pub const ALARM_TABLE: Table = Table::new("alarm");
 

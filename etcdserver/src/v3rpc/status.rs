@@ -1,6 +1,7 @@
 //! The one place where the server's errors become gRPC statuses: etcd's code for each, with
-//! etcd's message (etcd's `v3rpc/util.go`).
+//! etcd's message (etcd's `v3rpc/util.go` and `rpctypes`).
 
+use auth::AuthError;
 use tonic::{Code, Status};
 
 use crate::error::ServerError;
@@ -34,12 +35,88 @@ pub(crate) fn code(e: &ServerError) -> Code {
         | NotSupportedForLearner => Code::Unavailable,
         Corrupt => Code::DataLoss,
         WatchCanceled => Code::Cancelled,
+        Auth(e) => auth_code_and_message(e).0,
         Internal(_) => Code::Unknown,
     }
 }
 
+/// etcd's status for an auth error: the ones in etcd's `rpctypes` table get their code and
+/// `etcdserver: ...` text; the others reach the client as etcd's raw `auth: ...` error, code
+/// Unknown (a password for a no-password user, a verify-only JWT key, a backend failure).
+fn auth_code_and_message(e: &AuthError) -> (Code, Option<&'static str>) {
+    use AuthError::*;
+    let (code, message) = match e {
+        RootUserNotExist => (
+            Code::FailedPrecondition,
+            "etcdserver: root user does not exist",
+        ),
+        RootRoleNotExist => (
+            Code::FailedPrecondition,
+            "etcdserver: root user does not have root role",
+        ),
+        UserAlreadyExist => (
+            Code::FailedPrecondition,
+            "etcdserver: user name already exists",
+        ),
+        UserEmpty => (Code::InvalidArgument, "etcdserver: user name is empty"),
+        UserNotFound => (Code::FailedPrecondition, "etcdserver: user name not found"),
+        RoleAlreadyExist => (
+            Code::FailedPrecondition,
+            "etcdserver: role name already exists",
+        ),
+        RoleNotFound => (Code::FailedPrecondition, "etcdserver: role name not found"),
+        RoleEmpty => (Code::InvalidArgument, "etcdserver: role name is empty"),
+        AuthFailed => (
+            Code::InvalidArgument,
+            "etcdserver: authentication failed, invalid user ID or password",
+        ),
+        PermissionNotGiven => (Code::InvalidArgument, "etcdserver: permission not given"),
+        PermissionDenied => (Code::PermissionDenied, "etcdserver: permission denied"),
+        RoleNotGranted => (
+            Code::FailedPrecondition,
+            "etcdserver: role is not granted to the user",
+        ),
+        PermissionNotGranted => (
+            Code::FailedPrecondition,
+            "etcdserver: permission is not granted to the role",
+        ),
+        AuthNotEnabled => (
+            Code::FailedPrecondition,
+            "etcdserver: authentication is not enabled",
+        ),
+        InvalidAuthToken => (Code::Unauthenticated, "etcdserver: invalid auth token"),
+        InvalidAuthMgmt => (Code::InvalidArgument, "etcdserver: invalid auth management"),
+        AuthOldRevision => (
+            Code::InvalidArgument,
+            "etcdserver: revision of auth store is old",
+        ),
+        _ => return (Code::Unknown, None),
+    };
+    (code, Some(message))
+}
+
+/// The auth store's raw error as etcd's clients get it when etcd does not map it: code
+/// Unknown, etcd's `auth: ...` text. Also etcd 3.4's answer to a maintenance RPC (Defragment,
+/// Snapshot, Hash, HashKV) that fails its admin check (`auth: permission denied`).
+pub(crate) fn raw_auth_status(e: &AuthError) -> Status {
+    let text = e.to_string();
+    let message = if text.starts_with("auth: ") {
+        text
+    } else {
+        format!("auth: {text}")
+    };
+    Status::new(Code::Unknown, message)
+}
+
 impl From<ServerError> for Status {
     fn from(e: ServerError) -> Status {
+        if let ServerError::Auth(auth) = &e {
+            let (code, message) = auth_code_and_message(auth);
+            return match message {
+                Some(message) => Status::new(code, message),
+                None => raw_auth_status(auth),
+            };
+        }
         Status::new(code(&e), e.to_string())
     }
 }
@@ -67,5 +144,66 @@ mod tests {
         let s = Status::from(ServerError::from(lease::LeaseError::<mvcc::Error>::Exists));
         assert_eq!(s.code(), Code::FailedPrecondition);
         assert_eq!(s.message(), "etcdserver: lease already exists");
+    }
+
+    #[test]
+    fn auth_errors_carry_etcds_code_and_text() {
+        let cases = [
+            (
+                AuthError::RootUserNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not exist",
+            ),
+            (
+                AuthError::RootRoleNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not have root role",
+            ),
+            (
+                AuthError::UserEmpty,
+                Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                AuthError::AuthFailed,
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                AuthError::PermissionDenied,
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                AuthError::InvalidAuthToken,
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                AuthError::AuthOldRevision,
+                Code::InvalidArgument,
+                "etcdserver: revision of auth store is old",
+            ),
+            (
+                AuthError::AuthNotEnabled,
+                Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
+        ];
+        for (e, code, message) in cases {
+            let s = Status::from(ServerError::Auth(e));
+            assert_eq!((s.code(), s.message()), (code, message));
+        }
+        let s = Status::from(ServerError::Auth(AuthError::NoPasswordUser));
+        assert_eq!(s.code(), Code::Unknown);
+        assert_eq!(
+            s.message(),
+            "auth: authentication failed, password was given for no password user"
+        );
+        let s = raw_auth_status(&AuthError::PermissionDenied);
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Unknown, "auth: permission denied")
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The KV, Watch, Lock and Election services of a core on a local port, for tests.
+//! The KV, Watch, Lock, Election and Auth services of a core on a local port, for tests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::auth::AuthService;
 use super::election::ElectionService;
 use super::kv::KvService;
 use super::lock::LockService;
 use super::watch::WatchService;
 use crate::core::ServerCore;
 
-/// The KV, Watch, Lock and Election services of `core` on a free port of 127.0.0.1; stops when dropped.
+/// The KV, Watch, Lock, Election and Auth services of `core` on a free port of 127.0.0.1; stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -37,6 +38,7 @@ impl TestServer {
             .add_service(KvService::new(core.clone()).into_server())
             .add_service(WatchService::new(core.clone(), progress_notify_interval).into_server())
             .add_service(LockService::new(core.clone()).into_server())
+            .add_service(AuthService::new(core.clone()).into_server())
             .add_service(ElectionService::new(core).into_server());
         tokio::spawn(async move {
             let stop = async {

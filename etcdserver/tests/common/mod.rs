@@ -76,6 +76,7 @@ pub fn params(dir: &std::path::Path) -> ServerParams {
         limits: etcdserver::Limits::default(),
         auto_compaction: None,
         lease_checkpoint_interval: Some(lease::DEFAULT_CHECKPOINT_INTERVAL),
+        auth: Default::default(),
     }
 }
 

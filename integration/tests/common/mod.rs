@@ -7,6 +7,7 @@ use std::time::Duration;
 use client::api::etcdserverpb::RangeRequest;
 use client::{prefix_range_end, Client, ClientOptions};
 use integration::{bin_path, real_etcdctl, Cluster, ClusterSpec, ServerBinary};
+use testkit::eventually_async;
 
 /// Bound on every wait for something that takes well under a second on a healthy cluster.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -107,4 +108,40 @@ pub fn real_etcdctl_ok(cluster: &Cluster, args: &[&str]) -> String {
         .args(args)
         .run_ok()
         .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// Entries a leader keeps behind a snapshot for slow followers (etcd's SnapshotCatchUpEntries); writing
+/// more than this with a small `--snapshot-count` makes a newcomer catch up from a snapshot.
+pub const ENTRIES_KEPT_AFTER_SNAPSHOT: usize = 5000;
+
+/// Writes `count` distinct keys under `prefix` with 16 concurrent puts.
+pub async fn preload(client: &Client, prefix: &str, count: usize) {
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let client = client.clone();
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            for n in (worker..count).step_by(16) {
+                client
+                    .put_kv(format!("{prefix}{n:06}"), format!("v{n}"))
+                    .await
+                    .unwrap_or_else(|e| panic!("preload put {n}: {e}"));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("preload task");
+    }
+}
+
+/// Waits until member `i`'s metrics count at least one snapshot received from a peer.
+pub async fn received_a_snapshot(cluster: &Cluster, i: usize) {
+    eventually_async(WAIT, &format!("member {i} receives a snapshot"), || {
+        let received = cluster
+            .metrics(i)
+            .map(|m| metric_sum(&m, "etcd_network_snapshot_receive_success"))
+            .unwrap_or(0.0);
+        async move { received >= 1.0 }
+    })
+    .await;
 }
