@@ -48,9 +48,13 @@ pub enum RecipeError {
 }
 
 /// etcd's answer for a failed recipe: code `Unknown` with the error's text (its in-process
-/// client turns server statuses into plain errors, which gRPC then reports as `Unknown`).
+/// client turns server statuses into plain errors, which gRPC then reports as `Unknown`). A
+/// server error keeps the message its own status has (`etcdserver: permission denied`).
 pub fn recipe_status(e: RecipeError) -> Status {
-    Status::unknown(e.to_string())
+    match e {
+        RecipeError::Server(e) => Status::unknown(Status::from(e).message()),
+        other => Status::unknown(other.to_string()),
+    }
 }
 
 /// `name/<lease>` with the lease printed as Go's `%x` prints a signed id.

@@ -13,6 +13,7 @@ use crate::v3rpc::identity::{auth_info, request_header};
 
 use crate::error::ServerError;
 use crate::server::kv_permissions::Permissions;
+use crate::v3rpc::status::raw_auth_status;
 
 /// Who `request` comes from while auth is on (its token's user); with auth off nothing is
 /// looked at and the answer is "no user".
@@ -55,16 +56,7 @@ pub(crate) fn require_admin(auth: &AuthStore, info: &AuthInfo) -> Result<(), Ser
 /// own error there, unmapped, so clients see code `Unknown` and the `auth: ...` text.
 pub(crate) fn require_admin_raw(auth: &AuthStore, info: &AuthInfo) -> Result<(), Status> {
     auth.is_admin_permitted(info)
-        .map_err(|e| Status::unknown(raw_auth_message(&e)))
-}
-
-/// etcd's `auth` package text of an error (what reaches a client when etcd does not map it).
-pub(crate) fn raw_auth_message(e: &AuthError) -> String {
-    match e {
-        AuthError::UserNotFound => "auth: user not found".to_owned(),
-        AuthError::AuthOldRevision => "auth: revision in header is old".to_owned(),
-        other => format!("auth: {other}"),
-    }
+        .map_err(|e| raw_auth_status(&e))
 }
 
 /// etcd's `doSerialize` for a read served from the local store, in two steps: [`check_read`]
