@@ -94,9 +94,10 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
         self.require_leader(&request)?;
+        // The request is checked before its token, as etcd does.
+        check_range(request.get_ref())?;
         let info = identity(&*self.core, &request).await?;
         let r = request.into_inner();
-        check_range(&r)?;
         self.read_barrier(r.serializable).await?;
         let read = check_read(self.core.auth_store(), &info, None, |p| p.range(&r))?;
         let resp = self
@@ -115,9 +116,9 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         self.require_leader(&request)?;
+        check_put(request.get_ref())?;
         let info = identity(&*self.core, &request).await?;
         let r = request.into_inner();
-        check_put(&r)?;
         let mut req = pb::InternalRaftRequest {
             put: Some(r),
             ..Default::default()
@@ -137,9 +138,9 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         self.require_leader(&request)?;
+        check_delete(request.get_ref())?;
         let info = identity(&*self.core, &request).await?;
         let r = request.into_inner();
-        check_delete(&r)?;
         let mut req = pb::InternalRaftRequest {
             delete_range: Some(r),
             ..Default::default()
@@ -159,12 +160,15 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
         self.require_leader(&request)?;
+        {
+            let r = request.get_ref();
+            check_txn(r, self.core.limits().max_txn_ops)?;
+            // After the cheap checks, as etcd does, to bound the work on a bad request.
+            check_intervals(&r.success)?;
+            check_intervals(&r.failure)?;
+        }
         let info = identity(&*self.core, &request).await?;
         let r = request.into_inner();
-        check_txn(&r, self.core.limits().max_txn_ops)?;
-        // After the cheap checks, as etcd does, to bound the work on a bad request.
-        check_intervals(&r.success)?;
-        check_intervals(&r.failure)?;
         let mut resp = if is_txn_readonly(&r) {
             self.read_barrier(is_txn_serializable(&r)).await?;
             let read = check_read(self.core.auth_store(), &info, None, |p| p.txn(&r))?;
