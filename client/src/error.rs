@@ -121,9 +121,11 @@ impl From<tonic::Status> for Error {
     }
 }
 
-/// etcd errors print as their bare message; other gRPC errors as grpc-go prints a status.
+/// etcd errors print as their bare message; other gRPC errors as grpc-go prints a status. The
+/// auth store's raw errors etcd leaves unmapped (`auth: ...`, code Unknown) are of the second
+/// kind: etcdctl 3.4 prints `rpc error: code = Unknown desc = auth: permission denied`.
 fn format_status(code: Code, message: &str) -> String {
-    if message.starts_with("etcdserver: ") || message.starts_with("auth: ") {
+    if message.starts_with("etcdserver: ") {
         message.to_string()
     } else {
         format!(

@@ -680,3 +680,47 @@ fn version_prints_an_etcd_style_block() {
     assert_eq!(help.exit_code(), 0);
     assert!(help.to_string().contains("--initial-cluster-token"));
 }
+
+#[test]
+fn auth_flags_env_and_config_keys_are_read() {
+    let defaults = parse(&[]).unwrap().auth;
+    assert_eq!(defaults, AuthConfig::default());
+    assert_eq!(
+        (
+            defaults.token.as_str(),
+            defaults.token_ttl,
+            defaults.bcrypt_cost
+        ),
+        ("simple", Duration::from_secs(300), 10)
+    );
+    let c = parse_env(
+        &["--auth-token", "jwt,pub-key=p,priv-key=k,sign-method=RS256"],
+        &[("ETCD_AUTH_TOKEN_TTL", "2"), ("ETCD_BCRYPT_COST", "4")],
+    )
+    .unwrap();
+    assert_eq!(
+        c.auth,
+        AuthConfig {
+            token: "jwt,pub-key=p,priv-key=k,sign-method=RS256".into(),
+            token_ttl: Duration::from_secs(2),
+            bcrypt_cost: 4,
+        }
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etcd.yml");
+    std::fs::write(
+        &path,
+        "auth-token: ''\nauth-token-ttl: 60\nbcrypt-cost: 12\n",
+    )
+    .unwrap();
+    let c = parse(&["--config-file", path.to_str().unwrap()]).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.auth,
+        AuthConfig {
+            token: String::new(),
+            token_ttl: Duration::from_secs(60),
+            bcrypt_cost: 12,
+        }
+    );
+}

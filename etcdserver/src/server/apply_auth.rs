@@ -171,3 +171,165 @@ impl AuthApplier {
         Ok(AuthApplied::Done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use api::etcdserverpb as pb;
+    use auth::{AuthError, AuthInfo};
+
+    use crate::core::{Applied, AuthApplied, Limits, ServerCore};
+    use crate::error::ServerError;
+    use crate::testing::DirectCore;
+    use crate::v3rpc::identity::on_behalf_of;
+
+    fn user_add(name: &str) -> pb::InternalRaftRequest {
+        pb::InternalRaftRequest {
+            auth_user_add: Some(pb::AuthUserAddRequest {
+                name: name.into(),
+                password: "pw".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn grant(user: &str, role: &str) -> pb::InternalRaftRequest {
+        pb::InternalRaftRequest {
+            auth_user_grant_role: Some(pb::AuthUserGrantRoleRequest {
+                user: user.into(),
+                role: role.into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn role_add(name: &str) -> pb::InternalRaftRequest {
+        pb::InternalRaftRequest {
+            auth_role_add: Some(pb::AuthRoleAddRequest { name: name.into() }),
+            ..Default::default()
+        }
+    }
+
+    fn user_get(name: &str) -> pb::InternalRaftRequest {
+        pb::InternalRaftRequest {
+            auth_user_get: Some(pb::AuthUserGetRequest { name: name.into() }),
+            ..Default::default()
+        }
+    }
+
+    fn role_get(role: &str) -> pb::InternalRaftRequest {
+        pb::InternalRaftRequest {
+            auth_role_get: Some(pb::AuthRoleGetRequest { role: role.into() }),
+            ..Default::default()
+        }
+    }
+
+    fn user_list() -> pb::InternalRaftRequest {
+        pb::InternalRaftRequest {
+            auth_user_list: Some(pb::AuthUserListRequest {}),
+            ..Default::default()
+        }
+    }
+
+    fn enable() -> pb::InternalRaftRequest {
+        pb::InternalRaftRequest {
+            auth_enable: Some(pb::AuthEnableRequest {}),
+            ..Default::default()
+        }
+    }
+
+    async fn apply(
+        core: &DirectCore,
+        who: &AuthInfo,
+        req: pb::InternalRaftRequest,
+    ) -> Result<AuthApplied, ServerError> {
+        match core.propose(on_behalf_of(who.clone(), req)).await? {
+            Applied::Auth(applied) => Ok(applied),
+            other => panic!("not an auth answer: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn admin_requests_need_the_root_role_and_users_may_read_themselves() {
+        let core = DirectCore::new(Limits::default()).unwrap();
+        let nobody = AuthInfo::default();
+        for req in [user_add("root"), user_add("alice"), role_add("r1")] {
+            apply(&core, &nobody, req).await.unwrap();
+        }
+        assert_eq!(
+            apply(&core, &nobody, enable()).await,
+            Err(ServerError::Auth(AuthError::RootRoleNotExist))
+        );
+        for req in [grant("root", "root"), grant("alice", "r1"), enable()] {
+            apply(&core, &nobody, req).await.unwrap();
+        }
+        let revision = core.auth_store().revision();
+        let as_user = |name: &str| AuthInfo {
+            username: name.into(),
+            revision,
+        };
+        let (root, alice) = (as_user("root"), as_user("alice"));
+        let denied = Err(ServerError::Auth(AuthError::PermissionDenied));
+
+        assert_eq!(
+            apply(&core, &nobody, user_list()).await,
+            Err(ServerError::Auth(AuthError::UserEmpty))
+        );
+        assert_eq!(apply(&core, &alice, user_list()).await, denied);
+        assert_eq!(apply(&core, &alice, user_add("eve")).await, denied);
+        assert_eq!(apply(&core, &alice, user_get("root")).await, denied);
+        assert_eq!(apply(&core, &alice, role_get("root")).await, denied);
+        assert_eq!(
+            apply(&core, &alice, user_get("alice")).await,
+            Ok(AuthApplied::Names(vec!["r1".into()]))
+        );
+        assert_eq!(
+            apply(&core, &alice, role_get("r1")).await,
+            Ok(AuthApplied::Permissions(vec![]))
+        );
+        assert_eq!(
+            apply(&core, &root, user_list()).await,
+            Ok(AuthApplied::Names(vec!["alice".into(), "root".into()]))
+        );
+        // etcd's admin check looks the user up (not the revision).
+        assert_eq!(
+            apply(&core, &as_user("ghost"), user_list()).await,
+            Err(ServerError::Auth(AuthError::UserNotFound))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_is_assigned_at_apply_and_names_its_entry() {
+        let core = DirectCore::new(Limits::default()).unwrap();
+        let nobody = AuthInfo::default();
+        for req in [user_add("root"), grant("root", "root"), enable()] {
+            apply(&core, &nobody, req).await.unwrap();
+        }
+        let authenticate = pb::InternalRaftRequest {
+            authenticate: Some(pb::InternalAuthenticateRequest {
+                name: "root".into(),
+                password: String::new(),
+                simple_token: "abcdefghijklmnop".into(),
+            }),
+            ..Default::default()
+        };
+        let Ok(AuthApplied::Token(token)) = apply(&core, &nobody, authenticate).await else {
+            panic!("a token expected");
+        };
+        assert_eq!(token, "abcdefghijklmnop.4");
+        let info = core.auth_store().auth_info_from_token(&token).unwrap();
+        assert_eq!(info.username, "root");
+        // AuthStatus needs no permission and does not move the revision.
+        let status = pb::InternalRaftRequest {
+            auth_status: Some(pb::AuthStatusRequest {}),
+            ..Default::default()
+        };
+        assert_eq!(
+            apply(&core, &nobody, status).await,
+            Ok(AuthApplied::Status {
+                enabled: true,
+                revision: info.revision,
+            })
+        );
+    }
+}
