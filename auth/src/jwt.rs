@@ -235,3 +235,6 @@ fn private_keys(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

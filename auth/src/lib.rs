@@ -29,3 +29,6 @@ mod token;
 pub use error::AuthError;
 pub use options::{JwtOptions, TokenOptions};
 pub use store::{AuthInfo, AuthStore};
+
+#[cfg(test)]
+mod tests;

@@ -28,7 +28,7 @@ pub enum TokenOptions {
 
 /// The `jwt,...` form of `--auth-token`, its keys already read and checked.
 pub struct JwtOptions {
-    pub(crate) jwt: Jwt,
+    pub(crate) jwt: Box<Jwt>,
 }
 
 impl JwtOptions {
@@ -66,7 +66,9 @@ impl TokenOptions {
                 };
                 Ok(TokenOptions::Simple { ttl })
             }
-            "jwt" => parse_jwt(&options).map(|jwt| TokenOptions::Jwt(JwtOptions { jwt })),
+            "jwt" => {
+                parse_jwt(&options).map(|jwt| TokenOptions::Jwt(JwtOptions { jwt: Box::new(jwt) }))
+            }
             "" => Ok(TokenOptions::None),
             other => {
                 tracing::warn!(kind = other, "unknown token type");

@@ -66,13 +66,13 @@ impl SimpleTokens {
         state.tokens = HashMap::new();
     }
 
-    pub(crate) fn assign(&self, username: &str, prefix: &str, index: u64) -> String {
+    pub(crate) fn assign(&self, username: &str, prefix: &str, index: u64, now: Instant) -> String {
         let token = format!("{prefix}.{index}");
         let mut state = self.state.lock();
         if state.enabled {
             let entry = Entry {
                 username: username.to_owned(),
-                expires: Instant::now() + self.ttl,
+                expires: now + self.ttl,
             };
             if state.tokens.insert(token.clone(), entry).is_some() {
                 tracing::warn!(
@@ -85,10 +85,10 @@ impl SimpleTokens {
     }
 
     /// The user of `token`, renewing its TTL.
-    pub(crate) fn user_of(&self, token: &str) -> Option<String> {
+    pub(crate) fn user_of(&self, token: &str, now: Instant) -> Option<String> {
         let mut state = self.state.lock();
         let entry = state.tokens.get_mut(token)?;
-        entry.expires = Instant::now() + self.ttl;
+        entry.expires = now + self.ttl;
         Some(entry.username.clone())
     }
 
@@ -135,26 +135,59 @@ mod tests {
 
     #[test]
     fn tokens_expire_unless_used_and_use_renews() {
+        let ttl = Duration::from_secs(10);
+        let tokens = SimpleTokens::new(ttl);
+        tokens.enable();
+        let t0 = Instant::now();
+        let a = tokens.assign("alice", "p", 5, t0);
+        let b = tokens.assign("bob", "q", 6, t0);
+        assert_eq!(a, "p.5");
+        // Used at t0+8s: alice's token now lives until t0+18s; bob's still ends at t0+10s.
+        assert_eq!(
+            tokens.user_of(&a, t0 + Duration::from_secs(8)).as_deref(),
+            Some("alice")
+        );
+        tokens.expire(t0 + Duration::from_secs(10));
+        assert!(
+            tokens.user_of(&b, t0).is_some(),
+            "expires only after the deadline"
+        );
+        tokens.expire(t0 + Duration::from_secs(11));
+        assert_eq!(tokens.user_of(&b, t0), None);
+        tokens.expire(t0 + Duration::from_secs(17));
+        assert_eq!(
+            tokens.user_of(&a, t0 + Duration::from_secs(8)).as_deref(),
+            Some("alice")
+        );
+        tokens.expire(t0 + Duration::from_secs(19));
+        assert_eq!(tokens.user_of(&a, t0), None);
+    }
+
+    #[test]
+    fn invalidate_user_drops_only_that_users_tokens() {
         let tokens = SimpleTokens::new(Duration::from_secs(10));
         tokens.enable();
-        let t = tokens.assign("alice", "p", 5);
-        assert_eq!(t, "p.5");
-        assert_eq!(tokens.user_of(&t).as_deref(), Some("alice"));
-        tokens.expire(Instant::now() + Duration::from_secs(5));
-        assert_eq!(tokens.user_of(&t).as_deref(), Some("alice"));
-        tokens.expire(Instant::now() + Duration::from_secs(11));
-        assert_eq!(tokens.user_of(&t), None);
+        let now = Instant::now();
+        let a1 = tokens.assign("alice", "a", 1, now);
+        let a2 = tokens.assign("alice", "b", 2, now);
+        let b = tokens.assign("bob", "c", 3, now);
+        tokens.invalidate_user("alice");
+        assert_eq!(tokens.user_of(&a1, now), None);
+        assert_eq!(tokens.user_of(&a2, now), None);
+        assert_eq!(tokens.user_of(&b, now).as_deref(), Some("bob"));
     }
 
     #[test]
     fn nothing_is_kept_while_disabled() {
         let tokens = SimpleTokens::new(Duration::from_secs(10));
-        let t = tokens.assign("alice", "p", 1);
-        assert_eq!(tokens.user_of(&t), None);
+        let now = Instant::now();
+        let t = tokens.assign("alice", "p", 1, now);
+        assert_eq!(tokens.user_of(&t, now), None);
         tokens.enable();
-        let t = tokens.assign("alice", "p", 2);
+        let t = tokens.assign("alice", "p", 2, now);
+        assert!(tokens.user_of(&t, now).is_some());
         tokens.disable();
         tokens.enable();
-        assert_eq!(tokens.user_of(&t), None);
+        assert_eq!(tokens.user_of(&t, now), None);
     }
 }

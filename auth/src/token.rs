@@ -9,7 +9,7 @@ use crate::{AuthError, TokenOptions};
 
 pub(crate) enum TokenProvider {
     Simple(SimpleTokens),
-    Jwt(Jwt),
+    Jwt(Box<Jwt>),
     Nop,
 }
 
@@ -57,7 +57,9 @@ impl TokenProvider {
         index: u64,
     ) -> Result<String, AuthError> {
         match self {
-            TokenProvider::Simple(tokens) => Ok(tokens.assign(username, prefix, index)),
+            TokenProvider::Simple(tokens) => {
+                Ok(tokens.assign(username, prefix, index, Instant::now()))
+            }
             TokenProvider::Jwt(jwt) => jwt.sign(username, revision),
             TokenProvider::Nop => Err(AuthError::AuthFailed),
         }
@@ -69,7 +71,7 @@ impl TokenProvider {
             TokenProvider::Simple(tokens) => {
                 simple_token::index_of(token)?;
                 tokens
-                    .user_of(token)
+                    .user_of(token, Instant::now())
                     .map(|username| (username, current_revision))
             }
             TokenProvider::Jwt(jwt) => jwt.verify(token),
