@@ -66,7 +66,8 @@ impl DirectCore {
         ));
         auth.recover(store.backend()).map_err(|e| io(&e))?;
         Ok(Arc::new(Self {
-            applier: KvApplier::with_lease_check(Arc::new(store), lease_exists),
+            applier: KvApplier::with_lease_check(Arc::new(store), lease_exists)
+                .with_auth(auth.clone()),
             auth_applier: AuthApplier::new(auth.clone()),
             auth,
             last_index: Mutex::new(0),

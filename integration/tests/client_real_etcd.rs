@@ -1,7 +1,6 @@
 //! Our `client` crate against Debian's real etcd 3.4 and against our `etcd` (`server_tests!`): every
 //! service, the retry and failover policy, watch resumption across a member's death, lease keep-alive,
-//! auth token refresh, and the lock and election recipes. A test of what our server does not have yet
-//! (auth) is `pending_on_etcd_rs`: its `etcd_rs` variant is ignored until then.
+//! auth token refresh, and the lock and election recipes.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -28,7 +27,7 @@ server_tests! {
     async fn maintenance_status_hashkv_alarm_defrag_and_snapshot;
     // Needs the permission checks of the KV service (issue 13's auth-enforce part): an anonymous
     // get must fail with "user name is empty".
-    pending_on_etcd_rs("etcd-rs: the KV permission checks are not merged yet") async fn auth_token_is_sent_and_refreshed_when_the_auth_store_changes;
+    async fn auth_token_is_sent_and_refreshed_when_the_auth_store_changes;
     async fn mutex_admits_one_holder_at_a_time_in_arrival_order;
     async fn election_leadership_passes_when_the_leader_resigns;
     async fn server_side_lock_and_election_services;

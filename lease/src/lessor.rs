@@ -441,6 +441,35 @@ impl Lessor {
         })
     }
 
+    /// Calls `f` with each key attached to lease `id` (none when the lease is unknown), stopping
+    /// at the first error. The lessor stays locked meanwhile: `f` must not call back into it.
+    pub fn try_for_each_key<E>(
+        &self,
+        id: i64,
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let state = self.state.lock();
+        if let Some(lease) = state.leases.get(&id) {
+            for key in &lease.keys {
+                f(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every key attached to any lease, stopping at the first error. The lessor
+    /// stays locked meanwhile: `f` must not call back into it.
+    pub fn try_for_each_leased_key<E>(
+        &self,
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let state = self.state.lock();
+        for key in state.attached.keys() {
+            f(key)?;
+        }
+        Ok(())
+    }
+
     /// Every lease id, in order.
     pub fn leases(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self.state.lock().leases.keys().copied().collect();

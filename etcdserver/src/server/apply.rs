@@ -10,6 +10,7 @@ use std::sync::Arc;
 use api::etcdserverpb::{CompactionResponse, InternalRaftRequest, ResponseHeader};
 use tokio::sync::oneshot;
 
+use super::kv_permissions::{take_identity, Permissions};
 use super::lease_store::TxnLeases;
 use crate::convert::{self, EmptyRequestOp};
 use crate::core::Applied;
@@ -35,6 +36,9 @@ pub enum ApplyError {
     LeaseRevoke(#[from] lease::LeaseError<mvcc::Error>),
     #[error("cannot start the compaction thread: {0}")]
     CompactionThread(std::io::Error),
+    /// The identity in the entry's header may not do this (nothing was applied).
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
 }
 
 /// What the caller of a failed request is told.
@@ -47,6 +51,7 @@ impl From<ApplyError> for ServerError {
             ApplyError::LeaseGrant(e) => e.into(),
             ApplyError::LeaseRevoke(e) => e.into(),
             e @ ApplyError::CompactionThread(_) => ServerError::Internal(e.to_string()),
+            ApplyError::Auth(e) => ServerError::Auth(e),
         }
     }
 }
@@ -58,6 +63,8 @@ pub struct KvApplier {
     store: Arc<mvcc::Store>,
     lease_exists: LeaseCheck,
     lessor: Option<Arc<Lessor>>,
+    /// Checks each request against its header's identity while auth is enabled.
+    auth: Option<Arc<auth::AuthStore>>,
 }
 
 impl KvApplier {
@@ -78,6 +85,7 @@ impl KvApplier {
             store,
             lease_exists: Box::new(lease_exists),
             lessor: None,
+            auth: None,
         }
     }
 
@@ -88,7 +96,14 @@ impl KvApplier {
             store,
             lease_exists: Box::new(move |id| check.exists(id)),
             lessor: Some(lessor),
+            auth: None,
         }
+    }
+
+    /// Requests are checked against `auth` (etcd's `authApplierV3`) whenever it is enabled.
+    pub fn with_auth(mut self, auth: Arc<auth::AuthStore>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     #[cfg(any(test, feature = "testing"))]
@@ -105,15 +120,30 @@ impl KvApplier {
         &self,
         index: u64,
         term: u64,
-        req: InternalRaftRequest,
+        mut req: InternalRaftRequest,
     ) -> Option<Result<Applied, ApplyError>> {
         if let Some(c) = &req.compaction {
             return self.compact(index, term, c.revision);
         }
         let lease_exists = &*self.lease_exists;
         let lessor = self.lessor.as_deref();
+        // With auth off this is the only cost: one flag read.
+        let auth = self.auth.as_deref().filter(|a| a.is_enabled());
+        let info = match auth {
+            Some(_) => take_identity(&mut req.header),
+            None => auth::AuthInfo::default(),
+        };
+        let permissions = auth.map(|auth| Permissions {
+            auth,
+            info: &info,
+            lessor,
+        });
+        let permissions = permissions.as_ref();
         self.store.apply(index, term, |txn| {
             if let Some(r) = req.put {
+                if let Some(p) = permissions {
+                    p.put(&r)?;
+                }
                 let put = convert::put_request(r);
                 if !put.ignore_lease && put.lease != 0 && !lease_exists(put.lease) {
                     return Err(ApplyError::LeaseNotFound(put.lease));
@@ -129,6 +159,9 @@ impl KvApplier {
                 return Ok(Applied::Put(convert::put_response(resp)));
             }
             if let Some(r) = req.delete_range {
+                if let Some(p) = permissions {
+                    p.delete_range(&r)?;
+                }
                 let del = convert::delete_range_request(r);
                 let resp = txn.delete_range(&del)?;
                 if let Some(l) = lessor {
@@ -137,6 +170,9 @@ impl KvApplier {
                 return Ok(Applied::DeleteRange(convert::delete_range_response(resp)));
             }
             if let Some(r) = req.txn {
+                if let Some(p) = permissions {
+                    p.txn(&r)?;
+                }
                 let txn_req = convert::txn_request(r)?;
                 // The values move into the store; the lessor's part (keys and leases) is kept.
                 let leases = lessor.map(|l| (l, LeaseOps::of(&txn_req)));
@@ -152,6 +188,9 @@ impl KvApplier {
                     return Ok(Applied::LeaseGrant { id: r.id, ttl });
                 }
                 if let Some(r) = &req.lease_revoke {
+                    if let Some(p) = permissions {
+                        p.lease_revoke(r.id)?;
+                    }
                     lessor.revoke(&mut TxnLeases(txn), r.id)?;
                     return Ok(Applied::LeaseRevoke);
                 }
@@ -163,6 +202,9 @@ impl KvApplier {
                 }
             }
             if let Some(r) = req.range {
+                if let Some(p) = permissions {
+                    p.range(&r)?;
+                }
                 let resp = txn.range(&convert::range_request(r))?;
                 return Ok(Applied::Range(convert::range_response(resp)));
             }

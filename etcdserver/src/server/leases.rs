@@ -45,6 +45,8 @@ pub(crate) struct Leases {
     status: Arc<RaftStatus>,
     cluster: Arc<Cluster>,
     election_timeout: Duration,
+    /// For the identity of the leader's own revokes.
+    auth: Arc<auth::AuthStore>,
 }
 
 impl Leases {
@@ -54,6 +56,7 @@ impl Leases {
         status: Arc<RaftStatus>,
         cluster: Arc<Cluster>,
         election_timeout: Duration,
+        auth: Arc<auth::AuthStore>,
     ) -> Leases {
         Leases {
             lessor,
@@ -61,6 +64,7 @@ impl Leases {
             status,
             cluster,
             election_timeout,
+            auth,
         }
     }
 
@@ -82,9 +86,15 @@ impl Leases {
         }
     }
 
-    /// Revokes a lease through raft, deleting its keys.
-    pub(crate) async fn revoke(&self, id: i64) -> Result<(), ServerError> {
+    /// Revokes a lease through raft, deleting its keys, on behalf of `who` (apply checks that
+    /// they may write every key of the lease).
+    pub(crate) async fn revoke(&self, id: i64, who: auth::AuthInfo) -> Result<(), ServerError> {
         let req = pb::InternalRaftRequest {
+            header: Some(pb::RequestHeader {
+                username: who.username,
+                auth_revision: who.revision,
+                ..Default::default()
+            }),
             lease_revoke: Some(pb::LeaseRevokeRequest { id }),
             ..Default::default()
         };
@@ -138,6 +148,23 @@ impl Leases {
     /// Every lease this member knows, by id.
     pub(crate) fn ids(&self) -> Vec<i64> {
         self.lessor.leases()
+    }
+
+    /// This member's lessor (which keys each lease holds, for the permission checks).
+    pub(crate) fn lessor(&self) -> &Lessor {
+        &self.lessor
+    }
+
+    /// Who the leader's own revokes of expired leases are from: root, at the auth store's
+    /// current revision (etcd's `authStore.WithRoot`).
+    fn as_root(&self) -> auth::AuthInfo {
+        if !self.auth.is_enabled() {
+            return auth::AuthInfo::default();
+        }
+        auth::AuthInfo {
+            username: "root".to_owned(),
+            revision: self.auth.revision(),
+        }
     }
 
     /// Runs `local` if this member is the primary lessor, else posts `body` to the leader's
@@ -302,8 +329,9 @@ impl Leases {
         }
         for id in lessor.take_expired(LEASE_REVOKE_RATE / 2) {
             let leases = self.clone();
+            let root = self.as_root();
             tokio::spawn(async move {
-                match leases.revoke(id).await {
+                match leases.revoke(id, root).await {
                     Ok(()) => {
                         tracing::info!(lease = format!("{id:x}"), "revoked an expired lease")
                     }

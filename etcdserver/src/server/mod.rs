@@ -16,6 +16,7 @@ mod cluster;
 pub(crate) mod compactor;
 mod forward;
 mod join;
+pub(crate) mod kv_permissions;
 mod lease_store;
 mod leases;
 pub(crate) mod membership;
@@ -170,6 +171,7 @@ impl EtcdServer {
             status.clone(),
             cluster.clone(),
             params.election_timeout,
+            auth.clone(),
         ));
 
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
@@ -194,7 +196,8 @@ impl EtcdServer {
                 source,
             })?;
         let applier = ApplyLoop {
-            kv: KvApplier::with_lessor(boot.store.clone(), boot.lessor.clone()),
+            kv: KvApplier::with_lessor(boot.store.clone(), boot.lessor.clone())
+                .with_auth(auth.clone()),
             auth: AuthApplier::new(auth.clone()),
             auth_store: auth.clone(),
             tasks: apply_rx,
@@ -341,7 +344,22 @@ impl EtcdServer {
 
     /// Revokes a lease through raft, deleting its keys.
     pub async fn lease_revoke(&self, id: i64) -> Result<(), ServerError> {
-        self.inner.leases.revoke(id).await
+        self.lease_revoke_as(id, auth::AuthInfo::default()).await
+    }
+
+    /// Revokes a lease on behalf of `who` (checked at apply: they must be allowed to write
+    /// every key of the lease).
+    pub(crate) async fn lease_revoke_as(
+        &self,
+        id: i64,
+        who: auth::AuthInfo,
+    ) -> Result<(), ServerError> {
+        self.inner.leases.revoke(id, who).await
+    }
+
+    /// This member's lessor (which keys each lease holds).
+    pub(crate) fn lessor(&self) -> &lease::Lessor {
+        self.inner.leases.lessor()
     }
 
     /// Renews a lease on the leader (forwarding to it from a follower); returns its granted

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::core::ServerCore;
 use crate::server::EtcdServer;
+use crate::v3rpc::permission::{identity, require_admin, require_user};
 
 pub struct ClusterService {
     pub server: EtcdServer,
@@ -22,6 +23,12 @@ impl ClusterService {
             revision: 0,
             ..self.server.header()
         }
+    }
+
+    /// Membership changes are for admins (etcd's `checkMembershipOperationPermission`).
+    async fn require_admin<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let who = identity(&self.server, req).await?;
+        Ok(require_admin(self.server.auth_store(), &who)?)
     }
 
     fn members(&self) -> Vec<Member> {
@@ -44,6 +51,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.require_admin(&req).await?;
         let req = req.into_inner();
         let (added, members) = self
             .server
@@ -66,6 +74,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.require_admin(&req).await?;
         let members = self.server.remove_member(req.into_inner().id).await?;
         Ok(Response::new(MemberRemoveResponse {
             header: Some(self.header()),
@@ -77,6 +86,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.require_admin(&req).await?;
         let req = req.into_inner();
         let members = self.server.update_member(req.id, req.peer_ur_ls).await?;
         Ok(Response::new(MemberUpdateResponse {
@@ -89,9 +99,12 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
+        let who = identity(&self.server, &req).await?;
         if req.into_inner().linearizable {
             self.server.read_barrier().await?;
         }
+        // Any authenticated user (etcd 3.5.28+; 3.4.23 checks nothing).
+        require_user(self.server.auth_store(), &who)?;
         Ok(Response::new(MemberListResponse {
             header: Some(self.header()),
             members: self.members(),
@@ -102,6 +115,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.require_admin(&req).await?;
         let members = self.server.promote_member(req.into_inner().id).await?;
         Ok(Response::new(MemberPromoteResponse {
             header: Some(self.header()),

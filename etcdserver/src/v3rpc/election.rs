@@ -38,7 +38,7 @@ pub type LeaderStream = Pin<Box<dyn Stream<Item = Result<epb::LeaderResponse, St
 impl<C: ServerCore> ElectionService<C> {
     pub fn new(core: Arc<C>) -> Self {
         Self {
-            kv: RecipeKv { core },
+            kv: RecipeKv::new(core),
         }
     }
 
@@ -56,10 +56,10 @@ impl<C: ServerCore> ElectionService<C> {
 
     /// clientv3's `Election.Campaign` for the session of `lease`.
     async fn campaign(
-        &self,
+        kv: &RecipeKv<C>,
         r: epb::CampaignRequest,
     ) -> Result<epb::CampaignResponse, RecipeError> {
-        let lease = self.kv.session_lease(r.lease).await?;
+        let lease = kv.session_lease(r.lease).await?;
         let prefix = participants_prefix(&r.name);
         let key = session_key(&prefix, lease);
         let enter = pb::TxnRequest {
@@ -67,7 +67,7 @@ impl<C: ServerCore> ElectionService<C> {
             success: vec![op(put(&key, r.value.clone(), lease))],
             failure: vec![op(get(&key))],
         };
-        let resp = self.kv.txn(enter).await?;
+        let resp = kv.txn(enter).await?;
         let header = resp.header.unwrap_or_default();
         let mut revision = header.revision;
         if !resp.succeeded {
@@ -77,15 +77,15 @@ impl<C: ServerCore> ElectionService<C> {
             };
             revision = existing.create_revision;
             if existing.value != r.value {
-                if let Err(e) = self.proclaim(&key, revision, lease, r.value).await {
-                    let _ = remove_participant(&self.kv, key, Some(revision)).await;
+                if let Err(e) = Self::proclaim(kv, &key, revision, lease, r.value).await {
+                    let _ = remove_participant(kv, key, Some(revision)).await;
                     return Err(e);
                 }
             }
         }
 
-        let cleanup = CleanupOnCancel::new(&self.kv, &key, Some(revision));
-        let waited = self.kv.wait_deletes(&prefix, revision - 1).await;
+        let cleanup = CleanupOnCancel::new(kv, &key, Some(revision));
+        let waited = kv.wait_deletes(&prefix, revision - 1).await;
         // On a failure other than cancellation etcd keeps the key: the candidate may resume.
         cleanup.disarm();
         waited?;
@@ -102,7 +102,7 @@ impl<C: ServerCore> ElectionService<C> {
 
     /// Sets the leader's value if `key` is still the key created at `revision`.
     async fn proclaim(
-        &self,
+        kv: &RecipeKv<C>,
         key: &[u8],
         revision: i64,
         lease: i64,
@@ -113,7 +113,7 @@ impl<C: ServerCore> ElectionService<C> {
             success: vec![op(put(key, value, lease))],
             failure: Vec::new(),
         };
-        let resp = self.kv.txn(txn).await?;
+        let resp = kv.txn(txn).await?;
         if !resp.succeeded {
             return Err(RecipeError::NotLeader);
         }
@@ -121,11 +121,8 @@ impl<C: ServerCore> ElectionService<C> {
     }
 
     /// The oldest candidate under `prefix`.
-    async fn leader(&self, prefix: &[u8]) -> Result<epb::LeaderResponse, RecipeError> {
-        let resp = self
-            .kv
-            .range(under_prefix(prefix, SortOrder::Ascend))
-            .await?;
+    async fn leader(kv: &RecipeKv<C>, prefix: &[u8]) -> Result<epb::LeaderResponse, RecipeError> {
+        let resp = kv.range(under_prefix(prefix, SortOrder::Ascend)).await?;
         let kv = resp.kvs.into_iter().next().ok_or(RecipeError::NoLeader)?;
         Ok(epb::LeaderResponse {
             header: resp.header,
@@ -250,7 +247,8 @@ impl<C: ServerCore> Election for ElectionService<C> {
         request: Request<epb::CampaignRequest>,
     ) -> Result<Response<epb::CampaignResponse>, Status> {
         self.kv.require_leader(request.metadata())?;
-        let resp = ElectionService::campaign(self, request.into_inner())
+        let kv = self.kv.for_caller(&request).await?;
+        let resp = ElectionService::campaign(&kv, request.into_inner())
             .await
             .map_err(recipe_status)?;
         Ok(Response::new(resp))
@@ -261,10 +259,10 @@ impl<C: ServerCore> Election for ElectionService<C> {
         request: Request<epb::ProclaimRequest>,
     ) -> Result<Response<epb::ProclaimResponse>, Status> {
         self.kv.require_leader(request.metadata())?;
+        let kv = self.kv.for_caller(&request).await?;
         let r = request.into_inner();
         let leader = leader_key(r.leader)?;
-        let header = self
-            .proclaim(&leader.key, leader.rev, leader.lease, r.value)
+        let header = Self::proclaim(&kv, &leader.key, leader.rev, leader.lease, r.value)
             .await
             .map_err(recipe_status)?;
         Ok(Response::new(epb::ProclaimResponse {
@@ -277,8 +275,9 @@ impl<C: ServerCore> Election for ElectionService<C> {
         request: Request<epb::LeaderRequest>,
     ) -> Result<Response<epb::LeaderResponse>, Status> {
         self.kv.require_leader(request.metadata())?;
+        let kv = self.kv.for_caller(&request).await?;
         let prefix = participants_prefix(&request.into_inner().name);
-        let resp = ElectionService::leader(self, &prefix)
+        let resp = ElectionService::leader(&kv, &prefix)
             .await
             .map_err(recipe_status)?;
         Ok(Response::new(resp))
@@ -289,9 +288,9 @@ impl<C: ServerCore> Election for ElectionService<C> {
         request: Request<epb::LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
         self.kv.require_leader(request.metadata())?;
+        let kv = self.kv.for_caller(&request).await?;
         let prefix = participants_prefix(&request.into_inner().name);
         let (out, responses) = mpsc::channel(OBSERVE_BUFFER);
-        let kv = self.kv.clone();
         tokio::spawn(async move {
             let closed = out.clone();
             tokio::select! {
@@ -308,10 +307,11 @@ impl<C: ServerCore> Election for ElectionService<C> {
         request: Request<epb::ResignRequest>,
     ) -> Result<Response<epb::ResignResponse>, Status> {
         self.kv.require_leader(request.metadata())?;
+        let kv = self.kv.for_caller(&request).await?;
         let leader = leader_key(request.into_inner().leader)?;
         // Deletes only the key of this leadership: a newer campaign with the same lease is not
         // resigned by a stale key.
-        let header = remove_participant(&self.kv, leader.key, Some(leader.rev))
+        let header = remove_participant(&kv, leader.key, Some(leader.rev))
             .await
             .map_err(|e: ServerError| recipe_status(e.into()))?;
         Ok(Response::new(epb::ResignResponse {

@@ -14,6 +14,7 @@ use tonic::{Request as GrpcRequest, Response, Status};
 use crate::convert;
 use crate::core::{Applied, ServerCore};
 use crate::error::ServerError;
+use crate::v3rpc::permission::{self, check_read, identity, stamp};
 
 /// What gRPC accepts on top of `--max-request-bytes` (etcd's `grpcOverheadBytes`).
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -93,14 +94,18 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
         self.require_leader(&request)?;
+        // The request is checked before its token, as etcd does.
+        check_range(request.get_ref())?;
+        let info = identity(&*self.core, &request).await?;
         let r = request.into_inner();
-        check_range(&r)?;
         self.read_barrier(r.serializable).await?;
+        let read = check_read(self.core.auth_store(), &info, None, |p| p.range(&r))?;
         let resp = self
             .core
             .store()
             .range(&convert::range_request(r))
             .map_err(ServerError::from)?;
+        read.finish()?;
         let mut resp = convert::range_response(resp);
         resp.header = self.header(revision_of(&resp.header));
         Ok(Response::new(resp))
@@ -111,12 +116,14 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         self.require_leader(&request)?;
+        check_put(request.get_ref())?;
+        let info = identity(&*self.core, &request).await?;
         let r = request.into_inner();
-        check_put(&r)?;
-        let req = pb::InternalRaftRequest {
+        let mut req = pb::InternalRaftRequest {
             put: Some(r),
             ..Default::default()
         };
+        stamp(&mut req, info);
         match self.propose(req).await? {
             Applied::Put(mut resp) => {
                 resp.header = self.header(revision_of(&resp.header));
@@ -131,12 +138,14 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         self.require_leader(&request)?;
+        check_delete(request.get_ref())?;
+        let info = identity(&*self.core, &request).await?;
         let r = request.into_inner();
-        check_delete(&r)?;
-        let req = pb::InternalRaftRequest {
+        let mut req = pb::InternalRaftRequest {
             delete_range: Some(r),
             ..Default::default()
         };
+        stamp(&mut req, info);
         match self.propose(req).await? {
             Applied::DeleteRange(mut resp) => {
                 resp.header = self.header(revision_of(&resp.header));
@@ -151,22 +160,29 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
         self.require_leader(&request)?;
+        {
+            let r = request.get_ref();
+            check_txn(r, self.core.limits().max_txn_ops)?;
+            // After the cheap checks, as etcd does, to bound the work on a bad request.
+            check_intervals(&r.success)?;
+            check_intervals(&r.failure)?;
+        }
+        let info = identity(&*self.core, &request).await?;
         let r = request.into_inner();
-        check_txn(&r, self.core.limits().max_txn_ops)?;
-        // After the cheap checks, as etcd does, to bound the work on a bad request.
-        check_intervals(&r.success)?;
-        check_intervals(&r.failure)?;
         let mut resp = if is_txn_readonly(&r) {
             self.read_barrier(is_txn_serializable(&r)).await?;
+            let read = check_read(self.core.auth_store(), &info, None, |p| p.txn(&r))?;
             let txn = convert::txn_request(r).map_err(ServerError::from)?;
             // Read-only: nothing attaches a lease.
             let resp = self.core.store().read_txn(txn).map_err(ServerError::from)?;
+            read.finish()?;
             convert::txn_response(resp)
         } else {
-            let req = pb::InternalRaftRequest {
+            let mut req = pb::InternalRaftRequest {
                 txn: Some(r),
                 ..Default::default()
             };
+            stamp(&mut req, info);
             match self.propose(req).await? {
                 Applied::Txn(resp) => resp,
                 other => return Err(unexpected(other)),
@@ -181,12 +197,16 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         self.require_leader(&request)?;
+        let info = identity(&*self.core, &request).await?;
+        // Admin only since etcd 3.5.28 (3.4.23 lets anyone compact).
+        permission::require_admin(self.core.auth_store(), &info)?;
         let r = request.into_inner();
         let physical = r.physical;
-        let req = pb::InternalRaftRequest {
+        let mut req = pb::InternalRaftRequest {
             compaction: Some(r),
             ..Default::default()
         };
+        stamp(&mut req, info);
         match self.propose(req).await? {
             Applied::Compaction { mut response, done } => {
                 if physical {

@@ -26,6 +26,7 @@ use crate::convert;
 use crate::core::{Applied, ServerCore};
 use crate::error::ServerError;
 use crate::v3rpc::kv::{self, requires_leader, GRPC_OVERHEAD_BYTES};
+use crate::v3rpc::permission::{check_read, identity, require_user, stamp};
 
 /// The TTL of the lease granted for a request with lease 0 (clientv3's `defaultSessionTTL`).
 pub const SESSION_TTL: i64 = 60;
@@ -47,9 +48,13 @@ pub enum RecipeError {
 }
 
 /// etcd's answer for a failed recipe: code `Unknown` with the error's text (its in-process
-/// client turns server statuses into plain errors, which gRPC then reports as `Unknown`).
+/// client turns server statuses into plain errors, which gRPC then reports as `Unknown`). A
+/// server error keeps the message its own status has (`etcdserver: permission denied`).
 pub fn recipe_status(e: RecipeError) -> Status {
-    Status::unknown(e.to_string())
+    match e {
+        RecipeError::Server(e) => Status::unknown(Status::from(e).message()),
+        other => Status::unknown(other.to_string()),
+    }
 }
 
 /// `name/<lease>` with the lease printed as Go's `%x` prints a signed id.
@@ -72,20 +77,48 @@ pub fn participants_prefix(name: &[u8]) -> Vec<u8> {
 }
 
 /// The KV calls a recipe makes, as etcd's in-process client makes them: writes through raft,
-/// linearizable reads, waits on the member's own watch hub.
+/// linearizable reads, waits on the member's own watch hub; all as the caller (etcd's client
+/// carries the caller's token), so each is checked as the caller's own request would be.
 pub(crate) struct RecipeKv<C: ServerCore> {
     pub core: Arc<C>,
+    /// Who the recipe acts for.
+    pub who: auth::AuthInfo,
 }
 
 impl<C: ServerCore> Clone for RecipeKv<C> {
     fn clone(&self) -> Self {
         Self {
             core: self.core.clone(),
+            who: self.who.clone(),
         }
     }
 }
 
 impl<C: ServerCore> RecipeKv<C> {
+    pub fn new(core: Arc<C>) -> Self {
+        Self {
+            core,
+            who: auth::AuthInfo::default(),
+        }
+    }
+
+    /// The recipe's calls on behalf of whoever sent `request`.
+    pub async fn for_caller<T>(&self, request: &Request<T>) -> Result<Self, Status> {
+        Ok(Self {
+            core: self.core.clone(),
+            who: identity(&*self.core, request).await?,
+        })
+    }
+
+    /// etcd's watch check (`isWatchPermitted`) for a wait on `key`.
+    fn check_watch(&self, key: &[u8]) -> Result<(), ServerError> {
+        // Nothing is read under the check: there is no revision to compare afterwards.
+        let _ = check_read(self.core.auth_store(), &self.who, None, |p| {
+            p.auth.is_range_permitted(&self.who, key, &[])
+        })?;
+        Ok(())
+    }
+
     pub fn header(&self, revision: i64) -> pb::ResponseHeader {
         let mut header = self.core.header();
         header.revision = revision;
@@ -99,7 +132,11 @@ impl<C: ServerCore> RecipeKv<C> {
     /// `lease`, or for 0 a new lease of [`SESSION_TTL`] seconds.
     pub async fn session_lease(&self, lease: i64) -> Result<i64, ServerError> {
         match lease {
-            0 => self.core.grant_session_lease(SESSION_TTL).await,
+            0 => {
+                // A LeaseGrant: any authenticated user (etcd 3.5.28).
+                require_user(self.core.auth_store(), &self.who)?;
+                self.core.grant_session_lease(SESSION_TTL).await
+            }
             id => Ok(id),
         }
     }
@@ -114,10 +151,11 @@ impl<C: ServerCore> RecipeKv<C> {
 
     pub async fn txn(&self, txn: pb::TxnRequest) -> Result<pb::TxnResponse, ServerError> {
         kv::check_txn(&txn, self.core.limits().max_txn_ops)?;
-        let req = pb::InternalRaftRequest {
+        let mut req = pb::InternalRaftRequest {
             txn: Some(txn),
             ..Default::default()
         };
+        stamp(&mut req, self.who.clone());
         kv::check_request_size(&req, self.core.limits().max_request_bytes)?;
         match self.core.propose(req).await? {
             Applied::Txn(mut resp) => {
@@ -134,10 +172,11 @@ impl<C: ServerCore> RecipeKv<C> {
             ..Default::default()
         };
         kv::check_delete(&delete)?;
-        let req = pb::InternalRaftRequest {
+        let mut req = pb::InternalRaftRequest {
             delete_range: Some(delete),
             ..Default::default()
         };
+        stamp(&mut req, self.who.clone());
         kv::check_request_size(&req, self.core.limits().max_request_bytes)?;
         match self.core.propose(req).await? {
             Applied::DeleteRange(mut resp) => {
@@ -152,7 +191,9 @@ impl<C: ServerCore> RecipeKv<C> {
     pub async fn range(&self, r: pb::RangeRequest) -> Result<pb::RangeResponse, ServerError> {
         kv::check_range(&r)?;
         self.core.read_barrier().await?;
+        let read = check_read(self.core.auth_store(), &self.who, None, |p| p.range(&r))?;
         let resp = self.core.store().range(&convert::range_request(r))?;
+        read.finish()?;
         let mut resp = convert::range_response(resp);
         resp.header = self.with_header(&resp.header);
         Ok(resp)
@@ -160,6 +201,7 @@ impl<C: ServerCore> RecipeKv<C> {
 
     /// Returns once `key` is deleted at or after `revision` (etcd's `waitDelete`).
     pub async fn wait_delete(&self, key: &[u8], revision: i64) -> Result<(), ServerError> {
+        self.check_watch(key)?;
         let mut watch = self.core.store().watch_stream();
         watch
             .watch(&mvcc::WatchRequest {
@@ -341,7 +383,7 @@ pub struct LockService<C: ServerCore> {
 impl<C: ServerCore> LockService<C> {
     pub fn new(core: Arc<C>) -> Self {
         Self {
-            kv: RecipeKv { core },
+            kv: RecipeKv::new(core),
         }
     }
 
@@ -358,8 +400,12 @@ impl<C: ServerCore> LockService<C> {
     }
 
     /// clientv3's `Mutex.Lock` for the session of `lease`.
-    async fn lock(&self, name: &[u8], lease: i64) -> Result<lockpb::LockResponse, RecipeError> {
-        let lease = self.kv.session_lease(lease).await?;
+    async fn lock(
+        kv: &RecipeKv<C>,
+        name: &[u8],
+        lease: i64,
+    ) -> Result<lockpb::LockResponse, RecipeError> {
+        let lease = kv.session_lease(lease).await?;
         let prefix = participants_prefix(name);
         let key = session_key(&prefix, lease);
         let oldest = Op::RequestRange(under_prefix(&prefix, SortOrder::Ascend));
@@ -369,7 +415,7 @@ impl<C: ServerCore> LockService<C> {
             success: vec![op(put(&key, Vec::new(), lease)), op(oldest.clone())],
             failure: vec![op(get(&key)), op(oldest)],
         };
-        let resp = self.kv.txn(acquire).await?;
+        let resp = kv.txn(acquire).await?;
         let header = resp.header.unwrap_or_default();
         let my_revision = if resp.succeeded {
             header.revision
@@ -387,16 +433,16 @@ impl<C: ServerCore> LockService<C> {
             });
         }
 
-        let cleanup = CleanupOnCancel::new(&self.kv, &key, None);
-        let waited = self.kv.wait_deletes(&prefix, my_revision - 1).await;
+        let cleanup = CleanupOnCancel::new(kv, &key, None);
+        let waited = kv.wait_deletes(&prefix, my_revision - 1).await;
         let mine = match waited {
-            Ok(_) => self.kv.range(pb::RangeRequest {
+            Ok(_) => kv.range(pb::RangeRequest {
                 key: key.clone(),
                 ..Default::default()
             }),
             Err(e) => {
                 cleanup.disarm();
-                let _ = remove_participant(&self.kv, key, None).await;
+                let _ = remove_participant(kv, key, None).await;
                 return Err(e.into());
             }
         }
@@ -409,7 +455,7 @@ impl<C: ServerCore> LockService<C> {
                 key,
             }),
             Err(e) => {
-                let _ = remove_participant(&self.kv, key, None).await;
+                let _ = remove_participant(kv, key, None).await;
                 Err(e.into())
             }
         }
@@ -423,8 +469,9 @@ impl<C: ServerCore> Lock for LockService<C> {
         request: Request<lockpb::LockRequest>,
     ) -> Result<Response<lockpb::LockResponse>, Status> {
         self.kv.require_leader(request.metadata())?;
+        let kv = self.kv.for_caller(&request).await?;
         let r = request.into_inner();
-        let resp = LockService::lock(self, &r.name, r.lease)
+        let resp = LockService::lock(&kv, &r.name, r.lease)
             .await
             .map_err(recipe_status)?;
         Ok(Response::new(resp))
@@ -435,9 +482,9 @@ impl<C: ServerCore> Lock for LockService<C> {
         request: Request<lockpb::UnlockRequest>,
     ) -> Result<Response<lockpb::UnlockResponse>, Status> {
         self.kv.require_leader(request.metadata())?;
+        let kv = self.kv.for_caller(&request).await?;
         let r = request.into_inner();
-        let resp = self
-            .kv
+        let resp = kv
             .delete(r.key)
             .await
             .map_err(|e| recipe_status(e.into()))?;

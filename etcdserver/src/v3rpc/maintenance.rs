@@ -12,6 +12,7 @@ use crate::config::SERVER_VERSION;
 use crate::core::ServerCore;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
+use crate::v3rpc::permission::{identity, require_admin, require_admin_raw, require_user};
 
 /// Bytes per Snapshot response message (etcd: 32 KiB).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
@@ -27,7 +28,14 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        // etcd 3.5.28+: listing needs a user, raising or clearing needs admin.
+        let who = identity(&self.server, &req).await?;
         let req = req.into_inner();
+        if req.action == alarm_request::AlarmAction::Get as i32 {
+            require_user(self.server.auth_store(), &who)?;
+        } else {
+            require_admin(self.server.auth_store(), &who)?;
+        }
         // No alarm is ever raised yet (quota and corruption checks are not built), so there is
         // nothing to list or to deactivate; activating one is refused rather than ignored.
         if req.action == alarm_request::AlarmAction::Activate as i32 {
@@ -41,7 +49,15 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        // Any authenticated user (etcd 3.5.28+).
+        require_user(
+            self.server.auth_store(),
+            &identity(&self.server, &req).await?,
+        )?;
         let s = &self.server;
         let backend = s.store().backend().clone();
         // The space in use is measured in a write transaction: off the async workers.
@@ -73,8 +89,12 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        require_admin_raw(
+            self.server.auth_store(),
+            &identity(&self.server, &req).await?,
+        )?;
         let backend = self.server.store().backend().clone();
         tokio::task::spawn_blocking(move || backend.defragment())
             .await
@@ -85,7 +105,11 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        require_admin_raw(
+            self.server.auth_store(),
+            &identity(&self.server, &req).await?,
+        )?;
         let hash = self
             .server
             .store()
@@ -102,6 +126,10 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        require_admin_raw(
+            self.server.auth_store(),
+            &identity(&self.server, &req).await?,
+        )?;
         let rev = req.into_inner().revision;
         let store = self.server.store().clone();
         let h = tokio::task::spawn_blocking(move || store.hash_kv(rev))
@@ -121,8 +149,12 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _: Request<SnapshotRequest>,
+        req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        require_admin_raw(
+            self.server.auth_store(),
+            &identity(&self.server, &req).await?,
+        )?;
         let backend = self.server.store().backend().clone();
         let header = self.server.header();
         // Spooled to a file first: etcd tells the client how many bytes remain in each message.
@@ -187,6 +219,11 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        // Admin only since etcd 3.5.28.
+        require_admin(
+            self.server.auth_store(),
+            &identity(&self.server, &req).await?,
+        )?;
         let target = req.into_inner().target_id;
         if !self.server.is_leader() {
             return Err(ServerError::NotLeader.into());
@@ -208,8 +245,13 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(
         &self,
-        _: Request<DowngradeRequest>,
+        req: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
+        // Admin only since etcd 3.5.28.
+        require_admin(
+            self.server.auth_store(),
+            &identity(&self.server, &req).await?,
+        )?;
         Err(Status::unimplemented("etcd-rs: downgrade is not supported"))
     }
 }

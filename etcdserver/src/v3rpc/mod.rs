@@ -10,6 +10,7 @@ pub(crate) mod learner_guard;
 pub(crate) mod lease;
 pub(crate) mod lock;
 pub(crate) mod maintenance;
+pub(crate) mod permission;
 pub(crate) mod status;
 #[cfg(any(test, feature = "testing"))]
 pub mod test_server;

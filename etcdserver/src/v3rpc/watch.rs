@@ -24,7 +24,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::convert;
 use crate::core::ServerCore;
 use crate::error::ServerError;
+use crate::v3rpc::identity::auth_info;
 use crate::v3rpc::kv::{requires_leader, GRPC_OVERHEAD_BYTES};
+use crate::v3rpc::permission;
 
 /// etcd's default `--experimental-watch-progress-notify-interval`.
 pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
@@ -105,11 +107,10 @@ impl<C: ServerCore> Watch for WatchService<C> {
                 .saturating_add(GRPC_OVERHEAD_BYTES),
         };
         let leader_check = requires_leader.then_some(self.election_timeout);
-        tokio::spawn(stream.run(
-            request.into_inner(),
-            self.progress_notify_interval,
-            leader_check,
-        ));
+        // The caller's metadata stays with the stream: each watch is checked when created.
+        let (metadata, extensions, inbound) = request.into_parts();
+        let caller = Request::from_parts(metadata, extensions, ());
+        tokio::spawn(stream.run(inbound, caller, self.progress_notify_interval, leader_check));
         Ok(Response::new(Box::pin(ReceiverStream::new(responses))))
     }
 }
@@ -138,6 +139,7 @@ impl<C: ServerCore> ServerWatchStream<C> {
     async fn run(
         mut self,
         mut inbound: Streaming<pb::WatchRequest>,
+        caller: Request<()>,
         interval: Duration,
         leader_check: Option<Duration>,
     ) {
@@ -153,7 +155,7 @@ impl<C: ServerCore> ServerWatchStream<C> {
         let stop = loop {
             let step = tokio::select! {
                 request = inbound.message(), if inbound_open => match request {
-                    Ok(Some(request)) => self.handle_request(request).await,
+                    Ok(Some(request)) => self.handle_request(request, &caller).await,
                     Ok(None) => {
                         inbound_open = false;
                         Ok(())
@@ -209,9 +211,13 @@ impl<C: ServerCore> ServerWatchStream<C> {
             .map_err(|_| Stop::ClientGone)
     }
 
-    async fn handle_request(&mut self, request: pb::WatchRequest) -> Result<(), Stop> {
+    async fn handle_request(
+        &mut self,
+        request: pb::WatchRequest,
+        caller: &Request<()>,
+    ) -> Result<(), Stop> {
         match request.request_union {
-            Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
+            Some(RequestUnion::CreateRequest(create)) => self.create(create, caller).await,
             Some(RequestUnion::CancelRequest(cancel)) => {
                 let id = cancel.watch_id;
                 if !self.watchers.cancel(id) {
@@ -238,7 +244,11 @@ impl<C: ServerCore> ServerWatchStream<C> {
         }
     }
 
-    async fn create(&mut self, create: pb::WatchCreateRequest) -> Result<(), Stop> {
+    async fn create(
+        &mut self,
+        create: pb::WatchCreateRequest,
+        caller: &Request<()>,
+    ) -> Result<(), Stop> {
         let revision = self.core.store().current_revision();
         let header = self.header(revision);
         let refused = move |reason: String| pb::WatchResponse {
@@ -252,6 +262,9 @@ impl<C: ServerCore> ServerWatchStream<C> {
         if create.start_revision < 0 {
             let response = refused(ServerError::Compacted.to_string());
             return self.send(response).await;
+        }
+        if let Some(reason) = self.permission_refusal(&create, caller).await {
+            return self.send(refused(reason)).await;
         }
         let filters: Vec<FilterType> = create
             .filters
@@ -285,6 +298,33 @@ impl<C: ServerCore> ServerWatchStream<C> {
             Err(e) => refused(e.to_string()),
         };
         self.send(response).await
+    }
+
+    /// etcd's `isWatchPermitted`: with auth on, the caller needs READ on what the watch covers;
+    /// a refusal cancels the watch with the gRPC error text etcd's clients print. The range is
+    /// checked as given (`"\0"` is "from the key on"), as etcd 3.5.33 does.
+    async fn permission_refusal(
+        &self,
+        create: &pb::WatchCreateRequest,
+        caller: &Request<()>,
+    ) -> Option<String> {
+        let auth = self.core.auth_store();
+        if !auth.is_enabled() {
+            return None;
+        }
+        let info = match auth_info(&*self.core, caller).await {
+            Ok(info) => info,
+            Err(status) => return Some(permission::status_text(&status)),
+        };
+        // An empty key is the smallest key, "\0".
+        let key: &[u8] = if create.key.is_empty() {
+            &[0]
+        } else {
+            &create.key
+        };
+        auth.is_range_permitted(&info, key, &create.range_end)
+            .err()
+            .map(permission::watch_cancel_reason)
     }
 
     async fn send_watch_response(&mut self, response: mvcc::WatchResponse) -> Result<(), Stop> {

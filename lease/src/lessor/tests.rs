@@ -218,3 +218,43 @@ fn promotion_uses_checkpointed_remaining_ttl() {
     recovered.recover(&s).unwrap();
     assert_eq!(recovered.time_to_live(1, false).unwrap().ttl, 40);
 }
+
+#[test]
+fn key_visitors_see_a_lease_s_keys_and_every_leased_key_and_stop_at_an_error() {
+    let s = store();
+    let l = Lessor::new(1, None);
+    {
+        let mut txn = s.write();
+        l.grant(&mut txn, 7, 30).unwrap();
+        l.grant(&mut txn, 8, 30).unwrap();
+    }
+    l.attach(b"a", 7);
+    l.attach(b"b", 7);
+    l.attach(b"c", 8);
+    l.attach(b"free", 0);
+    let mut seen = Vec::new();
+    l.try_for_each_key(7, |k| {
+        seen.push(k.to_vec());
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(l.try_for_each_key(9, |_| Err(())), Ok(()));
+    let mut all = Vec::new();
+    l.try_for_each_leased_key(|k| {
+        all.push(k.to_vec());
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    assert_eq!(all, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    let mut visits = 0;
+    let stopped = l.try_for_each_leased_key(|k| {
+        visits += 1;
+        if k == b"b" {
+            Err("b")
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!((stopped, visits), (Err("b"), 2));
+}
