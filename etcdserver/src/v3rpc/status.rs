@@ -99,11 +99,25 @@ fn auth_code_and_message(e: &AuthError) -> (Code, Option<&'static str>) {
 /// Unknown, etcd's `auth: ...` text. Also etcd 3.4's answer to a maintenance RPC (Defragment,
 /// Snapshot, Hash, HashKV) that fails its admin check (`auth: permission denied`).
 pub(crate) fn raw_auth_status(e: &AuthError) -> Status {
-    let text = e.to_string();
-    let message = if text.starts_with("auth: ") {
-        text
-    } else {
-        format!("auth: {text}")
+    // etcd's auth package words a few errors differently from the gRPC table.
+    let raw = match e {
+        AuthError::UserAlreadyExist => Some("auth: user already exists"),
+        AuthError::UserNotFound => Some("auth: user not found"),
+        AuthError::RoleAlreadyExist => Some("auth: role already exists"),
+        AuthError::RoleNotFound => Some("auth: role not found"),
+        AuthError::AuthOldRevision => Some("auth: revision in header is old"),
+        _ => None,
+    };
+    let message = match raw {
+        Some(raw) => raw.to_owned(),
+        None => {
+            let text = e.to_string();
+            if text.starts_with("auth: ") {
+                text
+            } else {
+                format!("auth: {text}")
+            }
+        }
     };
     Status::new(Code::Unknown, message)
 }
