@@ -234,6 +234,7 @@ async fn connect_and_pump(
     for url in urls {
         let (body_tx, body) = ChunkBody::channel(1);
         let result = client::post(
+            &inner.config.dialer,
             &url,
             STREAM_PATH,
             identity,

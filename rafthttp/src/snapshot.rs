@@ -95,6 +95,7 @@ async fn transfer(
         out.finish()
     });
     let request = client::post(
+        &inner.config.dialer,
         url,
         SNAPSHOT_PATH,
         identity,

@@ -36,6 +36,9 @@ struct FileConfig {
     log_level: Option<String>,
     logger: Option<String>,
     enable_v2: Option<bool>,
+    // tls
+    #[serde(flatten)]
+    tls: super::tls::FileTls,
 }
 
 /// A YAML scalar read as text: `auto-compaction-retention: 1` and `"1h"` both occur.
@@ -92,7 +95,9 @@ pub(super) fn read_config_file(path: &Path) -> Result<RawConfig, InvalidFlag> {
                     .as_str()
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("{key:?}"));
-                if !FILE_KEYS.contains(&key.as_str()) {
+                if !FILE_KEYS.contains(&key.as_str())
+                    && !super::tls::FILE_KEYS.contains(&key.as_str())
+                {
                     warnings.push(format!(
                         "config file {}: key {key:?} is not supported by etcd-rs and is ignored",
                         path.display()
@@ -154,5 +159,7 @@ pub(super) fn read_config_file(path: &Path) -> Result<RawConfig, InvalidFlag> {
         enable_v2: file.enable_v2.unwrap_or(false),
         config_file: Some(path.to_owned()),
         warnings,
+        // tls
+        tls: file.tls.into(),
     })
 }

@@ -11,6 +11,7 @@ use super::defaults::*;
 use super::env::flags_from_env;
 use super::error::{ConfigError, InvalidFlag};
 use super::raw::RawConfig;
+use super::tls::TlsFlags;
 use super::version::{LONG_VERSION, SERVER_VERSION};
 
 /// Where the values come from: the flags (with the environment), or a config file that
@@ -183,6 +184,9 @@ struct Flags {
     /// etcd takes no positional arguments; caught to give its message.
     #[arg(hide = true)]
     stray: Vec<String>,
+    // tls
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 impl From<Flags> for RawConfig {
@@ -212,6 +216,8 @@ impl From<Flags> for RawConfig {
             enable_v2: f.enable_v2,
             config_file: None,
             warnings: Vec::new(),
+            // tls
+            tls: f.tls.into(),
         }
     }
 }

@@ -10,7 +10,8 @@
 //! Where we differ, on purpose: listen and advertise defaults are `127.0.0.1`, not `localhost`;
 //! a missing `--initial-cluster` is `<name>=<--initial-advertise-peer-urls>` whatever the name;
 //! the initial cluster is checked here, on every start, where etcd checks it only when it
-//! bootstraps a new data dir; only `http` URLs are accepted (no TLS, no unix sockets).
+//! bootstraps a new data dir; the TLS settings are checked against the listen URLs here, before
+//! anything is served.
 //!
 //! The files follow etcd's split: `flags` and `env` are etcdmain's flag set, `file` the YAML
 //! of `embed.ConfigFromFile`, `raw` the values before checks, `urls` and `cluster` the URL and
@@ -25,6 +26,7 @@ mod error;
 mod file;
 mod flags;
 mod raw;
+mod tls;
 mod urls;
 mod version;
 
@@ -38,8 +40,9 @@ pub use cluster::{ClusterError, ClusterState};
 pub use compaction::{AutoCompaction, RetentionError};
 pub use defaults::DEFAULT_QUOTA_BACKEND_BYTES;
 pub use error::{ConfigError, InvalidFlag, SetupError};
+pub use tls::{cipher_suite, TlsConfig, TlsConfigError, TlsInfo, TlsVersion};
 pub(crate) use urls::is_valid_member_url;
-pub use urls::{ListenUrl, UrlError, UrlListError};
+pub use urls::{ListenAddr, ListenUrl, UrlError, UrlListError};
 pub use version::{CLUSTER_VERSION, SERVER_VERSION};
 
 use compaction::CompactionMode;
@@ -126,6 +129,9 @@ pub struct ServerConfig {
     /// Things etcd would warn about (accepted values it discourages, config-file keys we
     /// ignore); the binary logs them once logging is up.
     pub warnings: Vec<String>,
+    // tls
+    /// The client and peer TLS settings.
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -312,6 +318,18 @@ impl ServerConfig {
             _ => PathBuf::from(format!("{}.etcd", raw.name)),
         };
 
+        let listen_client_text: Vec<String> =
+            listen_client_urls.iter().map(|u| u.url.clone()).collect();
+        let listen_peer_text: Vec<String> =
+            listen_peer_urls.iter().map(|u| u.url.clone()).collect();
+        let tls = tls::check(
+            raw.tls,
+            &listen_client_text,
+            &listen_peer_text,
+            &mut warnings,
+        )
+        .map_err(SetupError::from)?;
+
         Ok(ServerConfig {
             name: raw.name,
             data_dir,
@@ -333,6 +351,8 @@ impl ServerConfig {
             log_level,
             config_file: raw.config_file,
             warnings,
+            // tls
+            tls,
         })
     }
 }

@@ -31,4 +31,6 @@ pub(super) struct RawConfig {
     pub(super) config_file: Option<PathBuf>,
     /// What reading the values found worth a warning (config-file keys we ignore).
     pub(super) warnings: Vec<String>,
+    // tls
+    pub(super) tls: super::tls::RawTls,
 }

@@ -45,6 +45,8 @@ pub(crate) struct Leases {
     status: Arc<RaftStatus>,
     cluster: Arc<Cluster>,
     election_timeout: Duration,
+    /// Reaches the leader's peer URL for forwarded requests.
+    dialer: rafthttp::Dialer,
 }
 
 impl Leases {
@@ -54,6 +56,7 @@ impl Leases {
         status: Arc<RaftStatus>,
         cluster: Arc<Cluster>,
         election_timeout: Duration,
+        dialer: rafthttp::Dialer,
     ) -> Leases {
         Leases {
             lessor,
@@ -61,6 +64,7 @@ impl Leases {
             status,
             cluster,
             election_timeout,
+            dialer,
         }
     }
 
@@ -166,7 +170,8 @@ impl Leases {
                 Some(_) => {
                     for url in forward::leader_peer_urls(&self.status, &self.cluster) {
                         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        match post(&format!("{url}{path}"), body.clone(), left).await {
+                        let url = format!("{url}{path}");
+                        match post(&self.dialer, &url, body.clone(), left).await {
                             Forwarded::Ok(bytes) => return Ok(Answer::Remote(bytes)),
                             Forwarded::NotFound => return Err(ServerError::LeaseNotFound),
                             Forwarded::Retry => {}
@@ -327,8 +332,8 @@ fn unexpected(applied: Applied) -> ServerError {
 }
 
 /// Posts a forwarded lease request to the leader's `url`.
-async fn post(url: &str, body: Vec<u8>, timeout: Duration) -> Forwarded {
-    match forward::post(url, "application/protobuf", body, timeout).await {
+async fn post(dialer: &rafthttp::Dialer, url: &str, body: Vec<u8>, timeout: Duration) -> Forwarded {
+    match forward::post(dialer, url, "application/protobuf", body, timeout).await {
         Ok((StatusCode::OK, bytes)) => Forwarded::Ok(bytes),
         Ok((StatusCode::NOT_FOUND, _)) => Forwarded::NotFound,
         Ok(_) => Forwarded::Retry,

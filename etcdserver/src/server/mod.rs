@@ -103,7 +103,15 @@ impl EtcdServer {
     /// transport (on the current tokio runtime). Peers are served by the caller with
     /// [`crate::peer_router`].
     pub fn start(params: ServerParams) -> Result<(EtcdServer, Threads), StartError> {
-        let boot = bootstrap::open(&params)?;
+        EtcdServer::start_with_dialer(params, rafthttp::Dialer::plain())
+    }
+
+    /// [`EtcdServer::start`] with peers dialed by `dialer` (TLS for https peer URLs).
+    pub(crate) fn start_with_dialer(
+        params: ServerParams,
+        dialer: rafthttp::Dialer,
+    ) -> Result<(EtcdServer, Threads), StartError> {
+        let boot = bootstrap::open(&params, &dialer)?;
         let node = bootstrap::raft_node(&params, &boot)?;
         let member_id = boot.member_id;
         let hard_state = boot.storage.mem.hard_state();
@@ -128,6 +136,7 @@ impl EtcdServer {
                 member_id,
                 cluster_id: boot.cluster_id,
                 dial_timeout: Duration::from_secs(1),
+                dialer: dialer.clone(),
             },
             Arc::new(PeerHandler {
                 proposer: proposer.clone(),
@@ -156,6 +165,7 @@ impl EtcdServer {
             status.clone(),
             cluster.clone(),
             params.election_timeout,
+            dialer,
         ));
 
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
