@@ -14,6 +14,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{messages, Error, Result};
+use crate::tls::{TlsConnector, TlsOptions};
 
 /// How to reach the cluster. Defaults follow etcdctl's (`--dial-timeout 2s`, `--command-timeout 5s`).
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub struct ClientOptions {
     pub credentials: Option<(String, String)>,
     /// Largest message the client sends (clientv3's default is 2 MiB).
     pub max_send_bytes: usize,
+    /// TLS for `https://` endpoints (`http://` ones stay plaintext). Files named here are read at
+    /// connect time even when every endpoint is `http://`, as etcd's clients do.
+    pub tls: TlsOptions,
 }
 
 impl Default for ClientOptions {
@@ -38,6 +42,7 @@ impl Default for ClientOptions {
             keep_alive_timeout: Duration::from_secs(6),
             credentials: None,
             max_send_bytes: 2 * 1024 * 1024,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -65,7 +70,7 @@ pub(crate) struct Inner {
     pub(crate) options: ClientOptions,
 }
 
-/// Accepts `host:port`, `http://host:port` (and `https://`, which needs TLS this client lacks).
+/// Accepts `host:port` (plaintext), `http://host:port` and `https://host:port`.
 pub fn normalize_endpoint(endpoint: &str) -> Result<String> {
     let invalid = |reason: &str| Error::InvalidEndpoint {
         endpoint: endpoint.to_string(),
@@ -75,8 +80,8 @@ pub fn normalize_endpoint(endpoint: &str) -> Result<String> {
     if trimmed.is_empty() {
         return Err(invalid("empty endpoint"));
     }
-    if trimmed.starts_with("https://") || trimmed.starts_with("unixs://") {
-        return Err(invalid("TLS endpoints are not supported yet"));
+    if trimmed.starts_with("unixs://") {
+        return Err(invalid("TLS over unix sockets (unixs://) is not supported"));
     }
     let url = if trimmed.contains("://") {
         trimmed.to_string()
@@ -84,6 +89,10 @@ pub fn normalize_endpoint(endpoint: &str) -> Result<String> {
         format!("http://{trimmed}")
     };
     Ok(url.trim_end_matches('/').to_string())
+}
+
+fn is_https(url: &str) -> bool {
+    url.starts_with("https://")
 }
 
 impl Client {
@@ -98,11 +107,18 @@ impl Client {
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument("no endpoints given".into()));
         }
+        let urls = endpoints
+            .iter()
+            .map(|e| normalize_endpoint(e.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let tls = if !options.tls.is_empty() || urls.iter().any(|u| is_https(u)) {
+            Some(TlsConnector::new(Arc::new(options.tls.client_config()?)))
+        } else {
+            None
+        };
         let mut channels = Vec::with_capacity(endpoints.len());
-        let mut urls = Vec::with_capacity(endpoints.len());
-        for endpoint in endpoints {
-            let url = normalize_endpoint(endpoint.as_ref())?;
-            let channel = Endpoint::from_shared(url.clone())
+        for (endpoint, url) in endpoints.iter().zip(&urls) {
+            let endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| Error::InvalidEndpoint {
                     endpoint: endpoint.as_ref().to_string(),
                     reason: e.to_string(),
@@ -111,10 +127,12 @@ impl Client {
                 .http2_keep_alive_interval(options.keep_alive_interval)
                 .keep_alive_timeout(options.keep_alive_timeout)
                 .keep_alive_while_idle(false)
-                .tcp_nodelay(true)
-                .connect_lazy();
+                .tcp_nodelay(true);
+            let channel = match &tls {
+                Some(tls) if is_https(url) => endpoint.connect_with_connector_lazy(tls.clone()),
+                _ => endpoint.connect_lazy(),
+            };
             channels.push(channel);
-            urls.push(url);
         }
         Ok(Client {
             inner: Arc::new(Inner {
@@ -333,7 +351,11 @@ mod tests {
             "http://localhost:2379"
         );
         assert!(normalize_endpoint("").is_err());
-        assert!(normalize_endpoint("https://127.0.0.1:2379").is_err());
+        assert_eq!(
+            normalize_endpoint("https://127.0.0.1:2379").unwrap(),
+            "https://127.0.0.1:2379"
+        );
+        assert!(normalize_endpoint("unixs://sock").is_err());
     }
 
     #[test]

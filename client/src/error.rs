@@ -42,6 +42,9 @@ pub enum Error {
     /// The client was closed, or a background task it relied on has stopped.
     #[error("client closed")]
     Closed,
+    /// The TLS settings cannot be used (a file is missing, holds no PEM data, ...).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A caller-side misuse detected before anything was sent.
     #[error("{0}")]
     InvalidArgument(String),
@@ -112,6 +115,7 @@ impl From<tonic::Status> for Error {
             cause = error.source();
         }
         let never_sent = message.contains("tcp connect error")
+            || message.contains("tls handshake error")
             || message.contains("error trying to connect")
             || message.contains("Connection refused");
         Error::Transport {

@@ -14,6 +14,7 @@ mod kv;
 mod lease;
 mod maintenance;
 mod services;
+mod tls;
 mod watch;
 
 pub use api;
@@ -21,4 +22,5 @@ pub use client::{normalize_endpoint, Client, ClientOptions};
 pub use error::{go_code_name, messages, Error, Result};
 pub use kv::{prefix_range_end, txn, FROM_KEY_RANGE_END};
 pub use lease::{KeepAlive, LeaseKeepAliveStream};
+pub use tls::{TlsError, TlsOptions};
 pub use watch::{WatchOptions, WatchStream, Watcher};

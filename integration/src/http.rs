@@ -1,9 +1,10 @@
-//! A minimal HTTP/1.1 GET over `std::net::TcpStream`, enough for `/health`, `/metrics` and `/version`
-//! on a member's plain-HTTP client URL. Keeping it hand-written avoids pulling an async stack into tests
-//! that only need a status code and a small body.
+//! A minimal HTTP/1.1 GET over `std::net::TcpStream` (and rustls for https), enough for `/health`,
+//! `/metrics` and `/version` on a member's client URL. Keeping it hand-written avoids pulling an async
+//! stack into tests that only need a status code and a small body.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -15,17 +16,34 @@ pub(crate) struct Response {
     pub(crate) body: String,
 }
 
-/// GETs `path` from `base_url` (`http://host:port`), with `timeout` on connect, each read and each write.
-pub(crate) fn get(base_url: &str, path: &str, timeout: Duration) -> Result<Response> {
+/// GETs `path` from `base_url` (`http://host:port`, or `https://host:port` with `tls`), with `timeout` on
+/// connect, each read and each write.
+pub(crate) fn get(
+    base_url: &str,
+    path: &str,
+    timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Response> {
     let url = format!("{base_url}{path}");
     let http_err = |reason: String| Error::Http {
         url: url.clone(),
         reason,
     };
-    let host = base_url
-        .strip_prefix("http://")
-        .ok_or_else(|| http_err("only http:// URLs are supported".into()))?
-        .trim_end_matches('/');
+    let (host, tls) = match (base_url.split_once("://"), tls) {
+        (Some(("http", host)), _) => (host, None),
+        (Some(("https", host)), Some(tls)) => (host, Some(tls)),
+        (Some(("https", _)), None) => {
+            return Err(http_err(
+                "an https URL needs the cluster's harness_tls".into(),
+            ))
+        }
+        _ => {
+            return Err(http_err(
+                "only http:// and https:// URLs are supported".into(),
+            ))
+        }
+    };
+    let host = host.trim_end_matches('/');
     let addr: SocketAddr = host
         .to_socket_addrs()
         .map_err(|e| http_err(format!("resolve {host}: {e}")))?
@@ -39,15 +57,37 @@ pub(crate) fn get(base_url: &str, path: &str, timeout: Duration) -> Result<Respo
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| http_err(format!("set timeout: {e}")))?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| http_err(format!("send: {e}")))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| http_err(format!("read: {e}")))?;
+    let raw = match tls {
+        None => exchange(&mut stream, &request),
+        Some(config) => {
+            let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+            let name = rustls::pki_types::ServerName::try_from(name.to_string())
+                .map_err(|e| http_err(format!("server name {name:?}: {e}")))?;
+            let connection = rustls::ClientConnection::new(config.clone(), name)
+                .map_err(|e| http_err(format!("tls: {e}")))?;
+            exchange(&mut rustls::StreamOwned::new(connection, stream), &request)
+        }
+    }
+    .map_err(http_err)?;
     parse_response(&raw).map_err(http_err)
 }
+
+/// Sends `request` and reads the response until the server closes the connection.
+fn exchange(stream: &mut impl ReadWrite, request: &str) -> Result<Vec<u8>, String> {
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        // A TLS peer that closes without close_notify has still sent the whole response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(e) => Err(format!("read: {e}")),
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 fn parse_response(raw: &[u8]) -> Result<Response, String> {
     let head_end = find(raw, b"\r\n\r\n").ok_or("response has no end of headers")?;
@@ -165,7 +205,7 @@ mod tests {
                 .unwrap();
             String::from_utf8(request).unwrap()
         });
-        let resp = get(&url, "/health", Duration::from_secs(5)).unwrap();
+        let resp = get(&url, "/health", Duration::from_secs(5), None).unwrap();
         assert_eq!(
             resp,
             Response {
@@ -185,6 +225,7 @@ mod tests {
             &format!("http://127.0.0.1:{}", reserved[0].port()),
             "/health",
             Duration::from_secs(1),
+            None,
         )
         .unwrap_err();
         assert!(matches!(err, Error::Http { .. }), "{err}");

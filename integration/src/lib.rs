@@ -30,6 +30,7 @@
 //!   success or panic, and dies with the test process if that is killed (`PR_SET_PDEATHSIG`);
 //! - every wait is bounded and fails with an error that quotes what was seen (log tails, output so far).
 
+pub mod certs;
 pub mod check;
 mod cluster;
 mod error;
@@ -43,7 +44,9 @@ pub mod scenario;
 pub mod server_tests;
 pub mod traffic;
 
-pub use cluster::{real_etcdctl, Cluster, ClusterSpec, MemberCommand, ServerBinary};
+pub use cluster::{
+    real_etcdctl, ClientTls, Cluster, ClusterSpec, ListenerTls, MemberCommand, ServerBinary,
+};
 pub use error::{Error, Result};
 // The child-process runner is testkit's; tests reach it here, beside the clusters it runs CLIs against.
 pub use proxy::{Delay, Link};

@@ -55,6 +55,12 @@ impl MemberTemplate<'_> {
         ]
         .map(String::from)
         .into();
+        if let Some(tls) = &self.spec.client_tls {
+            args.extend(tls.flags(""));
+        }
+        if let Some(tls) = &self.spec.peer_tls {
+            args.extend(tls.flags("peer-"));
+        }
         args.extend(self.spec.extra_args.iter().cloned());
         Member {
             name,
@@ -99,14 +105,20 @@ impl MemberUrls {
         i: usize,
         ports: &[ReservedPort],
         network: Option<&Network>,
+        spec: &ClusterSpec,
     ) -> Result<MemberUrls> {
-        let url = |port: &ReservedPort| format!("http://127.0.0.1:{}", port.port());
+        let scheme = |tls: bool| if tls { "https" } else { "http" };
+        let client_scheme = scheme(spec.client_tls.is_some());
+        let peer_scheme = scheme(spec.peer_tls.is_some());
+        let client_url =
+            |port: &ReservedPort| format!("{client_scheme}://127.0.0.1:{}", port.port());
+        let peer_url = |port: &ReservedPort| format!("{peer_scheme}://127.0.0.1:{}", port.port());
         let Some(network) = network else {
             return Ok(MemberUrls {
-                client: url(&ports[0]),
-                peer: url(&ports[1]),
-                listen_client: url(&ports[0]),
-                listen_peer: url(&ports[1]),
+                client: client_url(&ports[0]),
+                peer: peer_url(&ports[1]),
+                listen_client: client_url(&ports[0]),
+                listen_peer: peer_url(&ports[1]),
             });
         };
         for (side, proxy, upstream) in [
@@ -119,10 +131,10 @@ impl MemberUrls {
             network.add_proxy(i, side, listener, upstream)?;
         }
         Ok(MemberUrls {
-            client: url(&ports[0]),
-            peer: url(&ports[1]),
-            listen_client: url(&ports[2]),
-            listen_peer: url(&ports[3]),
+            client: client_url(&ports[0]),
+            peer: peer_url(&ports[1]),
+            listen_client: client_url(&ports[2]),
+            listen_peer: peer_url(&ports[3]),
         })
     }
 }

@@ -4,6 +4,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use testkit::process::{kill_and_reap, signal, spawn_tied, wait_timeout};
@@ -38,6 +39,7 @@ impl Cluster {
                         .into(),
             }));
         }
+        let http_tls = probe_tls(&spec)?;
         let network = spec
             .proxied
             .then(|| Network::start(spec.proxy_seed))
@@ -52,7 +54,7 @@ impl Cluster {
         let urls = ports
             .chunks(ports_per_member(&spec))
             .enumerate()
-            .map(|(i, ports)| MemberUrls::new(i, ports, network.as_ref()))
+            .map(|(i, ports)| MemberUrls::new(i, ports, network.as_ref(), &spec))
             .collect::<Result<Vec<_>>>()?;
         let names: Vec<String> = (0..spec.size).map(member_name).collect();
         let initial_cluster = initial_cluster(names.iter().zip(urls.iter().map(|u| &u.peer)));
@@ -74,6 +76,7 @@ impl Cluster {
             spec,
             token,
             network,
+            http_tls,
             dir,
             _ports: ports,
         };
@@ -237,6 +240,25 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// The https configuration of the probes when the client port has TLS; the harness's identity is required
+/// then, since a member may demand a client certificate even on `/health`.
+fn probe_tls(spec: &ClusterSpec) -> Result<Option<Arc<rustls::ClientConfig>>> {
+    if spec.client_tls.is_none() {
+        return Ok(None);
+    }
+    let Some(harness) = &spec.harness_tls else {
+        return Err(Error::InvalidSpec(
+            "client_tls needs harness_tls: the CA (and certificate) the harness connects with"
+                .into(),
+        ));
+    };
+    let config = harness
+        .options()
+        .client_config_with_alpn(Vec::new())
+        .map_err(|e| Error::InvalidSpec(format!("harness_tls: {e}")))?;
+    Ok(Some(Arc::new(config)))
 }
 
 /// Cluster directories are named `<DIR_PREFIX><pid of the test process>-<random>`.

@@ -13,7 +13,7 @@ impl Cluster {
     pub fn add_member_slot(&mut self) -> Result<usize> {
         let ports = ports::reserve(ports_per_member(&self.spec))?;
         let i = self.members.len();
-        let urls = MemberUrls::new(i, &ports, self.network.as_ref())?;
+        let urls = MemberUrls::new(i, &ports, self.network.as_ref(), &self.spec)?;
         let template = MemberTemplate {
             spec: &self.spec,
             dir: self.dir.path(),

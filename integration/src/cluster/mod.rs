@@ -16,6 +16,7 @@ mod spec;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::Arc;
 use std::thread;
 
 use testkit::process::kill_and_reap;
@@ -27,7 +28,7 @@ use crate::proxy::Network;
 use member::{tail, Member, LOG_TAIL_LINES};
 
 pub use member::MemberCommand;
-pub use spec::{real_etcdctl, ClusterSpec, ServerBinary};
+pub use spec::{real_etcdctl, ClientTls, ClusterSpec, ListenerTls, ServerBinary};
 
 /// A running cluster of server processes on 127.0.0.1.
 ///
@@ -44,6 +45,8 @@ pub struct Cluster {
     token: String,
     /// The proxies of a proxied cluster; stopped (every socket closed) when the cluster is dropped.
     network: Option<Network>,
+    /// How the probes speak https to a TLS client port (from `spec.harness_tls`).
+    http_tls: Option<Arc<rustls::ClientConfig>>,
     // Drop order matters: `Drop for Cluster` kills the members, then the directory goes, then the ports
     // are released (fields drop in declaration order), so no other test can bind a port still in use.
     dir: tempfile::TempDir,
@@ -60,7 +63,8 @@ impl Cluster {
         &self.members[i].name
     }
 
-    /// `http://127.0.0.1:<port>`: where clients reach the member (through its proxy when proxied).
+    /// `http://127.0.0.1:<port>` (`https://` with client TLS): where clients reach the member (through its
+    /// proxy when proxied).
     pub fn client_url(&self, i: usize) -> &str {
         &self.members[i].client_url
     }
@@ -71,7 +75,7 @@ impl Cluster {
         &self.members[i].listen_client_url
     }
 
-    /// `http://127.0.0.1:<port>` where the member talks raft to its peers.
+    /// `http://127.0.0.1:<port>` (`https://` with peer TLS) where the member talks raft to its peers.
     pub fn peer_url(&self, i: usize) -> &str {
         &self.members[i].peer_url
     }
@@ -118,9 +122,30 @@ impl Cluster {
         }
     }
 
-    /// A command line for `bin` with `--endpoints=<all members>` already in place.
+    /// A command line for `bin` with `--endpoints=<all members>` already in place, and with client TLS
+    /// the harness's `--cacert`, `--cert` and `--key`.
     pub fn cli(&self, bin: impl Into<PathBuf>) -> Cli {
-        Cli::new(bin).arg(format!("--endpoints={}", self.endpoints()))
+        let cli = Cli::new(bin).arg(format!("--endpoints={}", self.endpoints()));
+        match &self.spec.harness_tls {
+            Some(tls) if self.spec.client_tls.is_some() => cli.args(tls.etcdctl_flags()),
+            _ => cli,
+        }
+    }
+
+    /// Options for this workspace's client that reach this cluster as [`Cluster::cli`] does (TLS included).
+    pub fn client_options(&self) -> client::ClientOptions {
+        client::ClientOptions {
+            tls: match &self.spec.harness_tls {
+                Some(tls) if self.spec.client_tls.is_some() => tls.options(),
+                _ => client::TlsOptions::default(),
+            },
+            ..client::ClientOptions::default()
+        }
+    }
+
+    /// The spec the cluster was started with.
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
     }
 
     fn check_member(&self, i: usize) -> Result<()> {

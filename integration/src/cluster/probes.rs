@@ -1,4 +1,4 @@
-//! Asking members over plain HTTP whether they are healthy and who leads, and waiting for answers.
+//! Asking members over HTTP(S) whether they are healthy and who leads, and waiting for answers.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -41,7 +41,12 @@ impl Cluster {
             index: i,
             size: self.size(),
         })?;
-        let resp = http::get(&member.listen_client_url, "/metrics", PROBE_TIMEOUT)?;
+        let resp = http::get(
+            &member.listen_client_url,
+            "/metrics",
+            PROBE_TIMEOUT,
+            self.http_tls.as_ref(),
+        )?;
         if resp.status != 200 {
             return Err(Error::Http {
                 url: format!("{}/metrics", member.listen_client_url),
@@ -71,6 +76,7 @@ impl Cluster {
                     &self.members[i].listen_client_url,
                     "/metrics",
                     PROBE_TIMEOUT,
+                    self.http_tls.as_ref(),
                 )
                 .is_ok_and(|resp| resp.status == 200 && reports_leader(&resp.body))
             })
@@ -92,7 +98,8 @@ impl Cluster {
             let mut still_pending = Vec::new();
             for &i in &pending {
                 self.ensure_alive(i)?;
-                match http::get(&self.members[i].listen_client_url, "/health", PROBE_TIMEOUT) {
+                let url = &self.members[i].listen_client_url;
+                match http::get(url, "/health", PROBE_TIMEOUT, self.http_tls.as_ref()) {
                     Ok(resp) if resp.status == 200 && reports_healthy(&resp.body) => continue,
                     Ok(resp) => last[i] = format!("HTTP {}: {}", resp.status, resp.body.trim()),
                     Err(e) => last[i] = e.to_string(),
