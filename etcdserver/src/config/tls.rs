@@ -1,7 +1,7 @@
 //! etcd's TLS flags (`--cert-file` ... `--peer-*`, `--cipher-suites`, the 3.5 `--tls-*-version`
 //! and `--self-signed-cert-validity`) and their YAML blocks (`client-transport-security:`,
 //! `peer-transport-security:`), checked with etcd's messages. The listeners and the peer
-//! dialer (crate::transport) use the result.
+//! dialer use the result.
 
 use std::path::PathBuf;
 

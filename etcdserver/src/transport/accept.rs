@@ -69,6 +69,7 @@ impl TlsAcceptor {
                 Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
                 _ => {
                     tracing::debug!(remote = ?remote_addr, "closing a connection that does not speak TLS");
+                    drain(tcp);
                     return None;
                 }
             }
@@ -108,6 +109,18 @@ impl TlsAcceptor {
                 common_name: names.and_then(|n| n.common_name).map(Arc::from),
             },
         })
+    }
+}
+
+/// Reads what the client already sent, so that closing the socket is a FIN ("empty reply", as
+/// from etcd, which reads it into its record buffer) rather than a reset.
+fn drain(tcp: &tokio::net::TcpStream) {
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match tcp.try_read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
     }
 }
 

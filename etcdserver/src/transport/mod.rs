@@ -307,3 +307,6 @@ pub(crate) fn setup(
         dialer,
     })
 }
+
+#[cfg(test)]
+mod tests;
