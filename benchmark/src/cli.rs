@@ -1,9 +1,11 @@
 //! Command-line flags. Names and defaults follow etcd's `tools/benchmark`; the flags every
 //! command shares are global, so they may stand before or after the subcommand.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use client::TlsOptions;
 
 use pkg::flags::parse_go_duration;
 
@@ -71,6 +73,31 @@ pub struct GlobalOptions {
     /// username:password for authentication.
     #[arg(long, global = true)]
     pub user: Option<String>,
+    /// Verify certificates of HTTPS-enabled servers using this CA bundle.
+    #[arg(long, global = true)]
+    pub cacert: Option<PathBuf>,
+    /// Identify HTTPS client using this SSL certificate file.
+    #[arg(long, global = true)]
+    pub cert: Option<PathBuf>,
+    /// Identify HTTPS client using this SSL key file.
+    // Its own id: `range` has a positional `key`.
+    #[arg(long = "key", id = "key_file", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// Skip server certificate verification.
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl GlobalOptions {
+    /// TLS for https endpoints from `--cacert`, `--cert`, `--key` and `--insecure-skip-tls-verify`.
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            ca_file: self.cacert.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key_file.clone(),
+            insecure_skip_verify: self.insecure_skip_tls_verify,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -199,5 +226,26 @@ mod tests {
         assert_eq!(watch.watched_key_total, 1);
         assert_eq!(watch.put_total, 1000);
         assert!(Cli::try_parse_from(["benchmark", "range", "k", "--consistency", "x"]).is_err());
+    }
+
+    #[test]
+    fn tls_flags_and_the_range_key_do_not_collide() {
+        let cli = Cli::try_parse_from([
+            "benchmark",
+            "--cacert=ca.pem",
+            "range",
+            "foo",
+            "--key",
+            "client-key.pem",
+            "--cert=client.pem",
+            "--insecure-skip-tls-verify",
+        ])
+        .unwrap();
+        let tls = cli.global.tls();
+        assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(tls.cert_file, Some(PathBuf::from("client.pem")));
+        assert_eq!(tls.key_file, Some(PathBuf::from("client-key.pem")));
+        assert!(tls.insecure_skip_verify);
+        assert!(matches!(cli.command, Command::Range { key, .. } if key == "foo"));
     }
 }

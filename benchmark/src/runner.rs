@@ -43,6 +43,7 @@ pub async fn connect(options: &GlobalOptions) -> Result<Vec<Client>, BenchmarkEr
         dial_timeout: options.dial_timeout,
         request_timeout: options.command_timeout,
         credentials,
+        tls: options.tls(),
         ..ClientOptions::default()
     };
     let mut connections = Vec::with_capacity(options.conns);

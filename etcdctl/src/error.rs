@@ -53,7 +53,10 @@ impl CommandError {
 
 impl From<client::Error> for CommandError {
     fn from(error: client::Error) -> Self {
-        Self::error(error.to_string())
+        match error {
+            client::Error::Tls(_) => Self::new(ExitCode::BadArgs, error.to_string()),
+            _ => Self::error(error.to_string()),
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::io::BufRead as _;
 use std::time::Duration;
 
 use clap::Args;
-use client::{Client, ClientOptions};
+use client::{Client, ClientOptions, TlsOptions};
 
 use crate::error::{CommandError, ExitCode, Result};
 use crate::printer::{Format, Printer};
@@ -39,13 +39,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "ETCDCTL_KEEPALIVE_TIMEOUT", value_parser = duration, default_value = "6s")]
     pub keepalive_timeout: Duration,
     /// disable transport security for client connections
-    #[arg(long, global = true, env = "ETCDCTL_INSECURE_TRANSPORT", num_args = 0..=1, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "ETCDCTL_INSECURE_TRANSPORT", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
     pub insecure_transport: bool,
     /// skip server certificate verification
-    #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub insecure_skip_tls_verify: bool,
     /// accept insecure SRV records describing cluster endpoints
-    #[arg(long, global = true, env = "ETCDCTL_INSECURE_DISCOVERY", num_args = 0..=1, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "ETCDCTL_INSECURE_DISCOVERY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
     pub insecure_discovery: bool,
     /// identify secure client using this TLS certificate file
     #[arg(long, global = true, env = "ETCDCTL_CERT")]
@@ -79,10 +79,10 @@ pub struct GlobalArgs {
     )]
     pub write_out: Format,
     /// print byte strings as hex encoded strings
-    #[arg(long, global = true, env = "ETCDCTL_HEX", num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "ETCDCTL_HEX", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub hex: bool,
     /// enable client-side debug logging
-    #[arg(long, global = true, env = "ETCDCTL_DEBUG", num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "ETCDCTL_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub debug: bool,
 }
 
@@ -118,37 +118,58 @@ impl GlobalArgs {
         Ok(Some((user.to_string(), password)))
     }
 
+    /// TLS as etcdctl 3.4 sets it up (ctlv3/command/global.go `newClientCfg`): `--cert`, `--key` and
+    /// `--cacert` make a TLS configuration (their files are read even for http endpoints), and so does
+    /// `--insecure-transport=false` alone; `--insecure-skip-tls-verify` applies only to such a
+    /// configuration. `https://` endpoints without one still use TLS, verified against the system's CAs.
+    pub fn tls_options(&self) -> Result<TlsOptions> {
+        let file = |value: &Option<String>, flag: &str| match value.as_deref() {
+            Some("") => Err(CommandError::new(
+                ExitCode::BadArgs,
+                format!("empty string is passed to --{flag} option"),
+            )),
+            other => Ok(other.map(Into::into)),
+        };
+        let tls = TlsOptions {
+            cert_file: file(&self.cert, "cert")?,
+            key_file: file(&self.key, "key")?,
+            ca_file: file(&self.cacert, "cacert")?,
+            insecure_skip_verify: false,
+        };
+        let configured = !tls.is_empty() || !self.insecure_transport;
+        Ok(TlsOptions {
+            insecure_skip_verify: configured && self.insecure_skip_tls_verify,
+            ..tls
+        })
+    }
+
     pub fn client_options(&self) -> Result<ClientOptions> {
-        // Refused rather than ignored: connecting elsewhere than asked would be worse.
-        if self.cert.is_some() || self.key.is_some() || self.cacert.is_some() {
-            return Err(CommandError::new(
-                ExitCode::BadFeature,
-                "TLS is not supported by this etcdctl yet",
-            ));
-        }
         if self.discovery_srv.is_some() {
             return Err(CommandError::new(
                 ExitCode::BadFeature,
                 "DNS SRV discovery (--discovery-srv) is not supported by this etcdctl yet",
             ));
         }
+        // TLS flags are checked before the password is asked for, as etcdctl does.
+        let options = self.client_options_without_auth()?;
         Ok(ClientOptions {
             credentials: self.credentials()?,
-            ..self.client_options_without_auth()
+            ..options
         })
     }
 
     /// Client options without credentials (for requests that need no auth, like MemberList).
-    pub fn client_options_without_auth(&self) -> ClientOptions {
-        ClientOptions {
+    pub fn client_options_without_auth(&self) -> Result<ClientOptions> {
+        Ok(ClientOptions {
             dial_timeout: self.dial_timeout,
             request_timeout: self.command_timeout,
             // grpc-go raises client pings below 10s to 10s; do the same.
             keep_alive_interval: self.keepalive_time.max(Duration::from_secs(10)),
             keep_alive_timeout: self.keepalive_timeout,
             credentials: None,
+            tls: self.tls_options()?,
             ..ClientOptions::default()
-        }
+        })
     }
 
     /// A client for `--endpoints`, authenticated when `--user` is given.
@@ -160,7 +181,11 @@ impl GlobalArgs {
         let options = self.client_options()?;
         Client::connect(endpoints, options)
             .await
-            .map_err(|e| CommandError::new(ExitCode::BadConnection, e.to_string()))
+            .map_err(|e| match e {
+                // Unusable TLS files are bad arguments to etcdctl 3.4, not a failed connection.
+                client::Error::Tls(_) => CommandError::from(e),
+                e => CommandError::new(ExitCode::BadConnection, e.to_string()),
+            })
     }
 }
 

@@ -22,19 +22,13 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-use crate::cluster::{ClientTls, ClusterSpec, ListenerTls};
+use crate::cluster::ClusterSpec;
 use crate::error::{io_err, Error, Result};
+use crate::tls::{CertFiles, ClientTls, ListenerTls};
 
 /// The subject alternative names of every server certificate: members listen on 127.0.0.1 and tests may
 /// dial `localhost`.
 pub const SERVER_SANS: [&str; 2] = ["127.0.0.1", "localhost"];
-
-/// A certificate and its private key, as PEM files (`--cert`/`--key`, `--cert-file`/`--key-file`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
 
 /// One certificate authority: its certificate's file and what signs leaves with it.
 struct Authority {
@@ -140,12 +134,13 @@ impl TestPki {
     }
 
     /// TLS for a member's listener: the server certificate `server` (made once, shared by every member:
-    /// they all listen on 127.0.0.1), this CA as `--trusted-ca-file`, and `--client-cert-auth` as asked.
+    /// they all listen on 127.0.0.1), and with `client_cert_auth` this CA as `--trusted-ca-file` and
+    /// `--client-cert-auth` (etcd 3.4 demands client certificates whenever it has a trusted CA file).
     pub fn listener(&self, client_cert_auth: bool) -> Result<ListenerTls> {
         let cert = self.shared_server_cert()?;
         Ok(ListenerTls {
             cert,
-            trusted_ca: Some(self.ca_file().to_path_buf()),
+            trusted_ca: client_cert_auth.then(|| self.ca_file().to_path_buf()),
             client_cert_auth,
         })
     }

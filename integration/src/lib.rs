@@ -42,12 +42,12 @@ mod proxy;
 pub mod scenario;
 #[doc(hidden)]
 pub mod server_tests;
+mod tls;
 pub mod traffic;
 
-pub use cluster::{
-    real_etcdctl, ClientTls, Cluster, ClusterSpec, ListenerTls, MemberCommand, ServerBinary,
-};
+pub use cluster::{real_etcdctl, Cluster, ClusterSpec, MemberCommand, ServerBinary};
 pub use error::{Error, Result};
+pub use tls::{CertFiles, ClientTls, ListenerTls};
 // The child-process runner is testkit's; tests reach it here, beside the clusters it runs CLIs against.
 pub use proxy::{Delay, Link};
 pub use testkit::{bin_path, run, Background, Cli, CmdOutput, ProcessError};

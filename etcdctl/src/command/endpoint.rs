@@ -42,7 +42,7 @@ pub(crate) async fn endpoints(global: &GlobalArgs, cluster: bool) -> Result<Vec<
         return Ok(global.endpoints.clone());
     }
     let client =
-        client::Client::connect(&global.endpoints, global.client_options_without_auth()).await?;
+        client::Client::connect(&global.endpoints, global.client_options_without_auth()?).await?;
     let members = client
         .member_list(MemberListRequest {
             linearizable: false,

@@ -28,7 +28,7 @@ use crate::proxy::Network;
 use member::{tail, Member, LOG_TAIL_LINES};
 
 pub use member::MemberCommand;
-pub use spec::{real_etcdctl, ClientTls, ClusterSpec, ListenerTls, ServerBinary};
+pub use spec::{real_etcdctl, ClusterSpec, ServerBinary};
 
 /// A running cluster of server processes on 127.0.0.1.
 ///

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use testkit::bin_path;
 
-use crate::certs::CertFiles;
 use crate::error::Result;
+use crate::tls::{ClientTls, ListenerTls};
 
 /// The etcdctl that tests compare ours against: `$ETCD_RS_TEST_ETCDCTL_BIN`, else `/usr/bin/etcdctl`.
 pub fn real_etcdctl() -> PathBuf {
@@ -79,70 +79,13 @@ pub struct ClusterSpec {
     /// Seeds the proxies' random choices (jitter, which connections are reset).
     pub proxy_seed: u64,
     /// TLS on the client port: https client URLs and `--cert-file`, `--key-file`, `--trusted-ca-file`,
-    /// `--client-cert-auth` (see [`crate::certs::TestPki::client_tls_spec`]).
+    /// `--client-cert-auth` (the test PKI's `TestPki::client_tls_spec` makes one).
     pub client_tls: Option<ListenerTls>,
     /// TLS between members: https peer URLs and the `--peer-*` flags of the same names.
     pub peer_tls: Option<ListenerTls>,
     /// What the harness presents to a TLS client port: its health and metrics probes, and the
     /// `--cacert`/`--cert`/`--key` that [`crate::Cluster::cli`] adds.
     pub harness_tls: Option<ClientTls>,
-}
-
-/// TLS on one side (client or peer) of every member.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerTls {
-    /// The member's certificate and key (every member shares it: all listen on 127.0.0.1).
-    pub cert: CertFiles,
-    /// The CA bundle that verifies the certificates presented to this listener.
-    pub trusted_ca: Option<PathBuf>,
-    /// Require a certificate from every connecting client (or peer).
-    pub client_cert_auth: bool,
-}
-
-impl ListenerTls {
-    /// The member flags for this side: `prefix` is `""` for the client port, `"peer-"` for the peer port.
-    pub(crate) fn flags(&self, prefix: &str) -> Vec<String> {
-        let mut flags = vec![
-            format!("--{prefix}cert-file={}", self.cert.cert.display()),
-            format!("--{prefix}key-file={}", self.cert.key.display()),
-        ];
-        if let Some(ca) = &self.trusted_ca {
-            flags.push(format!("--{prefix}trusted-ca-file={}", ca.display()));
-        }
-        if self.client_cert_auth {
-            flags.push(format!("--{prefix}client-cert-auth"));
-        }
-        flags
-    }
-}
-
-/// What a client presents to a TLS member: the CA that verifies the member, and a certificate of its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientTls {
-    pub ca: PathBuf,
-    pub identity: Option<CertFiles>,
-}
-
-impl ClientTls {
-    /// etcdctl's `--cacert`, `--cert` and `--key`.
-    pub fn etcdctl_flags(&self) -> Vec<String> {
-        let mut flags = vec![format!("--cacert={}", self.ca.display())];
-        if let Some(identity) = &self.identity {
-            flags.push(format!("--cert={}", identity.cert.display()));
-            flags.push(format!("--key={}", identity.key.display()));
-        }
-        flags
-    }
-
-    /// The same for this workspace's client.
-    pub fn options(&self) -> client::TlsOptions {
-        client::TlsOptions {
-            ca_file: Some(self.ca.clone()),
-            cert_file: self.identity.as_ref().map(|i| i.cert.clone()),
-            key_file: self.identity.as_ref().map(|i| i.key.clone()),
-            insecure_skip_verify: false,
-        }
-    }
 }
 
 impl ClusterSpec {
