@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use integration::certs::{CertFiles, TestPki};
 use integration::{
-    real_etcdctl, server_tests, Cli, Cluster, ClusterSpec, CmdOutput, ListenerTls, ServerBinary,
+    bin_path, real_etcdctl, server_tests, Cli, Cluster, ClusterSpec, CmdOutput, ListenerTls,
+    ServerBinary,
 };
 
 server_tests! {
@@ -84,15 +85,16 @@ fn served_subject(cluster: &Cluster, pki: &TestPki, identity: &CertFiles) -> Str
 fn https_client_port_serves_trusted_clients_only(server: ServerBinary) {
     let pki = TestPki::new().unwrap();
     // A CA file without --client-cert-auth: etcd requires client certificates all the same.
-    let spec = pki
-        .client_tls_spec(
-            ClusterSpec {
-                server,
-                ..ClusterSpec::default()
-            },
-            false,
-        )
-        .unwrap();
+    let spec = ClusterSpec {
+        server,
+        client_tls: Some(ListenerTls {
+            cert: pki.listener(false).unwrap().cert,
+            trusted_ca: Some(pki.ca_file().to_path_buf()),
+            client_cert_auth: false,
+        }),
+        harness_tls: Some(pki.harness_client().unwrap()),
+        ..ClusterSpec::default()
+    };
     let cluster = Cluster::start(spec).unwrap();
     let me = pki.client_cert("me", Some("me")).unwrap();
     let trusted = tls_flags(pki.ca_file(), Some(&me));
@@ -106,6 +108,24 @@ fn https_client_port_serves_trusted_clients_only(server: ServerBinary) {
         .run()
         .unwrap();
     assert_eq!(get.stdout, "k\nv\n", "{get:?}");
+    // Our etcdctl, with the same flags.
+    let ours = || {
+        Cli::new(bin_path("etcdctl").unwrap())
+            .arg(format!("--endpoints={}", cluster.endpoints()))
+            .args(["--dial-timeout=2s", "--command-timeout=3s"])
+            .timeout(Duration::from_secs(15))
+    };
+    let get = ours().args(&trusted).args(["get", "k"]).run().unwrap();
+    assert_eq!(get.stdout, "k\nv\n", "{get:?}");
+    let no_cert = ours()
+        .args(tls_flags(pki.ca_file(), None))
+        .args(["get", "k"])
+        .run()
+        .unwrap();
+    assert!(
+        !no_cert.success(),
+        "our etcdctl got in without a certificate: {no_cert:?}"
+    );
 
     let refused = |tls: Vec<String>, what: &str| {
         let out = etcdctl(&cluster, &tls).args(["get", "k"]).run().unwrap();

@@ -823,7 +823,12 @@ fn peer_tls_flags_and_the_config_file_blocks_give_the_same_settings() {
     )
     .unwrap();
     let f = parse(&["--config-file", file.to_str().unwrap()]).unwrap();
-    assert!(f.warnings.is_empty(), "{:?}", f.warnings);
+    // Every key is read (no "not supported" warning); the peer URL is http, which etcd warns of.
+    assert!(
+        !f.warnings.iter().any(|w| w.contains("not supported")),
+        "{:?}",
+        f.warnings
+    );
     assert_eq!(f.tls.peer.cert_file, c.tls.peer.cert_file);
     assert_eq!(f.tls.peer.trusted_ca_file, c.tls.peer.trusted_ca_file);
     assert_eq!(f.tls.peer.crl_file, c.tls.peer.crl_file);
