@@ -8,10 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use integration::certs::{CertFiles, TestPki};
+use integration::certs::TestPki;
 use integration::{
-    bin_path, real_etcdctl, server_tests, Cli, Cluster, ClusterSpec, CmdOutput, ListenerTls,
-    ServerBinary,
+    bin_path, real_etcdctl, server_tests, CertFiles, Cli, Cluster, ClusterSpec, CmdOutput,
+    ListenerTls, ServerBinary,
 };
 
 server_tests! {

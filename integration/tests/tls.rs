@@ -10,9 +10,9 @@ use integration::certs::TestPki;
 use integration::{real_etcdctl, server_tests, Cluster, ClusterSpec, ServerBinary};
 
 server_tests! {
-    pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") fn real_etcdctl_puts_and_gets_over_https_with_a_client_certificate;
-    pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") fn members_talk_over_peer_tls;
-    pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") async fn our_client_verifies_the_server_and_presents_its_certificate;
+    fn real_etcdctl_puts_and_gets_over_https_with_a_client_certificate;
+    fn members_talk_over_peer_tls;
+    async fn our_client_verifies_the_server_and_presents_its_certificate;
 }
 
 fn real_etcdctl_puts_and_gets_over_https_with_a_client_certificate(server: ServerBinary) {
