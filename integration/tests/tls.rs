@@ -1,6 +1,6 @@
 //! TLS clusters through the harness: members with https client and peer URLs made from the test PKI
 //! (`integration::certs`), reached by the real etcdctl 3.4 and by our client with the harness's CA and
-//! client certificate. The server side of TLS is what these pin; ours lacks it until sec-tls-server lands.
+//! client certificate. The server side of TLS is what these pin, on both servers.
 
 use std::time::Duration;
 
