@@ -15,9 +15,9 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::dial::{DialError, Dialer, PeerAddr};
+use crate::dial::{DialError, PeerAddr};
 use crate::error::ConnectError;
-use crate::{format_id, HEADER_CLUSTER_ID, HEADER_FROM, HEADER_TO};
+use crate::{format_id, TransportConfig, HEADER_CLUSTER_ID, HEADER_FROM, HEADER_TO};
 
 /// What a writer puts into a [`ChunkBody`].
 pub(crate) enum Chunk {
@@ -87,19 +87,19 @@ pub(crate) struct Identity {
 /// POSTs `body` to `path` on the peer at `url`. Returns once the response head arrives (within `response_timeout`
 /// when given) and only if its status is `expected`; refusals are mapped to their meaning.
 pub(crate) async fn post(
-    dialer: &Dialer,
+    config: &TransportConfig,
     url: &str,
     path: &str,
     identity: Identity,
     body: ChunkBody,
-    dial_timeout: Duration,
     response_timeout: Option<Duration>,
     expected: StatusCode,
 ) -> Result<(Response<Incoming>, ConnGuard), ConnectError> {
     let authority = PeerAddr::parse(url)
         .ok_or_else(|| ConnectError::BadUrl(url.to_string()))?
         .authority;
-    let stream = match dialer.connect(url, dial_timeout).await {
+    let dial_timeout = config.dial_timeout;
+    let stream = match config.dialer.connect(url, dial_timeout).await {
         Ok(stream) => stream,
         Err(DialError::Timeout) => {
             return Err(ConnectError::DialTimeout {
