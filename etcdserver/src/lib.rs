@@ -20,6 +20,7 @@ mod metrics;
 mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod transport;
 mod v3rpc;
 
 pub use crate::config::AutoCompaction;

@@ -1,6 +1,6 @@
 //! TLS clusters through the harness: members with https client and peer URLs made from the test PKI
 //! (`integration::certs`), reached by the real etcdctl 3.4 and by our client with the harness's CA and
-//! client certificate. The server side of TLS is what these pin; ours lacks it until sec-tls-server lands.
+//! client certificate. The server side of TLS is what these pin, on both servers.
 
 use std::time::Duration;
 
@@ -12,10 +12,10 @@ use integration::traffic::{self, Clock, TrafficSpec};
 use integration::{real_etcdctl, server_tests, Cluster, ClusterSpec, ServerBinary};
 
 server_tests! {
-    pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") fn real_etcdctl_puts_and_gets_over_https_with_a_client_certificate;
-    pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") fn members_talk_over_peer_tls;
-    pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") async fn our_client_verifies_the_server_and_presents_its_certificate;
-    pending_on_etcd_rs("etcd-rs: TLS listeners land with sec-tls-server") async fn recorded_traffic_runs_over_tls;
+    fn real_etcdctl_puts_and_gets_over_https_with_a_client_certificate;
+    fn members_talk_over_peer_tls;
+    async fn our_client_verifies_the_server_and_presents_its_certificate;
+    async fn recorded_traffic_runs_over_tls;
 }
 
 fn real_etcdctl_puts_and_gets_over_https_with_a_client_certificate(server: ServerBinary) {

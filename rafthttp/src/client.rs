@@ -12,12 +12,12 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::dial::{DialError, PeerAddr};
 use crate::error::ConnectError;
-use crate::{format_id, HEADER_CLUSTER_ID, HEADER_FROM, HEADER_TO};
+use crate::{format_id, TransportConfig, HEADER_CLUSTER_ID, HEADER_FROM, HEADER_TO};
 
 /// What a writer puts into a [`ChunkBody`].
 pub(crate) enum Chunk {
@@ -84,52 +84,39 @@ pub(crate) struct Identity {
     pub cluster_id: u64,
 }
 
-/// `host:port` of an `http://` peer URL.
-fn authority(url: &str) -> Result<String, ConnectError> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| ConnectError::BadUrl(url.to_string()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(ConnectError::BadUrl(url.to_string()));
-    }
-    let host = uri
-        .host()
-        .ok_or_else(|| ConnectError::BadUrl(url.to_string()))?;
-    let port = uri.port_u16().unwrap_or(80);
-    Ok(format!("{host}:{port}"))
-}
-
 /// POSTs `body` to `path` on the peer at `url`. Returns once the response head arrives (within `response_timeout`
 /// when given) and only if its status is `expected`; refusals are mapped to their meaning.
 pub(crate) async fn post(
+    config: &TransportConfig,
     url: &str,
     path: &str,
     identity: Identity,
     body: ChunkBody,
-    dial_timeout: Duration,
     response_timeout: Option<Duration>,
     expected: StatusCode,
 ) -> Result<(Response<Incoming>, ConnGuard), ConnectError> {
-    let authority = authority(url)?;
-    let tcp = match tokio::time::timeout(dial_timeout, TcpStream::connect(&authority)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(source)) => {
+    let authority = PeerAddr::parse(url)
+        .ok_or_else(|| ConnectError::BadUrl(url.to_string()))?
+        .authority;
+    let dial_timeout = config.dial_timeout;
+    let stream = match config.dialer.connect(url, dial_timeout).await {
+        Ok(stream) => stream,
+        Err(DialError::Timeout) => {
+            return Err(ConnectError::DialTimeout {
+                url: url.to_string(),
+            })
+        }
+        Err(DialError::Io(source)) => {
             return Err(ConnectError::Dial {
                 url: url.to_string(),
                 source,
             })
         }
-        Err(_) => {
-            return Err(ConnectError::DialTimeout {
-                url: url.to_string(),
-            })
-        }
+        Err(e) => return Err(ConnectError::BadUrl(e.to_string())),
     };
-    // Raft messages are small and latency-bound; batching is done by the writer, not by Nagle.
-    let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = match tokio::time::timeout(
         dial_timeout,
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)),
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
     )
     .await
     {

@@ -14,7 +14,7 @@ pub(crate) enum FrameError {
 pub(crate) enum ConnectError {
     #[error("peer has no usable URL")]
     NoUrl,
-    #[error("unsupported peer URL {0:?} (only http://host:port)")]
+    #[error("unsupported peer URL {0:?}")]
     BadUrl(String),
     #[error("dial {url}: {source}")]
     Dial { url: String, source: std::io::Error },

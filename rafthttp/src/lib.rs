@@ -14,6 +14,7 @@
 
 mod client;
 mod codec;
+mod dial;
 mod error;
 mod peer;
 mod request;
@@ -30,6 +31,8 @@ use raftpb::{Message, MessageType};
 use tokio_util::sync::CancellationToken;
 
 use crate::peer::Peer;
+
+pub use crate::dial::{DialError, Dialer, PeerAddr, PeerStream, PlainStream};
 
 /// Header naming the sending member (hex id, as etcd writes ids).
 pub(crate) const HEADER_FROM: &str = "X-Server-From";
@@ -58,6 +61,8 @@ pub struct TransportConfig {
     pub cluster_id: u64,
     /// Bound on connecting to a peer and on each snapshot chunk write.
     pub dial_timeout: Duration,
+    /// How peers are dialed (TLS for `https` peer URLs).
+    pub dialer: Dialer,
 }
 
 impl TransportConfig {
@@ -67,6 +72,7 @@ impl TransportConfig {
             member_id,
             cluster_id,
             dial_timeout: Duration::from_secs(1),
+            dialer: Dialer::plain(),
         }
     }
 }
@@ -185,6 +191,11 @@ impl Transport {
     /// and serves it.
     pub fn router(&self) -> axum::Router {
         server::router(self.inner.clone())
+    }
+
+    /// How this member dials its peers.
+    pub fn dialer(&self) -> &Dialer {
+        &self.inner.config.dialer
     }
 
     /// Starts streaming to `id` at `urls` (like "http://127.0.0.1:2380"). Adding a known peer does nothing.

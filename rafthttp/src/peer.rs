@@ -234,11 +234,11 @@ async fn connect_and_pump(
     for url in urls {
         let (body_tx, body) = ChunkBody::channel(1);
         let result = client::post(
+            &inner.config,
             &url,
             STREAM_PATH,
             identity,
             body,
-            dial_timeout,
             Some(dial_timeout),
             StatusCode::OK,
         )

@@ -95,11 +95,11 @@ async fn transfer(
         out.finish()
     });
     let request = client::post(
+        &inner.config,
         url,
         SNAPSHOT_PATH,
         identity,
         body,
-        dial_timeout,
         None,
         StatusCode::NO_CONTENT,
     );

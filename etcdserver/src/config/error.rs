@@ -91,4 +91,7 @@ pub enum SetupError {
     InitialCluster(#[from] ClusterError),
     #[error("error parsing CompactionRetention: {0}")]
     CompactionRetention(#[from] RetentionError),
+    // tls
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsConfigError),
 }

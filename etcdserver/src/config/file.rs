@@ -41,6 +41,9 @@ struct FileConfig {
     auth_token: Option<String>,
     auth_token_ttl: Option<u64>,
     bcrypt_cost: Option<u64>,
+    // tls
+    #[serde(flatten)]
+    tls: super::tls::FileTls,
 }
 
 /// A YAML scalar read as text: `auto-compaction-retention: 1` and `"1h"` both occur.
@@ -101,7 +104,9 @@ pub(super) fn read_config_file(path: &Path) -> Result<RawConfig, InvalidFlag> {
                     .as_str()
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("{key:?}"));
-                if !FILE_KEYS.contains(&key.as_str()) {
+                if !FILE_KEYS.contains(&key.as_str())
+                    && !super::tls::FILE_KEYS.contains(&key.as_str())
+                {
                     warnings.push(format!(
                         "config file {}: key {key:?} is not supported by etcd-rs and is ignored",
                         path.display()
@@ -166,5 +171,7 @@ pub(super) fn read_config_file(path: &Path) -> Result<RawConfig, InvalidFlag> {
         auth_token: file.auth_token.unwrap_or_else(|| DEFAULT_AUTH_TOKEN.into()),
         auth_token_ttl: file.auth_token_ttl.unwrap_or(DEFAULT_AUTH_TOKEN_TTL_SECS),
         bcrypt_cost: file.bcrypt_cost.unwrap_or(DEFAULT_BCRYPT_COST),
+        // tls
+        tls: file.tls.into(),
     })
 }

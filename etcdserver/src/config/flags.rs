@@ -12,6 +12,7 @@ use super::defaults::*;
 use super::env::flags_from_env;
 use super::error::{ConfigError, InvalidFlag};
 use super::raw::RawConfig;
+use super::tls::TlsFlags;
 use super::version::{LONG_VERSION, SERVER_VERSION};
 
 /// Where the values come from: the flags (with the environment), or a config file that
@@ -195,6 +196,9 @@ struct Flags {
     /// Specify bcrypt algorithm cost factor for auth password hashing (4..31).
     #[arg(long, value_name = "COST", default_value_t = DEFAULT_BCRYPT_COST)]
     bcrypt_cost: u64,
+    // tls
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 impl From<Flags> for RawConfig {
@@ -227,6 +231,8 @@ impl From<Flags> for RawConfig {
             auth_token: f.auth_token,
             auth_token_ttl: f.auth_token_ttl,
             bcrypt_cost: f.bcrypt_cost,
+            // tls
+            tls: f.tls.into(),
         }
     }
 }

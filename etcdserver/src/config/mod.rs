@@ -10,7 +10,8 @@
 //! Where we differ, on purpose: listen and advertise defaults are `127.0.0.1`, not `localhost`;
 //! a missing `--initial-cluster` is `<name>=<--initial-advertise-peer-urls>` whatever the name;
 //! the initial cluster is checked here, on every start, where etcd checks it only when it
-//! bootstraps a new data dir; only `http` URLs are accepted (no TLS, no unix sockets).
+//! bootstraps a new data dir; the TLS settings are checked against the listen URLs here, before
+//! anything is served.
 //!
 //! The files follow etcd's split: `flags` and `env` are etcdmain's flag set, `file` the YAML
 //! of `embed.ConfigFromFile`, `raw` the values before checks, `urls` and `cluster` the URL and
@@ -26,6 +27,7 @@ mod error;
 mod file;
 mod flags;
 mod raw;
+mod tls;
 mod urls;
 mod version;
 
@@ -40,8 +42,9 @@ pub use cluster::{ClusterError, ClusterState};
 pub use compaction::{AutoCompaction, RetentionError};
 pub use defaults::DEFAULT_QUOTA_BACKEND_BYTES;
 pub use error::{ConfigError, InvalidFlag, SetupError};
+pub use tls::{cipher_suite, TlsConfig, TlsConfigError, TlsInfo, TlsVersion};
 pub(crate) use urls::is_valid_member_url;
-pub use urls::{ListenUrl, UrlError, UrlListError};
+pub use urls::{ListenAddr, ListenUrl, UrlError, UrlListError};
 pub use version::{CLUSTER_VERSION, SERVER_VERSION};
 
 use compaction::CompactionMode;
@@ -131,6 +134,9 @@ pub struct ServerConfig {
     // auth
     /// `--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`.
     pub auth: AuthConfig,
+    // tls
+    /// The client and peer TLS settings.
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -317,6 +323,18 @@ impl ServerConfig {
             _ => PathBuf::from(format!("{}.etcd", raw.name)),
         };
 
+        let listen_client_text: Vec<String> =
+            listen_client_urls.iter().map(|u| u.url.clone()).collect();
+        let listen_peer_text: Vec<String> =
+            listen_peer_urls.iter().map(|u| u.url.clone()).collect();
+        let tls = tls::check(
+            raw.tls,
+            &listen_client_text,
+            &listen_peer_text,
+            &mut warnings,
+        )
+        .map_err(SetupError::from)?;
+
         Ok(ServerConfig {
             name: raw.name,
             data_dir,
@@ -339,6 +357,8 @@ impl ServerConfig {
             config_file: raw.config_file,
             warnings,
             auth: AuthConfig::from_raw(raw.auth_token, raw.auth_token_ttl, raw.bcrypt_cost),
+            // tls
+            tls,
         })
     }
 }

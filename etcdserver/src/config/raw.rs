@@ -35,4 +35,6 @@ pub(super) struct RawConfig {
     pub(super) auth_token: String,
     pub(super) auth_token_ttl: u64,
     pub(super) bcrypt_cost: u64,
+    // tls
+    pub(super) tls: super::tls::RawTls,
 }

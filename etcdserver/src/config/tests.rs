@@ -1,6 +1,5 @@
 use super::*;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 fn parse_env(args: &[&str], env: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
     let env: HashMap<String, String> = env
         .iter()
@@ -21,8 +20,8 @@ fn error(args: &[&str]) -> String {
         .to_string()
 }
 
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
+fn addr(s: &str) -> ListenAddr {
+    ListenAddr::Tcp(s.parse().unwrap())
 }
 
 #[test]
@@ -34,6 +33,7 @@ fn no_flags_give_etcds_single_member_defaults() {
         c.listen_client_urls,
         vec![ListenUrl {
             url: "http://127.0.0.1:2379".into(),
+            secure: false,
             addr: addr("127.0.0.1:2379")
         }]
     );
@@ -112,7 +112,11 @@ fn every_flag_is_read() {
     .unwrap();
     assert_eq!(c.name, "m1");
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/m1"));
-    let listen: Vec<SocketAddr> = c.listen_client_urls.iter().map(|l| l.addr).collect();
+    let listen: Vec<ListenAddr> = c
+        .listen_client_urls
+        .iter()
+        .map(|l| l.addr.clone())
+        .collect();
     // Sorted by URL text, as etcd sorts.
     assert_eq!(listen, vec![addr("127.0.0.1:22379"), addr("[::1]:22379")]);
     assert_eq!(c.advertise_client_urls, vec!["http://10.0.0.1:22379"]);
@@ -445,8 +449,15 @@ fn urls_are_checked() {
         );
     }
     assert!(error(&["--advertise-client-urls", "http://h:1?x=1"]).contains("path"));
-    assert!(error(&["--listen-peer-urls", "https://127.0.0.1:2380"]).contains("TLS"));
-    assert!(error(&["--listen-peer-urls", "unix://sock:1"]).contains("unix"));
+    assert_eq!(
+        error(&["--listen-peer-urls", "https://127.0.0.1:2380"]),
+        "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"
+    );
+    let unix = parse(&["--listen-peer-urls", "unix://sock:1"]).unwrap();
+    assert_eq!(
+        unix.listen_peer_urls[0].addr,
+        ListenAddr::Unix(PathBuf::from("sock:1"))
+    );
     // Host names are fine where nothing binds; localhost binds to 127.0.0.1.
     let c = parse(&[
         "--listen-client-urls",
@@ -461,7 +472,7 @@ fn urls_are_checked() {
     assert_eq!(c.listen_client_urls[1].url, "http://localhost:2379");
     assert_eq!(c.listen_client_urls[1].addr, addr("127.0.0.1:2379"));
     assert_eq!(c.advertise_client_urls, vec!["http://node1.example:2379"]);
-    assert_eq!(c.listen_peer_urls[0].addr.port(), 0);
+    assert_eq!(c.listen_peer_urls[0].addr.tcp().unwrap().port(), 0);
 }
 
 #[test]
@@ -723,4 +734,164 @@ fn auth_flags_env_and_config_keys_are_read() {
             bcrypt_cost: 12,
         }
     );
+}
+
+#[test]
+fn https_urls_need_a_certificate_or_auto_tls_with_etcds_messages() {
+    let client = [
+        "--listen-client-urls",
+        "https://127.0.0.1:2379",
+        "--advertise-client-urls",
+        "https://127.0.0.1:2379",
+    ];
+    assert_eq!(
+        error(&client),
+        "TLS key/cert (--cert-file, --key-file) must be provided for client url \
+         https://127.0.0.1:2379 with HTTPS scheme"
+    );
+    let with_cert = [
+        &client[..],
+        &["--cert-file", "/c.pem", "--key-file", "/k.pem"],
+    ]
+    .concat();
+    let c = parse(&with_cert).unwrap();
+    assert!(c.listen_client_urls[0].secure);
+    assert_eq!(c.tls.client.cert_file, Some(PathBuf::from("/c.pem")));
+    assert!(!c.tls.client.requires_client_cert());
+    let auto = [&client[..], &["--auto-tls"]].concat();
+    assert!(parse(&auto).unwrap().tls.client.auto_tls);
+    let half = [&client[..], &["--cert-file", "/c.pem"]].concat();
+    assert_eq!(
+        error(&half),
+        "KeyFile and CertFile must both be present[key: , cert: /c.pem]"
+    );
+    // A CA file alone makes client certificates mandatory, as etcd.
+    let ca = [&with_cert[..], &["--trusted-ca-file", "/ca.pem"]].concat();
+    assert!(parse(&ca).unwrap().tls.client.requires_client_cert());
+    // Certificates on an http URL are only warned about.
+    let plain = parse(&[
+        "--cert-file",
+        "/c.pem",
+        "--key-file",
+        "/k.pem",
+        "--client-cert-auth",
+    ])
+    .unwrap();
+    assert!(plain
+        .warnings
+        .iter()
+        .any(|w| w.contains("ignoring key and cert files")));
+    assert!(plain
+        .warnings
+        .iter()
+        .any(|w| w.contains("ignoring client cert auth")));
+}
+
+#[test]
+fn cipher_suites_and_versions_are_checked_as_etcd_checks_them() {
+    let c = parse(&[
+        "--cipher-suites",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    ])
+    .unwrap();
+    assert_eq!(c.tls.cipher_suites.len(), 2);
+    assert_eq!(
+        error(&["--cipher-suites", "FOO"]),
+        "unexpected TLS cipher suite \"FOO\""
+    );
+    assert!(error(&["--cipher-suites", "TLS_RSA_WITH_AES_128_CBC_SHA"])
+        .contains("\"TLS_RSA_WITH_AES_128_CBC_SHA\" is not supported by etcd-rs"));
+    assert_eq!(
+        error(&["--tls-min-version", "TLS1.1"]),
+        "unexpected TLS version \"TLS1.1\" (must be one of: TLS1.2, TLS1.3)"
+    );
+    assert_eq!(
+        error(&["--tls-min-version", "TLS1.3", "--tls-max-version", "TLS1.2"]),
+        "min version (TLS1.3) is greater than max version (TLS1.2)"
+    );
+    assert_eq!(
+        error(&[
+            "--tls-min-version",
+            "TLS1.3",
+            "--cipher-suites",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        ]),
+        "cipher suites cannot be configured when only TLS1.3 is enabled"
+    );
+    let c = parse(&["--tls-min-version", "TLS1.3"]).unwrap();
+    assert_eq!(c.tls.min_version, TlsVersion::Tls13);
+    assert_eq!(
+        error(&["--peer-auto-tls", "--self-signed-cert-validity", "0"]),
+        "--self-signed-cert-validity must be greater than 0"
+    );
+}
+
+#[test]
+fn peer_tls_flags_and_the_config_file_blocks_give_the_same_settings() {
+    let c = parse(&[
+        "--peer-cert-file",
+        "/p.pem",
+        "--peer-key-file",
+        "/p.key",
+        "--peer-trusted-ca-file",
+        "/ca.pem",
+        "--peer-client-cert-auth",
+        "--peer-cert-allowed-cn",
+        "m1,m2",
+        "--peer-crl-file",
+        "/crl.pem",
+    ])
+    .unwrap();
+    assert_eq!(c.tls.peer.allowed_cn, vec!["m1", "m2"]);
+    assert_eq!(c.tls.peer.crl_file, Some(PathBuf::from("/crl.pem")));
+    assert!(c.tls.peer.client_cert_auth);
+    assert!(error(&[
+        "--peer-cert-allowed-cn",
+        "a",
+        "--peer-cert-allowed-hostname",
+        "b"
+    ])
+    .contains("mutually exclusive"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("etcd.yaml");
+    std::fs::write(
+        &file,
+        "peer-transport-security:\n  cert-file: /p.pem\n  key-file: /p.key\n  \
+         trusted-ca-file: /ca.pem\n  client-cert-auth: true\n  allowed-cn: m1\n  \
+         crl-file: /crl.pem\n\
+         client-transport-security:\n  auto-tls: true\n\
+         cipher-suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n\
+         listen-client-urls: https://127.0.0.1:2379\n\
+         advertise-client-urls: https://127.0.0.1:2379\n",
+    )
+    .unwrap();
+    let f = parse(&["--config-file", file.to_str().unwrap()]).unwrap();
+    // Every key is read (no "not supported" warning); the peer URL is http, which etcd warns of.
+    assert!(
+        !f.warnings.iter().any(|w| w.contains("not supported")),
+        "{:?}",
+        f.warnings
+    );
+    assert_eq!(f.tls.peer.cert_file, c.tls.peer.cert_file);
+    assert_eq!(f.tls.peer.trusted_ca_file, c.tls.peer.trusted_ca_file);
+    assert_eq!(f.tls.peer.crl_file, c.tls.peer.crl_file);
+    assert_eq!(f.tls.peer.allowed_cn, vec!["m1"]);
+    assert!(f.tls.peer.client_cert_auth && f.tls.client.auto_tls);
+    assert_eq!(f.tls.cipher_suites.len(), 1);
+}
+
+#[test]
+fn tls_flags_take_their_etcd_variables() {
+    let c = parse_env(
+        &[],
+        &[
+            ("ETCD_PEER_AUTO_TLS", "true"),
+            ("ETCD_CLIENT_CERT_AUTH", "true"),
+            ("ETCD_TRUSTED_CA_FILE", "/ca.pem"),
+        ],
+    )
+    .unwrap();
+    assert!(c.tls.peer.auto_tls && c.tls.client.client_cert_auth);
+    assert_eq!(c.tls.client.trusted_ca_file, Some(PathBuf::from("/ca.pem")));
 }

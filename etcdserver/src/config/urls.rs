@@ -1,23 +1,49 @@
-//! URLs as etcd's `types.NewURLs` takes them (only `http`: no TLS, no unix sockets), and the
+//! URLs as etcd's `types.NewURLs` takes them (`http`, `https`, `unix`, `unixs`), and the
 //! lists the `--*-urls` flags hold.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 
-/// A `--listen-*-urls` entry: the URL as given and the address to bind.
+/// A `--listen-*-urls` entry: the URL as given, whether it is served over TLS, and the address
+/// to bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenUrl {
     pub url: String,
-    pub addr: SocketAddr,
+    /// `https` or `unixs`.
+    pub secure: bool,
+    pub addr: ListenAddr,
+}
+
+/// Where a listener binds: a TCP address, or (`unix`, `unixs`) a socket file named by the URL's
+/// `host:port`, as etcd names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            ListenAddr::Tcp(addr) => Some(*addr),
+            ListenAddr::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => addr.fmt(f),
+            ListenAddr::Unix(path) => path.display().fmt(f),
+        }
+    }
 }
 
 /// Why one URL was refused; the text is etcd's where etcd refuses it too.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("TLS is not supported by etcd-rs (https URL {0}); use an http URL")]
-    Tls(String),
-    #[error("unix sockets are not supported by etcd-rs: {0}")]
-    UnixSocket(String),
     #[error("URL scheme must be http, https, unix, or unixs: {0}")]
     Scheme(String),
     #[error("URL must not contain a path: {0}")]
@@ -49,12 +75,23 @@ enum Host {
     Name(String),
 }
 
-/// A URL that passed [`parse_url`]: the text as given, its host and its port.
+/// A URL that passed [`parse_url`]: the text as given, its scheme, host and port.
 #[derive(Debug)]
 pub(super) struct ParsedUrl {
     pub(super) url: String,
+    scheme: Scheme,
+    /// The `host:port` text, which names a unix socket's file.
+    host_port: String,
     host: Host,
     port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+    Unix,
+    Unixs,
 }
 
 /// Whether `raw` is a URL a member may advertise (a runtime membership change checks it).
@@ -62,17 +99,17 @@ pub(crate) fn is_valid_member_url(raw: &str) -> bool {
     parse_url(raw).is_ok()
 }
 
-/// One URL as etcd's `types.NewURLs` accepts it (and only `http`): `http://host:port`, no
-/// path.
+/// One URL as etcd's `types.NewURLs` accepts it: `scheme://host:port`, no path.
 pub(super) fn parse_url(raw: &str) -> Result<ParsedUrl, UrlError> {
     let not_host_port = || UrlError::NotHostPort(raw.to_owned());
     let (scheme, host_port) = raw.split_once("://").unwrap_or(("", raw));
-    match scheme {
-        "http" => {}
-        "https" => return Err(UrlError::Tls(raw.to_owned())),
-        "unix" | "unixs" => return Err(UrlError::UnixSocket(raw.to_owned())),
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        "unix" => Scheme::Unix,
+        "unixs" => Scheme::Unixs,
         _ => return Err(UrlError::Scheme(raw.to_owned())),
-    }
+    };
     if host_port.contains(['/', '?', '#']) {
         return Err(UrlError::Path(raw.to_owned()));
     }
@@ -102,6 +139,8 @@ pub(super) fn parse_url(raw: &str) -> Result<ParsedUrl, UrlError> {
     })?;
     Ok(ParsedUrl {
         url: raw.to_owned(),
+        scheme,
+        host_port: host_port.to_owned(),
         host,
         port,
     })
@@ -141,12 +180,27 @@ pub(super) fn advertise_urls(flag: &'static str, list: &str) -> Result<Vec<Strin
         .collect())
 }
 
-/// A listen URL list: each must name an IP (or `localhost`) to bind, as etcd's
-/// `checkBindURLs`.
+/// A listen URL list: each TCP URL must name an IP (or `localhost`) to bind, as etcd's
+/// `checkBindURLs`; a unix URL names its socket file.
 pub(super) fn listen_urls(flag: &'static str, list: &str) -> Result<Vec<ListenUrl>, UrlListError> {
     url_list(flag, list)?
         .into_iter()
-        .map(|ParsedUrl { url, host, port }| {
+        .map(|parsed| {
+            let ParsedUrl {
+                url,
+                scheme,
+                host_port,
+                host,
+                port,
+            } = parsed;
+            let secure = matches!(scheme, Scheme::Https | Scheme::Unixs);
+            if matches!(scheme, Scheme::Unix | Scheme::Unixs) {
+                return Ok(ListenUrl {
+                    url,
+                    secure,
+                    addr: ListenAddr::Unix(PathBuf::from(host_port)),
+                });
+            }
             let ip = match host {
                 Host::Ip(ip) => ip,
                 Host::Name(name) if name.eq_ignore_ascii_case("localhost") => {
@@ -156,7 +210,8 @@ pub(super) fn listen_urls(flag: &'static str, list: &str) -> Result<Vec<ListenUr
             };
             Ok(ListenUrl {
                 url,
-                addr: SocketAddr::new(ip, port),
+                secure,
+                addr: ListenAddr::Tcp(SocketAddr::new(ip, port)),
             })
         })
         .collect()

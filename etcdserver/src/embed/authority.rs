@@ -14,7 +14,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::transport::{Accepted, ConnInfo, ServerStream};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADER_LEN: usize = 9;
@@ -49,8 +50,9 @@ struct PendingBlock {
 }
 
 /// A client connection with the `:authority` filter on its inbound side.
-pub struct ClientConn {
-    inner: TcpStream,
+pub(crate) struct ClientConn {
+    inner: ServerStream,
+    info: ConnInfo,
     mode: Mode,
     /// Bytes read from the socket and not yet filtered.
     raw: Vec<u8>,
@@ -61,9 +63,10 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
-    pub fn new(inner: TcpStream) -> ClientConn {
+    pub(crate) fn new(accepted: Accepted) -> ClientConn {
         ClientConn {
-            inner,
+            inner: accepted.stream,
+            info: accepted.info,
             mode: Mode::Sniffing,
             raw: Vec::new(),
             ready: Vec::new(),
@@ -340,10 +343,10 @@ impl AsyncWrite for ClientConn {
 }
 
 impl tonic::transport::server::Connected for ClientConn {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        self.info.clone()
     }
 }
 
@@ -369,7 +372,7 @@ mod tests {
             let input = input.to_vec();
             let writer = tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
-                let mut s = TcpStream::connect(addr).await.unwrap();
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
                 for piece in input.chunks(step) {
                     s.write_all(piece).await.unwrap();
                     s.flush().await.unwrap();
@@ -377,7 +380,10 @@ mod tests {
                 }
             });
             let (sock, _) = listener.accept().await.unwrap();
-            let mut conn = ClientConn::new(sock);
+            let mut conn = ClientConn::new(Accepted {
+                stream: ServerStream::Plain(rafthttp::PlainStream::Tcp(sock)),
+                info: ConnInfo::default(),
+            });
             let mut out = Vec::new();
             use tokio::io::AsyncReadExt;
             conn.read_to_end(&mut out).await.unwrap();

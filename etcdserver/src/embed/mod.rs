@@ -1,30 +1,34 @@
 //! Listeners (etcd's `embed.Etcd`): the peer port serves the raft transport; each client port
-//! serves gRPC (h2c) and HTTP/1 (`/health`, `/version`, `/metrics`) on the same socket, as etcd
-//! does with cmux.
+//! serves gRPC (h2c, or h2 over TLS) and HTTP/1 (`/health`, `/version`, `/metrics`) on the same
+//! socket, as etcd does with cmux. `https`/`unixs` URLs are served over TLS (crate::transport).
 
 mod authority;
+mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use crate::config::{ClusterState, ServerConfig};
+use crate::config::{ClusterState, ListenAddr, ServerConfig, TlsConfig};
 use crate::core::ServerCore;
 use crate::server::{EtcdServer, ServerParams, StartError, SNAPSHOT_CATCH_UP_ENTRIES};
+use crate::transport::TlsError;
 use crate::v3rpc::cluster::ClusterService;
 use crate::v3rpc::kv::{KvService, GRPC_OVERHEAD_BYTES};
 use crate::v3rpc::maintenance::MaintenanceService;
 use crate::v3rpc::watch::{WatchService, DEFAULT_PROGRESS_NOTIFY_INTERVAL};
+use listener::{Bound, PeerListener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("listen tcp {addr}: bind: {source}")]
+    #[error("listen {addr}: bind: {source}")]
     Bind {
-        addr: SocketAddr,
+        addr: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("cannot start the runtime: {0}")]
@@ -33,20 +37,29 @@ pub enum RunError {
     Stopped(String),
 }
 
-/// Where to listen.
+/// Where to listen (plain TCP).
 #[derive(Debug, Clone)]
 pub struct ListenAddrs {
     pub client: Vec<SocketAddr>,
     pub peer: Vec<SocketAddr>,
 }
 
-async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, RunError> {
-    let mut listeners = Vec::with_capacity(addrs.len());
-    for &addr in addrs {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|source| RunError::Bind { addr, source })?;
-        listeners.push(l);
+/// One listen URL: where, and whether over TLS.
+struct Listen {
+    addr: ListenAddr,
+    secure: bool,
+}
+
+/// Binds every URL; https/unixs ones get `tls` (present whenever such a URL is configured:
+/// the configuration refuses https without a certificate or auto TLS).
+async fn bind_all(
+    urls: &[Listen],
+    tls: Option<&crate::transport::TlsAcceptor>,
+) -> Result<Vec<Bound>, RunError> {
+    let mut listeners = Vec::with_capacity(urls.len());
+    for url in urls {
+        let tls = if url.secure { tls.cloned() } else { None };
+        listeners.push(Bound::bind(&url.addr, tls).await?);
     }
     Ok(listeners)
 }
@@ -115,25 +128,76 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         lease_checkpoint_interval: config.lease_checkpoint_interval,
         auth: config.auth.clone(),
     };
-    let listen = ListenAddrs {
-        client: config.listen_client_urls.iter().map(|u| u.addr).collect(),
-        peer: config.listen_peer_urls.iter().map(|u| u.addr).collect(),
+    let listen = |urls: &[crate::config::ListenUrl]| -> Vec<Listen> {
+        urls.iter()
+            .map(|u| Listen {
+                addr: u.addr.clone(),
+                secure: u.secure,
+            })
+            .collect()
     };
-    run_server(params, listen)
+    let client = listen(&config.listen_client_urls);
+    let peer = listen(&config.listen_peer_urls);
+    let text = |urls: &[crate::config::ListenUrl]| -> Vec<String> {
+        urls.iter().map(|u| u.url.clone()).collect()
+    };
+    let client_text = text(&config.listen_client_urls);
+    let peer_text = text(&config.listen_peer_urls);
+    serve(
+        params,
+        client,
+        peer,
+        Some((config.tls, client_text, peer_text)),
+    )
 }
 
-/// Starts the member and serves until it stops or the process gets SIGINT/SIGTERM.
+/// Starts the member and serves plain HTTP until it stops or the process gets SIGINT/SIGTERM.
 pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunError> {
+    let plain = |addrs: &[SocketAddr]| -> Vec<Listen> {
+        addrs
+            .iter()
+            .map(|&a| Listen {
+                addr: ListenAddr::Tcp(a),
+                secure: false,
+            })
+            .collect()
+    };
+    serve(params, plain(&listen.client), plain(&listen.peer), None)
+}
+
+/// The TLS settings with the listen URLs they serve (for auto TLS's certificate names).
+type TlsUrls = (TlsConfig, Vec<String>, Vec<String>);
+
+fn serve(
+    params: ServerParams,
+    client: Vec<Listen>,
+    peer: Vec<Listen>,
+    tls: Option<TlsUrls>,
+) -> Result<(), RunError> {
+    // Every certificate, key and CA file is read here, before anything is bound or started.
+    let tls = match &tls {
+        Some((config, client_urls, peer_urls)) => Some(crate::transport::setup(
+            config,
+            &params.data_dir,
+            client_urls,
+            peer_urls,
+        )?),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("etcd-io")
         .build()
         .map_err(RunError::Runtime)?;
     runtime.block_on(async move {
-        let peer_listeners = bind_all(&listen.peer).await?;
-        let client_listeners = bind_all(&listen.client).await?;
+        let (client_tls, peer_tls, dialer) = match tls {
+            Some(setup) => (setup.client, setup.peer, setup.dialer),
+            None => (None, None, rafthttp::Dialer::plain()),
+        };
+        let peer_listeners = bind_all(&peer, peer_tls.as_ref()).await?;
+        let client_listeners = bind_all(&client, client_tls.as_ref()).await?;
         let auto_compaction = params.auto_compaction;
-        let (server, threads) = EtcdServer::start(params)?;
+        let (server, threads) = EtcdServer::start_with_dialer(params, dialer)?;
         if let Some(mode) = auto_compaction {
             crate::server::compactor::spawn(server.clone(), mode);
         }
@@ -141,8 +205,9 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
         let peer_router = crate::http::peer::router(&server);
         for l in peer_listeners {
             let router = peer_router.clone();
+            let connections = PeerListener(l.spawn_accept());
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(l, router).await {
+                if let Err(e) = axum::serve(connections, router).await {
                     tracing::error!(error = %e, "peer listener failed");
                 }
             });
@@ -160,15 +225,13 @@ pub fn run_server(params: ServerParams, listen: ListenAddrs) -> Result<(), RunEr
         let routes = client_routes(&server);
         for l in client_listeners {
             let routes = routes.clone();
-            tracing::info!(address = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving client traffic (gRPC and HTTP)");
+            tracing::info!(address = %l.describe(), tls = l.is_tls(), "serving client traffic (gRPC and HTTP)");
             tokio::spawn(async move {
                 use tokio_stream::StreamExt;
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(l).map(|conn| {
-                    conn.map(|c| {
-                        let _ = c.set_nodelay(true);
-                        crate::embed::authority::ClientConn::new(c)
-                    })
-                });
+                let incoming = tokio_stream::wrappers::ReceiverStream::new(l.spawn_accept())
+                    .map(|accepted| {
+                        Ok::<_, std::io::Error>(crate::embed::authority::ClientConn::new(accepted))
+                    });
                 let served = tonic::transport::Server::builder()
                     .accept_http1(true)
                     .add_routes(routes)

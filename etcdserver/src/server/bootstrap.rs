@@ -129,7 +129,10 @@ pub(crate) struct Bootstrapped {
 }
 
 /// Opens or creates the member's data dir as `params` describe it.
-pub(crate) fn open(params: &ServerParams) -> Result<Bootstrapped, StartError> {
+pub(crate) fn open(
+    params: &ServerParams,
+    dialer: &rafthttp::Dialer,
+) -> Result<Bootstrapped, StartError> {
     let dirs = Dirs::new(&params.data_dir);
     std::fs::create_dir_all(&dirs.snap).map_err(|source| StartError::CreateDir {
         path: dirs.snap.clone(),
@@ -138,7 +141,7 @@ pub(crate) fn open(params: &ServerParams) -> Result<Bootstrapped, StartError> {
     let restarting = DiskStorage::exists(&dirs);
     // Joining a running cluster: its members tell us the cluster id and our member id.
     let joining = if !restarting && !params.new_cluster {
-        Some(join_existing(params)?)
+        Some(join_existing(params, dialer)?)
     } else {
         None
     };
@@ -313,7 +316,10 @@ fn identity_from_flags(params: &ServerParams) -> Result<(Vec<Member>, u64, u64),
 }
 
 /// The running cluster and this member's id in it, from the peers `--initial-cluster` lists.
-fn join_existing(params: &ServerParams) -> Result<(RemoteCluster, u64), StartError> {
+fn join_existing(
+    params: &ServerParams,
+    dialer: &rafthttp::Dialer,
+) -> Result<(RemoteCluster, u64), StartError> {
     let mut own = params.peer_urls.clone();
     own.sort();
     let urls: Vec<String> = params
@@ -322,7 +328,7 @@ fn join_existing(params: &ServerParams) -> Result<(RemoteCluster, u64), StartErr
         .flat_map(|(_, urls)| urls.iter().cloned())
         .filter(|u| !own.contains(u))
         .collect();
-    let remote = join::cluster_from_peers(&urls)?;
+    let remote = join::cluster_from_peers(&urls, dialer)?;
     let me = join::local_id(&remote, &params.peer_urls)?;
     Ok((remote, me))
 }

@@ -23,7 +23,7 @@ pub(crate) enum ForwardError {
     #[error("bad peer URL {url}: {reason}")]
     BadUrl { url: String, reason: String },
     #[error("connecting: {0}")]
-    Connect(#[from] std::io::Error),
+    Connect(#[from] rafthttp::DialError),
     #[error("http: {0}")]
     Http(#[from] hyper::Error),
     #[error("building the request: {0}")]
@@ -41,9 +41,10 @@ pub(crate) fn leader_peer_urls(status: &RaftStatus, cluster: &Cluster) -> Vec<St
     }
 }
 
-/// Posts `body` to `url` over HTTP/1.1 within `timeout`; the answer's status and body, or why
-/// there was none.
+/// Posts `body` to `url` over HTTP/1.1 (over TLS for https peer URLs) within `timeout`; the
+/// answer's status and body, or why there was none.
 pub(crate) async fn post(
+    dialer: &rafthttp::Dialer,
     url: &str,
     content_type: &str,
     body: Vec<u8>,
@@ -59,9 +60,9 @@ pub(crate) async fn post(
             .authority()
             .ok_or_else(|| bad_url("no host".into()))?
             .to_string();
-        let tcp = tokio::net::TcpStream::connect(&authority).await?;
+        let stream = dialer.connect(url, timeout).await?;
         let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let req = hyper::Request::post(uri)
             .header(hyper::header::HOST, authority)

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use crate::server::membership::Member;
@@ -32,8 +33,12 @@ pub enum JoinError {
 /// Why one peer could not tell the cluster's members.
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
-    #[error("only http peer URLs are supported")]
-    NotHttp,
+    #[error("unsupported peer URL")]
+    BadUrl,
+    #[error("https peer URL but no peer TLS configured (--peer-cert-file or --peer-auto-tls)")]
+    NoTls,
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
     #[error("no address")]
     NoAddress,
     #[error("{0}")]
@@ -57,10 +62,13 @@ enum FetchError {
 }
 
 /// Asks each peer URL in turn for the cluster's members; the first answer wins.
-pub(crate) fn cluster_from_peers(urls: &[String]) -> Result<RemoteCluster, JoinError> {
+pub(crate) fn cluster_from_peers(
+    urls: &[String],
+    dialer: &rafthttp::Dialer,
+) -> Result<RemoteCluster, JoinError> {
     let mut errors = Vec::new();
     for url in urls {
-        match fetch_members(url) {
+        match fetch_members(url, dialer) {
             Ok(c) => return Ok(c),
             Err(e) => errors.push(format!("{url}: {e}")),
         }
@@ -83,27 +91,49 @@ pub(crate) fn local_id(cluster: &RemoteCluster, peer_urls: &[String]) -> Result<
     }
 }
 
-/// `GET <url>/members` over plain HTTP/1.1.
-fn fetch_members(url: &str) -> Result<RemoteCluster, FetchError> {
-    let host_port = url
-        .strip_prefix("http://")
-        .ok_or(FetchError::NotHttp)?
-        .trim_end_matches('/');
-    let addr = host_port
-        .to_socket_addrs()?
-        .next()
-        .ok_or(FetchError::NoAddress)?;
-    let mut conn = TcpStream::connect_timeout(&addr, PEER_TIMEOUT)?;
-    conn.set_read_timeout(Some(PEER_TIMEOUT))?;
-    conn.set_write_timeout(Some(PEER_TIMEOUT))?;
+/// `GET <url>/members` over HTTP/1.1, over TLS for https peer URLs. Blocking: it runs while
+/// the member starts, before anything is served.
+fn fetch_members(url: &str, dialer: &rafthttp::Dialer) -> Result<RemoteCluster, FetchError> {
+    let peer = rafthttp::PeerAddr::parse(url).ok_or(FetchError::BadUrl)?;
+    let host_port = peer.authority.as_str();
+    let mut conn: Box<dyn ReadWrite> = if peer.unix {
+        let conn = UnixStream::connect(host_port)?;
+        conn.set_read_timeout(Some(PEER_TIMEOUT))?;
+        conn.set_write_timeout(Some(PEER_TIMEOUT))?;
+        Box::new(conn)
+    } else {
+        let addr = host_port
+            .to_socket_addrs()?
+            .next()
+            .ok_or(FetchError::NoAddress)?;
+        let conn = TcpStream::connect_timeout(&addr, PEER_TIMEOUT)?;
+        conn.set_read_timeout(Some(PEER_TIMEOUT))?;
+        conn.set_write_timeout(Some(PEER_TIMEOUT))?;
+        Box::new(conn)
+    };
+    if peer.tls {
+        let config = dialer.tls_config().ok_or(FetchError::NoTls)?.clone();
+        let name = peer.server_name().ok_or(FetchError::BadUrl)?;
+        let tls = rustls::ClientConnection::new(config, name)?;
+        conn = Box::new(rustls::StreamOwned::new(tls, conn));
+    }
     write!(
         conn,
         "GET /members HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n"
     )?;
+    conn.flush()?;
     let mut answer = Vec::new();
-    conn.take(MAX_ANSWER).read_to_end(&mut answer)?;
+    // A TLS peer may close without close_notify after its answer: keep what arrived.
+    if let Err(e) = conn.take(MAX_ANSWER).read_to_end(&mut answer) {
+        if answer.is_empty() || e.kind() != std::io::ErrorKind::UnexpectedEof {
+            return Err(e.into());
+        }
+    }
     parse_members_answer(&answer)
 }
+
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
 
 fn parse_members_answer(answer: &[u8]) -> Result<RemoteCluster, FetchError> {
     let split = answer

@@ -47,6 +47,8 @@ pub(crate) struct Leases {
     election_timeout: Duration,
     /// For the identity of the leader's own revokes.
     auth: Arc<auth::AuthStore>,
+    /// Reaches the leader's peer URL for forwarded requests.
+    dialer: rafthttp::Dialer,
 }
 
 impl Leases {
@@ -57,6 +59,7 @@ impl Leases {
         cluster: Arc<Cluster>,
         election_timeout: Duration,
         auth: Arc<auth::AuthStore>,
+        dialer: rafthttp::Dialer,
     ) -> Leases {
         Leases {
             lessor,
@@ -65,6 +68,7 @@ impl Leases {
             cluster,
             election_timeout,
             auth,
+            dialer,
         }
     }
 
@@ -193,7 +197,8 @@ impl Leases {
                 Some(_) => {
                     for url in forward::leader_peer_urls(&self.status, &self.cluster) {
                         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        match post(&format!("{url}{path}"), body.clone(), left).await {
+                        let url = format!("{url}{path}");
+                        match post(&self.dialer, &url, body.clone(), left).await {
                             Forwarded::Ok(bytes) => return Ok(Answer::Remote(bytes)),
                             Forwarded::NotFound => return Err(ServerError::LeaseNotFound),
                             Forwarded::Retry => {}
@@ -355,8 +360,8 @@ fn unexpected(applied: Applied) -> ServerError {
 }
 
 /// Posts a forwarded lease request to the leader's `url`.
-async fn post(url: &str, body: Vec<u8>, timeout: Duration) -> Forwarded {
-    match forward::post(url, "application/protobuf", body, timeout).await {
+async fn post(dialer: &rafthttp::Dialer, url: &str, body: Vec<u8>, timeout: Duration) -> Forwarded {
+    match forward::post(dialer, url, "application/protobuf", body, timeout).await {
         Ok((StatusCode::OK, bytes)) => Forwarded::Ok(bytes),
         Ok((StatusCode::NOT_FOUND, _)) => Forwarded::NotFound,
         Ok(_) => Forwarded::Retry,

@@ -110,13 +110,21 @@ impl EtcdServer {
     /// transport (on the current tokio runtime). Peers are served by the caller with
     /// [`crate::peer_router`].
     pub fn start(params: ServerParams) -> Result<(EtcdServer, Threads), StartError> {
+        EtcdServer::start_with_dialer(params, rafthttp::Dialer::plain())
+    }
+
+    /// [`EtcdServer::start`] with peers dialed by `dialer` (TLS for https peer URLs).
+    pub(crate) fn start_with_dialer(
+        params: ServerParams,
+        dialer: rafthttp::Dialer,
+    ) -> Result<(EtcdServer, Threads), StartError> {
         // As etcd, a bad `--auth-token` stops the start (before anything is written).
         let tokens = params.auth.token_options().map_err(|e| {
             tracing::error!("failed to create token provider: {e}");
             StartError::TokenProvider(e)
         })?;
         let auth = Arc::new(auth::AuthStore::new(tokens, params.auth.bcrypt_cost));
-        let boot = bootstrap::open(&params)?;
+        let boot = bootstrap::open(&params, &dialer)?;
         auth.recover(boot.store.backend())?;
         crate::metrics::hooks::auth_revision(auth.revision());
         let node = bootstrap::raft_node(&params, &boot)?;
@@ -143,6 +151,7 @@ impl EtcdServer {
                 member_id,
                 cluster_id: boot.cluster_id,
                 dial_timeout: Duration::from_secs(1),
+                dialer: dialer.clone(),
             },
             Arc::new(PeerHandler {
                 proposer: proposer.clone(),
@@ -172,6 +181,7 @@ impl EtcdServer {
             cluster.clone(),
             params.election_timeout,
             auth.clone(),
+            dialer,
         ));
 
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded();

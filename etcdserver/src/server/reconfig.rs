@@ -265,7 +265,8 @@ impl Reconfig {
             for url in forward::leader_peer_urls(&self.status, &self.cluster) {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let url = format!("{url}{}{id}", forward::PROMOTE_PATH);
-                match forward::post(&url, "text/plain", Vec::new(), left).await {
+                let dialer = self.transport.dialer();
+                match forward::post(dialer, &url, "text/plain", Vec::new(), left).await {
                     Ok((status, body)) => {
                         if let Some(answer) = promote_answer(status, &body) {
                             return answer;
