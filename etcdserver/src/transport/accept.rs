@@ -24,7 +24,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the handlers learn about the connection a request came on.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ConnInfo {
-    /// The CN of the verified client certificate.
+    /// On a listener whose client certificates name the user (`--client-cert-auth`): the CN of
+    /// the verified client certificate, empty when it has none (etcd then checks an empty user
+    /// name, which is denied). None elsewhere.
     pub common_name: Option<Arc<str>>,
 }
 
@@ -37,6 +39,8 @@ pub(crate) struct PeerSanCheck;
 pub(crate) struct TlsAcceptor {
     inner: tokio_rustls::TlsAcceptor,
     san_check: Option<PeerSanCheck>,
+    /// Whether a client certificate's CN is the request's user (`--client-cert-auth`).
+    cert_names_user: bool,
 }
 
 /// A served connection and what is known of it.
@@ -49,10 +53,12 @@ impl TlsAcceptor {
     pub(crate) fn new(
         config: Arc<rustls::ServerConfig>,
         san_check: Option<PeerSanCheck>,
+        cert_names_user: bool,
     ) -> TlsAcceptor {
         TlsAcceptor {
             inner: tokio_rustls::TlsAcceptor::from(config),
             san_check,
+            cert_names_user,
         }
     }
 
@@ -106,7 +112,12 @@ impl TlsAcceptor {
         Some(Accepted {
             stream: ServerStream::Tls(Box::new(stream)),
             info: ConnInfo {
-                common_name: names.and_then(|n| n.common_name).map(Arc::from),
+                common_name: match names {
+                    Some(names) if self.cert_names_user => {
+                        Some(Arc::from(names.common_name.unwrap_or_default()))
+                    }
+                    _ => None,
+                },
             },
         })
     }

@@ -149,8 +149,6 @@ pub(crate) fn leaf_names(cert: &CertificateDer<'_>) -> Option<LeafNames> {
 
 /// The common name of the verified client certificate of the connection `request` came on,
 /// for etcd's CN authentication; None on a plain connection or without a client certificate.
-// Called by the request identity (v3rpc::identity, CN authentication), wired in at merge.
-#[allow(dead_code)]
 pub(crate) fn client_cert_common_name<T>(request: &tonic::Request<T>) -> Option<String> {
     request
         .extensions()
@@ -264,6 +262,7 @@ pub(crate) fn setup(
                 &versions,
             )?,
             None,
+            config.client.client_cert_auth,
         )),
         None => None,
     };
@@ -285,6 +284,7 @@ pub(crate) fn setup(
                 )?,
                 (config.peer.requires_client_cert() && !config.peer_skip_client_san_verification)
                     .then_some(accept::PeerSanCheck),
+                false,
             );
             let presented = match (&config.peer.client_cert_file, &config.peer.client_key_file) {
                 (Some(c), Some(k)) => (c.clone(), k.clone()),

@@ -23,10 +23,11 @@ pub(crate) fn request_token(metadata: &MetadataMap) -> Option<String> {
     })
 }
 
-/// The identity of `request`: `AuthInfo::default()` (no user) without a token, else the user
-/// its token stands for. A simple token is looked up once this member has applied the entry
-/// that assigned it (waiting at most the request timeout); unknown, expired or forged tokens
-/// fail with `etcdserver: invalid auth token`.
+/// The identity of `request`: the user its token stands for; without a token, the CN of its
+/// client certificate on a `--client-cert-auth` listener; else `AuthInfo::default()` (no user).
+/// A simple token is looked up once this member has applied the entry that assigned it
+/// (waiting at most the request timeout); unknown, expired or forged tokens fail with
+/// `etcdserver: invalid auth token`.
 ///
 /// The token is read before the returned future starts, so it does not borrow `request`
 /// (a streaming request is not `Sync`).
@@ -35,13 +36,36 @@ pub(crate) fn auth_info<'a, C: ServerCore, T>(
     request: &Request<T>,
 ) -> impl Future<Output = Result<AuthInfo, Status>> + Send + 'a {
     let token = request_token(request.metadata());
+    let cert_user = match token {
+        Some(_) => None,
+        None => client_cert_user(request),
+    };
     async move {
-        match token {
-            None => Ok(AuthInfo::default()),
-            Some(token) => token_auth_info(core, &token).await.map_err(Status::from),
+        match (token, cert_user) {
+            (Some(token), _) => token_auth_info(core, &token).await.map_err(Status::from),
+            // etcd's AuthInfoFromTLS: the certificate's CN at the current auth revision, the
+            // user's existence left to the permission check.
+            (None, Some(username)) => Ok(AuthInfo {
+                username,
+                revision: core.auth_store().revision(),
+            }),
+            (None, None) => Ok(AuthInfo::default()),
         }
     }
 }
+
+/// Without a token, on a `--client-cert-auth` listener: the verified client certificate's CN
+/// (empty if it has none). Requests relayed by the JSON gateway (`grpcgateway-accept`
+/// metadata) carry no certificate identity, as in etcd.
+fn client_cert_user<T>(request: &Request<T>) -> Option<String> {
+    if request.metadata().contains_key(GATEWAY_ACCEPT) {
+        return None;
+    }
+    crate::transport::client_cert_common_name(request)
+}
+
+/// The metadata key etcd's gateway adds to the requests it relays.
+const GATEWAY_ACCEPT: &str = "grpcgateway-accept";
 
 /// The identity a token stands for, as [`auth_info`] finds it.
 pub(crate) async fn token_auth_info<C: ServerCore>(
