@@ -15,7 +15,7 @@ use integration::{real_etcdctl, server_tests, Cli, Cluster, ClusterSpec, ServerB
 
 server_tests! {
     fn python_etcd3_puts_gets_watches_and_deletes;
-    pending_on_etcd_rs("etcd-rs: auth server side lands with sec-auth-service, TLS with sec-tls-server") fn python_etcd3_over_tls_with_a_user_and_password;
+    fn python_etcd3_over_tls_with_a_user_and_password;
 }
 
 /// What pip installs: the last `etcd3` release; its old generated code needs the pure-Python protobuf.
