@@ -6,7 +6,7 @@ use std::future::Future;
 
 use api::etcdserverpb::{InternalRaftRequest, RequestHeader};
 use auth::{AuthError, AuthInfo, AuthStore};
-use tonic::metadata::MetadataMap;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::{Request, Status};
 
 use crate::core::ServerCore;
@@ -15,12 +15,12 @@ use crate::error::ServerError;
 /// The metadata keys a client sends its token under: clientv3's, then the gateway's.
 const TOKEN_KEYS: [&str; 2] = ["token", "authorization"];
 
-/// The auth token of a request, if it carries one.
-pub(crate) fn request_token(metadata: &MetadataMap) -> Option<String> {
-    TOKEN_KEYS.iter().find_map(|key| {
-        let value = metadata.get(*key)?;
-        Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
-    })
+/// The auth token of a request, if it carries one: a handle on the metadata's bytes (shared,
+/// not copied: this runs for every request while auth is on).
+pub(crate) fn request_token(metadata: &MetadataMap) -> Option<AsciiMetadataValue> {
+    TOKEN_KEYS
+        .iter()
+        .find_map(|key| metadata.get(*key).cloned())
 }
 
 /// The identity of `request`: the user its token stands for; without a token, the CN of its
@@ -42,7 +42,13 @@ pub(crate) fn auth_info<'a, C: ServerCore, T>(
     };
     async move {
         match (token, cert_user) {
-            (Some(token), _) => token_auth_info(core, &token).await.map_err(Status::from),
+            (Some(token), _) => {
+                // Metadata that is not visible ASCII cannot name a token we issued.
+                let token = token
+                    .to_str()
+                    .map_err(|_| ServerError::Auth(AuthError::InvalidAuthToken))?;
+                token_auth_info(core, token).await.map_err(Status::from)
+            }
             // etcd's AuthInfoFromTLS: the certificate's CN at the current auth revision, the
             // user's existence left to the permission check.
             (None, Some(username)) => Ok(AuthInfo {
@@ -103,11 +109,12 @@ mod tests {
     #[test]
     fn the_token_comes_from_token_then_authorization() {
         let mut md = MetadataMap::new();
-        assert_eq!(request_token(&md), None);
+        let token = |md: &MetadataMap| request_token(md).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(token(&md), None);
         md.insert("authorization", "b.2".parse().unwrap());
-        assert_eq!(request_token(&md).as_deref(), Some("b.2"));
+        assert_eq!(token(&md).as_deref(), Some("b.2"));
         md.insert("token", "a.1".parse().unwrap());
-        assert_eq!(request_token(&md).as_deref(), Some("a.1"));
+        assert_eq!(token(&md).as_deref(), Some("a.1"));
     }
 
     #[test]
