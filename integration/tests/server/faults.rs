@@ -2,7 +2,7 @@
 //! writes, every member restarted (gracefully, then by SIGKILL), and a member that was down while the
 //! log it needs was compacted away. Each runs against etcd 3.4 and against our `etcd`.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

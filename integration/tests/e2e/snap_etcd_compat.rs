@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use common::real_etcdctl_ok;
 use integration::{Cluster, ClusterSpec};

@@ -1,7 +1,7 @@
 //! lease grant | revoke | timetolive | list | keep-alive, compared with the reference etcdctl,
 //! and keep-alive keeping a key alive past its TTL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

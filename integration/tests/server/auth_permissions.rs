@@ -7,7 +7,7 @@
 //! Status, MemberList and the lease listings became checked), ours follows the later releases;
 //! those checks are pinned on our server only, at the end of the file.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use common::real_etcdctl_ok;
 use integration::{Cluster, ClusterSpec};

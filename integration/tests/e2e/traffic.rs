@@ -6,7 +6,7 @@
 //! from the records directly, not through `integration::check`, so that the recorder and the checkers
 //! do not vouch for each other.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::future::Future;

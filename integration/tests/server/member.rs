@@ -2,7 +2,7 @@
 //! member add (learner), the learner limit, promote refused for a learner not in sync, update,
 //! remove; each with etcd's output and errors.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -6,7 +6,7 @@
 //! users and roles surviving a kill -9 of every member and reaching a member that catches up
 //! from a snapshot; bad `--auth-token` values stopping the start.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

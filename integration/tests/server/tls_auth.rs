@@ -3,7 +3,7 @@
 //! is sent (etcd's `AuthInfoFromTLS`). Every command runs with Debian's etcdctl 3.4 and ours, each
 //! against a different member, and both must answer as etcd does.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

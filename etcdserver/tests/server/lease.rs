@@ -7,7 +7,7 @@ use std::time::Duration;
 use api::etcdserverpb::{InternalRaftRequest, PutRequest};
 use etcdserver::{Applied, EtcdServer, ServerCore, ServerError, ServerParams};
 
-mod common;
+use crate::common;
 use common::{leader_of, start_node, Node};
 use testkit::eventually_async;
 

@@ -1,6 +1,6 @@
 //! auth, user and role commands, and `--user`/`--password` flows, compared with the reference.
 
-mod common;
+use crate::common;
 
 use common::*;
 

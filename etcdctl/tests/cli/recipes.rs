@@ -1,6 +1,6 @@
 //! lock and elect (the client-side recipes) between etcdctl processes, and check perf.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

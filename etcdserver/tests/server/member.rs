@@ -8,7 +8,7 @@ use std::time::Duration;
 use api::etcdserverpb::{InternalRaftRequest, RangeRequest};
 use etcdserver::{Applied, EtcdServer, Limits, ServerCore, ServerError, ServerParams};
 
-mod common;
+use crate::common;
 use common::{leader_of, start_node};
 use testkit::eventually_async;
 

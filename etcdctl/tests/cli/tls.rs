@@ -2,7 +2,7 @@
 //! and their `ETCDCTL_*` variables) against a TLS member of Debian's etcd 3.4 made with the harness's
 //! test PKI: ours and the reference must print the same and exit alike.
 
-mod common;
+use crate::common;
 
 use common::*;
 use integration::certs::TestPki;

@@ -2,7 +2,7 @@
 //! exact message and leave the cluster serving; watches replay history from a past revision and are
 //! canceled at a compacted one. Each runs against etcd 3.4 and against our `etcd`.
 
-mod common;
+use crate::common;
 
 use client::api::etcdserverpb::*;
 use client::api::mvccpb::event::EventType;

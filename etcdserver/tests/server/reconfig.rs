@@ -9,7 +9,7 @@ use std::time::Duration;
 use api::etcdserverpb::InternalRaftRequest;
 use etcdserver::{Applied, EtcdServer, ServerCore, ServerError, ServerParams};
 
-mod common;
+use crate::common;
 use common::start_node_at;
 use testkit::eventually_async;
 

@@ -1,7 +1,7 @@
 //! member, endpoint, alarm, defrag, snapshot and move-leader against a three-member etcd,
 //! compared with the reference etcdctl.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

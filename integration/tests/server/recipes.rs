@@ -2,7 +2,7 @@
 //! KV, lease and watch services) with Debian's etcdctl 3.4 and ours taking turns, against etcd 3.4
 //! and our `etcd`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

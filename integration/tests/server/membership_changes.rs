@@ -5,7 +5,7 @@
 //! New members join with `--initial-cluster-state existing` and, because the leader's log is compacted
 //! by then (`--snapshot-count 1000`, 5000 entries kept), catch up from a snapshot.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,6 @@
 //! get, put, del, txn and compaction against a real etcd, compared with the reference etcdctl.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! etcdctls), expiry decided by the leader even when the leader is killed while the lease runs, and
 //! a lease kept alive across a leader kill that does not expire.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! watch: events, formats, the exec form, interactive mode and environment keys, compared with
 //! the reference etcdctl. Watches start at a fixed revision, so both see the same history.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! 3-member clusters: the leader isolated, a one-way blackhole between a follower and the leader in each
 //! direction, and latency on every peer link. Each runs against etcd 3.4 and against our `etcd`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

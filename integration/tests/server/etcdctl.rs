@@ -2,7 +2,7 @@
 //! endpoint status and health, put/get/del/txn/watch/compaction/defrag/snapshot save with the output
 //! etcdctl prints, and bad requests with etcd's errors. Each test runs against etcd 3.4 and our `etcd`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,0 +1,16 @@
+//! End-to-end tests of whole clusters, the real clients (etcdctl 3.4, python etcd3), network faults and
+//! the on-disk formats against a real etcd. One test binary, so the workspace links it once.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod client_python;
+mod client_real_etcd;
+mod faults_network;
+mod lifecycle;
+mod single_node;
+mod snap_etcd_compat;
+mod three_nodes;
+mod tls;
+mod traffic;
+mod wal_etcd_compat;
