@@ -2,10 +2,12 @@
 # Runs the same load against a 3-member cluster of etcd-rs and of Debian's etcd on loopback, one
 # after the other, and prints each tool's report plus the members' peak RSS (VmHWM).
 #
-#   benchmark/scripts/compare.sh [perf-m] [perf-l] [put] [put-auth] [put-tls]
+#   benchmark/scripts/compare.sh [perf-m] [perf-l] [put] [put-auth] [put-tls] [put-corrupt-check]
 #
 # (default: perf-m perf-l put). `put-auth` is `put` with auth on and user root (simple tokens);
-# `put-tls` is `put` with client and peer TLS (certificates made with openssl under $BENCH_DIR).
+# `put-tls` is `put` with client and peer TLS (certificates made with openssl under $BENCH_DIR);
+# `put-corrupt-check` is `put` with the leader's periodic corruption check every 2 s on both
+# servers (ours runs it every 5 minutes by default; this shows what one check costs under load).
 #
 # Needs release builds of `etcd`, `benchmark` (cargo build --release -p etcdserver -p benchmark)
 # and /usr/bin/etcd, /usr/bin/etcdctl. Data dirs go under $BENCH_DIR (default /work/bench-tmp).
@@ -30,8 +32,10 @@ make_certs() {
     -CAcreateserial -days 2 -extfile "$CERTS/ext.cnf" -out "$CERTS/server.pem" 2>/dev/null
 }
 
-start_cluster() { # binary tls(0|1)
+start_cluster() { # binary tls(0|1) [extra server flags...]
   local bin=$1 tls=${2:-0} scheme=http cluster="" i tls_args=()
+  shift 2
+  local extra_args=("$@")
   rm -rf "$BENCH_DIR" && mkdir -p "$BENCH_DIR"
   CTL_TLS=()
   if [ "$tls" = 1 ]; then
@@ -50,7 +54,7 @@ start_cluster() { # binary tls(0|1)
       --advertise-client-urls "$scheme://127.0.0.1:$((BASE + 10 * i))" \
       --listen-peer-urls "$scheme://127.0.0.1:$((BASE + 10 * i + 1))" \
       --initial-advertise-peer-urls "$scheme://127.0.0.1:$((BASE + 10 * i + 1))" \
-      --initial-cluster "${cluster%,}" --initial-cluster-state new "${tls_args[@]}" \
+      --initial-cluster "${cluster%,}" --initial-cluster-state new "${tls_args[@]}" "${extra_args[@]}" \
       --log-level error >"$BENCH_DIR/m$i.log" 2>&1 &
     PIDS+=($!)
   done
@@ -78,12 +82,14 @@ for server in "$TARGET/etcd" /usr/bin/etcd; do
   for step in $STEPS; do
     PIDS=()
     echo "=== $server: $step"
-    start_cluster "$server" "$([ "$step" = put-tls ] && echo 1 || echo 0)"
+    extra=()
+    [ "$step" = put-corrupt-check ] && extra=(--experimental-corrupt-check-time 2s)
+    start_cluster "$server" "$([ "$step" = put-tls ] && echo 1 || echo 0)" "${extra[@]}"
     case $step in
       # The progress bar redraws with \r; only the verdict lines are kept.
       perf-m|perf-l) /usr/bin/etcdctl --endpoints "$ENDPOINTS" check perf --load="${step#perf-}" 2>&1 \
              | tr '\r' '\n' | grep -E '^(PASS|FAIL)' || true ;;
-      put|put-tls) "$TARGET/benchmark" --endpoints "$ENDPOINTS" "${CTL_TLS[@]}" --clients 100 --conns 10 \
+      put|put-tls|put-corrupt-check) "$TARGET/benchmark" --endpoints "$ENDPOINTS" "${CTL_TLS[@]}" --clients 100 --conns 10 \
              put --total 50000 --key-size 8 --val-size 256 2>&1 | tail -25 ;;
       put-auth)
         ctl=(/usr/bin/etcdctl --endpoints "$ENDPOINTS")
