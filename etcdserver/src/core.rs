@@ -52,8 +52,11 @@ pub enum Applied {
     LeaseRevoke,
     /// An auth request applied (etcd's `applierV3` auth methods).
     Auth(AuthApplied),
-    /// A request whose effect is on the cluster, not on the key space (alarms, attributes...).
+    /// A request whose effect is on the cluster, not on the key space (attributes...).
     Empty,
+    // quota
+    /// An Alarm request applied: the alarms it listed, raised or cleared.
+    Alarms(Vec<api::etcdserverpb::AlarmMember>),
 }
 
 /// What applying an auth request produced, beyond success.

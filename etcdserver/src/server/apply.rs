@@ -360,6 +360,7 @@ mod tests {
             Applied::LeaseGrant { .. }
             | Applied::LeaseRevoke
             | Applied::Auth(_)
+            | Applied::Alarms(_)
             | Applied::Empty => 0,
         }
     }

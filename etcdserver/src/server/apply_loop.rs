@@ -63,6 +63,9 @@ pub(crate) struct ApplyLoop {
     pub(super) transport: rafthttp::Transport,
     /// How long a removed member keeps going before it stops (etcd's `stopWithDelay`).
     pub(super) election_timeout: Duration,
+    // quota
+    /// The alarms in force: applied here, reloaded with a snapshot.
+    pub(super) alarms: Arc<super::alarms::AlarmStore>,
 }
 
 impl ApplyLoop {
@@ -161,6 +164,7 @@ impl ApplyLoop {
         self.lessor.recover(&StoreLeases(&self.store))?;
         self.auth_store.recover(self.store.backend())?;
         crate::metrics::hooks::auth_revision(self.auth_store.revision());
+        self.alarms.reload(self.store.backend())?;
         let membership = Membership::load(self.store.backend())?;
         for m in membership.members.values() {
             if m.id != self.cluster.local_id() {
@@ -221,6 +225,16 @@ impl ApplyLoop {
         if req.cluster_version_set.is_some() {
             store.apply(entry.index, entry.term, |_| ());
             self.proposer.wake(id, Ok(Applied::Empty));
+            return;
+        }
+        // quota
+        if let Some(alarm) = &req.alarm {
+            let alarms = &self.alarms;
+            if let Some(listed) = store.apply(entry.index, entry.term, |txn| {
+                alarms.apply(txn.backend_tx(), alarm)
+            }) {
+                self.proposer.wake(id, Ok(Applied::Alarms(listed)));
+            }
             return;
         }
         if is_auth_request(&req) {

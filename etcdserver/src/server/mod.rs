@@ -8,6 +8,7 @@
 //! [`cluster::Cluster`] (the membership), [`leases::Leases`], [`reconfig::Reconfig`] and the
 //! auth store (users, roles and tokens; applied by [`apply_auth`]).
 
+pub(crate) mod alarms;
 pub(crate) mod apply;
 pub(crate) mod apply_auth;
 mod apply_loop;
@@ -82,6 +83,9 @@ struct Inner {
     reconfig: Reconfig,
     transport: rafthttp::Transport,
     auth: Arc<auth::AuthStore>,
+    // quota
+    /// The alarms in force (applied by the apply thread).
+    alarms: Arc<alarms::AlarmStore>,
 }
 
 /// Raft and apply threads of a started member; joined by [`EtcdServer::stop`].
@@ -126,6 +130,8 @@ impl EtcdServer {
         let auth = Arc::new(auth::AuthStore::new(tokens, params.auth.bcrypt_cost));
         let boot = bootstrap::open(&params, &dialer)?;
         auth.recover(boot.store.backend())?;
+        // quota
+        let alarms = Arc::new(alarms::AlarmStore::load(boot.store.backend())?);
         crate::metrics::hooks::auth_revision(auth.revision());
         let node = bootstrap::raft_node(&params, &boot)?;
         let member_id = boot.member_id;
@@ -222,6 +228,7 @@ impl EtcdServer {
             cluster: cluster.clone(),
             transport: transport.clone(),
             election_timeout: params.election_timeout,
+            alarms: alarms.clone(),
         };
         let apply = std::thread::Builder::new()
             .name("apply".into())
@@ -252,6 +259,7 @@ impl EtcdServer {
                 reconfig,
                 transport,
                 auth,
+                alarms,
             }),
         };
         server.spawn_publish();
