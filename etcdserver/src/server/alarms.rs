@@ -128,9 +128,11 @@ impl AlarmStore {
                     return Vec::new();
                 }
                 let mut alarms = self.alarms.write();
-                if let Err(at) = alarms.binary_search_by_key(&(member.alarm, member.member_id), |m| {
-                    (m.alarm, m.member_id)
-                }) {
+                if let Err(at) = alarms
+                    .binary_search_by_key(&(member.alarm, member.member_id), |m| {
+                        (m.alarm, m.member_id)
+                    })
+                {
                     tx.put(ALARM_TABLE, member.encode_to_vec(), Vec::new());
                     alarms.insert(at, member);
                     self.in_force.store(bits(&alarms), Ordering::Release);
@@ -201,9 +203,9 @@ impl EtcdServer {
         self.inner.alarms.get(AlarmType::None as i32)
     }
 
-    /// Whether an alarm of `kind` is in force on this member as applied so far.
-    pub(crate) fn has_alarm(&self, kind: AlarmType) -> bool {
-        self.inner.alarms.has(kind)
+    /// Forgets the database size the quota cached (after a defragmentation).
+    pub(crate) fn refresh_quota(&self) {
+        self.inner.quota.refresh();
     }
 
     /// An Alarm request through raft (etcd's `EtcdServer.Alarm`): what applying it answered.

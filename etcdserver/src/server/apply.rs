@@ -10,8 +10,10 @@ use std::sync::Arc;
 use api::etcdserverpb::{CompactionResponse, InternalRaftRequest, ResponseHeader};
 use tokio::sync::oneshot;
 
+use super::alarms::{AlarmStore, ApplierMode};
 use super::kv_permissions::{take_identity, Permissions};
 use super::lease_store::TxnLeases;
+use super::quota::{self, Quota};
 use crate::convert::{self, EmptyRequestOp};
 use crate::core::Applied;
 use crate::error::ServerError;
@@ -39,6 +41,12 @@ pub enum ApplyError {
     /// The identity in the entry's header may not do this (nothing was applied).
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    /// Over the backend quota, or refused while NOSPACE is in force (etcd's capped applier).
+    #[error("database space exceeded")]
+    NoSpace,
+    /// Refused while CORRUPT is in force (etcd's corrupt applier).
+    #[error("corrupt cluster")]
+    Corrupt,
 }
 
 /// What the caller of a failed request is told.
@@ -52,6 +60,8 @@ impl From<ApplyError> for ServerError {
             ApplyError::LeaseRevoke(e) => e.into(),
             e @ ApplyError::CompactionThread(_) => ServerError::Internal(e.to_string()),
             ApplyError::Auth(e) => ServerError::Auth(e),
+            ApplyError::NoSpace => ServerError::NoSpace,
+            ApplyError::Corrupt => ServerError::Corrupt,
         }
     }
 }
@@ -65,6 +75,8 @@ pub struct KvApplier {
     lessor: Option<Arc<Lessor>>,
     /// Checks each request against its header's identity while auth is enabled.
     auth: Option<Arc<auth::AuthStore>>,
+    /// The alarms in force and the quota (a member's applier; the test appliers have none).
+    alarms: Option<(Arc<AlarmStore>, Arc<Quota>)>,
 }
 
 impl KvApplier {
@@ -86,6 +98,7 @@ impl KvApplier {
             lease_exists: Box::new(lease_exists),
             lessor: None,
             auth: None,
+            alarms: None,
         }
     }
 
@@ -97,12 +110,20 @@ impl KvApplier {
             lease_exists: Box::new(move |id| check.exists(id)),
             lessor: Some(lessor),
             auth: None,
+            alarms: None,
         }
     }
 
     /// Requests are checked against `auth` (etcd's `authApplierV3`) whenever it is enabled.
     pub fn with_auth(mut self, auth: Arc<auth::AuthStore>) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Writes check `quota` and obey the alarms in force (etcd's quota, capped and corrupt
+    /// appliers).
+    pub(crate) fn with_alarms(mut self, alarms: Arc<AlarmStore>, quota: Arc<Quota>) -> Self {
+        self.alarms = Some((alarms, quota));
         self
     }
 
@@ -122,6 +143,18 @@ impl KvApplier {
         term: u64,
         mut req: InternalRaftRequest,
     ) -> Option<Result<Applied, ApplyError>> {
+        let mut over_quota = false;
+        if let Some((alarms, quota)) = &self.alarms {
+            let refusal = match alarms.mode() {
+                ApplierMode::Normal => None,
+                ApplierMode::Capped => refused_when_capped(&req),
+                ApplierMode::Corrupt => refused_when_corrupt(&req),
+            };
+            if let Some(e) = refusal {
+                return self.store.apply(index, term, |_| Err(e));
+            }
+            over_quota = !quota.admits(cost(&req));
+        }
         if let Some(c) = &req.compaction {
             return self.compact(index, term, c.revision);
         }
@@ -139,7 +172,7 @@ impl KvApplier {
             lessor,
         });
         let permissions = permissions.as_ref();
-        self.store.apply(index, term, |txn| {
+        let applied = self.store.apply(index, term, |txn| {
             if let Some(r) = req.put {
                 if let Some(p) = permissions {
                     p.put(&r)?;
@@ -209,8 +242,48 @@ impl KvApplier {
                 return Ok(Applied::Range(convert::range_response(resp)));
             }
             Ok(Applied::Empty)
-        })
+        });
+        // etcd's quota applier: the write is applied, but its caller is told there was no room.
+        match applied {
+            Some(Ok(_)) if over_quota => Some(Err(ApplyError::NoSpace)),
+            other => other,
+        }
     }
+}
+
+/// etcd's cost of a request against the quota: its puts, or a lease grant.
+fn cost(req: &InternalRaftRequest) -> u64 {
+    if let Some(p) = &req.put {
+        quota::put_cost(p)
+    } else if let Some(t) = &req.txn {
+        quota::txn_cost(t)
+    } else if req.lease_grant.is_some() {
+        quota::LEASE_GRANT_COST
+    } else {
+        0
+    }
+}
+
+/// What etcd's capped applier refuses while NOSPACE is in force: puts, lease grants and txns
+/// that would put (whichever branch runs).
+fn refused_when_capped(req: &InternalRaftRequest) -> Option<ApplyError> {
+    let refused = req.put.is_some()
+        || req.lease_grant.is_some()
+        || req.txn.as_ref().is_some_and(|t| quota::txn_cost(t) > 0);
+    refused.then_some(ApplyError::NoSpace)
+}
+
+/// What etcd's corrupt applier refuses while CORRUPT is in force: every key-space change,
+/// compaction and lease grant or revoke (reads are served without the applier).
+fn refused_when_corrupt(req: &InternalRaftRequest) -> Option<ApplyError> {
+    let refused = req.put.is_some()
+        || req.delete_range.is_some()
+        || req.txn.is_some()
+        || req.range.is_some()
+        || req.compaction.is_some()
+        || req.lease_grant.is_some()
+        || req.lease_revoke.is_some();
+    refused.then_some(ApplyError::Corrupt)
 }
 
 /// What a txn's ops mean to the lessor, taken before the txn consumes them: the keys a put
