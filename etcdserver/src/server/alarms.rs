@@ -89,14 +89,9 @@ impl AlarmStore {
         }
     }
 
-    /// Whether an alarm of `kind` is in force.
-    pub(crate) fn has(&self, kind: AlarmType) -> bool {
-        let bit = match kind {
-            AlarmType::Nospace => NOSPACE,
-            AlarmType::Corrupt => CORRUPT,
-            AlarmType::None => return !self.alarms.read().is_empty(),
-        };
-        self.in_force.load(Ordering::Acquire) & bit != 0
+    /// Whether a NOSPACE alarm is in force.
+    pub(crate) fn has_nospace(&self) -> bool {
+        self.in_force.load(Ordering::Acquire) & NOSPACE != 0
     }
 
     /// The alarms of `kind` (`NONE`: all of them).
@@ -119,14 +114,8 @@ impl AlarmStore {
         match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => self.get(req.alarm),
             Ok(AlarmAction::Activate) => {
-                // etcd 3.4.23 and 3.5 ignore an activation of NONE (or of a kind it does not
-                // know): it would block nothing and could not be listed by kind.
-                if !matches!(
-                    AlarmType::try_from(req.alarm),
-                    Ok(AlarmType::Nospace | AlarmType::Corrupt)
-                ) {
-                    return Vec::new();
-                }
+                // As etcd 3.4.23, any kind is recorded, NONE too: it changes no applier but is
+                // listed, and makes `/health` false.
                 let mut alarms = self.alarms.write();
                 if let Err(at) = alarms
                     .binary_search_by_key(&(member.alarm, member.member_id), |m| {
@@ -268,15 +257,14 @@ mod tests {
             &req(AlarmAction::Activate, 0, AlarmType::Corrupt),
         );
         assert_eq!(store.mode(), ApplierMode::Corrupt);
-        assert!(store
-            .apply(
-                &mut be.batch_tx(),
-                &req(AlarmAction::Activate, 1, AlarmType::None)
-            )
-            .is_empty());
+        store.apply(
+            &mut be.batch_tx(),
+            &req(AlarmAction::Activate, 5, AlarmType::None),
+        );
+        assert_eq!(store.mode(), ApplierMode::Corrupt);
 
         let reloaded = AlarmStore::load(&be).unwrap();
-        assert_eq!(reloaded.get(AlarmType::None as i32).len(), 2);
+        assert_eq!(reloaded.get(AlarmType::None as i32).len(), 3);
         assert_eq!(reloaded.get(AlarmType::Corrupt as i32)[0].member_id, 0);
         assert_eq!(reloaded.mode(), ApplierMode::Corrupt);
         // etcd's key: the marshalled AlarmMember (memberID 7, alarm NOSPACE).

@@ -491,6 +491,65 @@ mod tests {
     }
 
     #[test]
+    fn alarms_switch_to_the_capped_and_corrupt_appliers() {
+        use api::etcdserverpb::alarm_request::AlarmAction;
+        use api::etcdserverpb::{AlarmRequest, AlarmType};
+        let a = applier();
+        let backend = a.store().backend().clone();
+        let alarms = Arc::new(AlarmStore::load(&backend).unwrap());
+        let quota = Arc::new(Quota::new(u64::MAX, backend.clone()));
+        let a = KvApplier::new(a.store().clone()).with_alarms(alarms.clone(), quota);
+        let raise = |kind: AlarmType, action: AlarmAction| {
+            alarms.apply(
+                &mut backend.batch_tx(),
+                &AlarmRequest {
+                    action: action as i32,
+                    member_id: 1,
+                    alarm: kind as i32,
+                },
+            );
+        };
+        let del = InternalRaftRequest {
+            delete_range: Some(pb::DeleteRangeRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        a.apply(1, 1, put("k", "v")).unwrap().unwrap();
+        raise(AlarmType::Nospace, AlarmAction::Activate);
+        let refused = a.apply(2, 1, put("k", "v2")).unwrap().unwrap_err();
+        assert_eq!(ServerError::from(refused), ServerError::NoSpace);
+        assert_eq!(a.store().consistent_index().0, 2);
+        raise(AlarmType::Corrupt, AlarmAction::Activate);
+        let refused = a.apply(3, 1, del.clone()).unwrap().unwrap_err();
+        assert_eq!(ServerError::from(refused), ServerError::Corrupt);
+        raise(AlarmType::Corrupt, AlarmAction::Deactivate);
+        // Capped again: deletes pass.
+        a.apply(4, 1, del).unwrap().unwrap();
+        raise(AlarmType::Nospace, AlarmAction::Deactivate);
+        a.apply(5, 1, put("k", "v3")).unwrap().unwrap();
+        assert_eq!(a.store().current_revision(), 4);
+    }
+
+    #[test]
+    fn over_quota_writes_are_applied_but_answered_nospace() {
+        let a = applier();
+        let backend = a.store().backend().clone();
+        let alarms = Arc::new(AlarmStore::load(&backend).unwrap());
+        // The in-memory backend is 0 bytes: a put costs at least 256.
+        let quota = Arc::new(Quota::new(300, backend));
+        let a = KvApplier::new(a.store().clone()).with_alarms(alarms, quota);
+        a.apply(1, 1, put("k", "v")).unwrap().unwrap();
+        let refused = a
+            .apply(2, 1, put("k", &"v".repeat(64)))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(ServerError::from(refused), ServerError::NoSpace);
+        assert_eq!(a.store().current_revision(), 3);
+    }
+
+    #[test]
     fn compaction_schedules_removal_and_reports_errors() {
         let a = applier();
         for (i, v) in ["1", "2", "3"].iter().enumerate() {

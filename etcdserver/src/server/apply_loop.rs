@@ -249,9 +249,7 @@ impl ApplyLoop {
         }
         if let Some(result) = self.kv.apply(entry.index, entry.term, req) {
             crate::metrics::hooks::proposal_result(result.is_ok());
-            if matches!(result, Err(ApplyError::NoSpace))
-                && !self.alarms.has(api::etcdserverpb::AlarmType::Nospace)
-            {
+            if matches!(result, Err(ApplyError::NoSpace)) && !self.alarms.has_nospace() {
                 self.raise_nospace_then_wake(id);
                 return;
             }
