@@ -259,7 +259,6 @@ async fn nospace_refuses_growth_until_compact_defrag_disarm(server: ServerBinary
             }],
             success: vec![op_delete("absent"), op_get("small")],
             failure: vec![],
-            ..Default::default()
         })
         .await
         .expect("delete-only txn under NOSPACE");
