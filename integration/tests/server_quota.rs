@@ -325,6 +325,11 @@ async fn nospace_refuses_growth_until_compact_defrag_disarm(server: ServerBinary
 async fn a_quota_below_the_current_size_refuses_the_first_write(server: ServerBinary) {
     // Any positive quota is accepted, even one the empty database already exceeds.
     let cluster = start_with_quota(server, 1000);
+    let metrics = cluster.metrics(0).expect("metrics");
+    assert_eq!(
+        metric_sum(&metrics, "etcd_server_quota_backend_bytes"),
+        1000.0
+    );
     let client = connect_to(&cluster, 0).await;
     let id = member_id(&client).await;
     assert_refused(
