@@ -176,6 +176,9 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
     Ok(info)
 }
 
+/// What [`read_snapshot`] hands each entry to: (table position, key, value).
+pub type SnapshotVisitor<'a> = dyn FnMut(u8, &[u8], &[u8]) + 'a;
+
 /// Reads a whole snapshot stream of a backend with `table_count` tables and hands each entry
 /// to `visit` as (table position, key, value), in the stream's order: tables in order, keys
 /// sorted within a table. Fails on anything but a complete stream whose count and checksum
@@ -183,7 +186,7 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
 pub fn read_snapshot(
     input: &mut dyn Read,
     table_count: usize,
-    visit: &mut dyn FnMut(u8, &[u8], &[u8]),
+    visit: &mut SnapshotVisitor<'_>,
 ) -> Result<SnapshotInfo> {
     let mut r = CrcReader { input, crc: 0 };
     let mut magic = [0u8; MAGIC.len()];
