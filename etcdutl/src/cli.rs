@@ -34,6 +34,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// [legacy] offline backup of etcd directory
+    Backup(BackupArgs),
     /// Defragments the storage of the etcd
     Defrag(DefragArgs),
     /// Manages etcd node snapshots
@@ -48,6 +50,25 @@ struct DefragArgs {
     /// Required. Defragments a data directory not in use by etcd.
     #[arg(long = "data-dir")]
     data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Path to the etcd data dir
+    #[arg(long = "data-dir")]
+    data_dir: PathBuf,
+    /// Path to the etcd wal dir
+    #[arg(long = "wal-dir")]
+    wal_dir: Option<PathBuf>,
+    /// Path to the backup dir
+    #[arg(long = "backup-dir")]
+    backup_dir: PathBuf,
+    /// Path to the backup wal dir
+    #[arg(long = "backup-wal-dir")]
+    backup_wal_dir: Option<PathBuf>,
+    /// Backup v3 backend data
+    #[arg(long = "with-v3", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    with_v3: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +208,14 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                 a.data_dir.display()
             ))
         }),
+        Command::Backup(a) => crate::backup::backup(&crate::backup::BackupConfig {
+            data_dir: a.data_dir,
+            wal_dir: a.wal_dir,
+            backup_dir: a.backup_dir,
+            backup_wal_dir: a.backup_wal_dir,
+            with_v3: a.with_v3,
+        })
+        .map_err(Failure::error),
         Command::Snapshot(SnapshotCommand::Status(a)) => {
             let [path] = a.args.as_slice() else {
                 return Err(Failure::bad_args(

@@ -2,6 +2,8 @@
 //! never talks to a server; etcdctl's `snapshot status|restore` call into this library, as etcd
 //! 3.5's etcdctl calls etcdutl's.
 
+/// `backup` (legacy offline backup).
+pub mod backup;
 mod cli;
 /// `defrag --data-dir`.
 pub mod defrag;

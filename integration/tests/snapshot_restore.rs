@@ -1,8 +1,8 @@
 //! `snapshot save | status | restore` through the binaries: a 3-member etcd-rs cluster saved
 //! with our etcdctl and restored with our etcdctl and etcdutl boots with the same data and
 //! revision and with the member ids Debian's etcdctl 3.4 restore gives for the same flags
-//! (checked by booting that restore with Debian's etcd); etcdutl defrag of a stopped member;
-//! `--bump-revision --mark-compacted`; and bad input refused with etcd's errors and nothing
+//! (checked by booting that restore with Debian's etcd); etcdutl defrag and backup of a stopped
+//! member; `--bump-revision --mark-compacted`; and bad input refused with etcd's errors and nothing
 //! left behind.
 
 mod common;
@@ -284,7 +284,28 @@ fn bump_revision_with_mark_compacted_moves_the_revision_and_compacts_the_past() 
         old.stderr
     );
     ok(ctl(&ours, &endpoints).args(["put", "k", "v"]));
-    assert_eq!(content(&ours, &endpoints).1, revision + 1001);
+    let current = content(&ours, &endpoints);
+    assert_eq!(current.1, revision + 1001);
+
+    // etcdutl backup of the stopped member: a data dir of its own; the member still boots.
+    cluster.stop(0).unwrap();
+    let backup = scratch.path().join("backup");
+    ok(Cli::new(etcdutl())
+        .args(["backup", "--data-dir"])
+        .arg(cluster.data_dir(0))
+        .arg("--backup-dir")
+        .arg(&backup));
+    assert!(backup.join("member/snap/db").is_file());
+    assert!(backup.join("member/wal").is_dir());
+    cluster.restart(0).unwrap();
+    cluster.wait_healthy(0, WAIT).unwrap();
+    assert_eq!(content(&ours, &endpoints), current);
+    let missing = run(Cli::new(etcdutl())
+        .args(["backup", "--backup-dir"])
+        .arg(scratch.path().join("b2"))
+        .arg("--data-dir")
+        .arg(scratch.path().join("nothing")));
+    assert_eq!(missing.code(), Some(1), "{}", missing.stderr);
 }
 
 /// The `Error:` line and exit code of a failed command.
