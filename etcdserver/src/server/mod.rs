@@ -27,7 +27,7 @@ mod reconfig;
 pub(crate) mod schema;
 mod snapshot;
 mod status;
-pub(crate) mod storage; // restore: pub(crate) for crate::restore
+pub(crate) mod storage; // restore: pub(crate) so that snapshot restore can write a WAL
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
