@@ -9,6 +9,7 @@ mod lease;
 mod lock;
 mod maintenance;
 mod member;
+mod snapshot;
 mod txn;
 mod watch;
 
@@ -42,7 +43,7 @@ pub enum Command {
     Endpoint(endpoint::EndpointCommand),
     /// Manages etcd node snapshots
     #[command(subcommand)]
-    Snapshot(maintenance::SnapshotCommand),
+    Snapshot(snapshot::SnapshotCommand),
     /// Alarm related commands
     #[command(subcommand)]
     Alarm(maintenance::AlarmCommand),

@@ -29,7 +29,7 @@ mod reconfig;
 pub(crate) mod schema;
 mod snapshot;
 mod status;
-mod storage;
+pub(crate) mod storage; // restore: pub(crate) so that snapshot restore can write a WAL
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
