@@ -24,7 +24,7 @@ mod watchable_store;
 mod watcher_group;
 
 pub use error::{Corruption, Error, Result};
-pub use hash::KvHash;
+pub use hash::{KvHash, COMPACTION_HASHES_KEPT};
 pub use key_range::{prefix_range_end, KeyRange};
 pub use kv::{Event, EventType, KeyValue};
 pub use kvstore::StoreConfig;

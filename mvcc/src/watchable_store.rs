@@ -130,6 +130,18 @@ impl Store {
         self.kv.hash_kv(rev)
     }
 
+    /// The hash of the key table up to `rev` that the compaction at `rev` recorded, if this
+    /// store ran it and still keeps it (etcd 3.5's `HashByRev` answers with it first).
+    pub fn compaction_hash(&self, rev: i64) -> Option<KvHash> {
+        self.kv.compaction_hash(rev)
+    }
+
+    /// The hashes the last compactions recorded, newest first (at most
+    /// [`crate::COMPACTION_HASHES_KEPT`]).
+    pub fn compaction_hashes(&self) -> Vec<KvHash> {
+        self.kv.compaction_hashes.list()
+    }
+
     /// Every live key with a lease, for the lessor to re-attach after a restart.
     pub fn leased_keys(&self) -> Result<Vec<(Vec<u8>, i64)>> {
         self.kv.leased_keys()
