@@ -52,8 +52,11 @@ pub enum Applied {
     LeaseRevoke,
     /// An auth request applied (etcd's `applierV3` auth methods).
     Auth(AuthApplied),
-    /// A request whose effect is on the cluster, not on the key space (alarms, attributes...).
+    /// A request whose effect is on the cluster, not on the key space (attributes...).
     Empty,
+    // quota
+    /// An Alarm request applied: the alarms it listed, raised or cleared.
+    Alarms(Vec<api::etcdserverpb::AlarmMember>),
 }
 
 /// What applying an auth request produced, beyond success.
@@ -110,6 +113,15 @@ pub trait ServerCore: Send + Sync + 'static {
     /// Returns once this member has applied raft entry `index`, or fails after the request
     /// timeout (a simple auth token names the entry that assigned it).
     fn wait_applied(&self, index: u64) -> impl Future<Output = Result<(), ServerError>> + Send;
+
+    // quota
+    /// etcd's quota check before proposing a write costing `cost` bytes (`quotaAlarmer`):
+    /// `NoSpace`, after raising the NOSPACE alarm, when it does not fit. Cores without a
+    /// quota (the test cores) admit everything.
+    fn check_quota(&self, cost: u64) -> impl Future<Output = Result<(), ServerError>> + Send {
+        let _ = cost;
+        std::future::ready(Ok(()))
+    }
 
     /// Grants a lease of `ttl` seconds with an id the server chooses, for the Lock and Election
     /// services' requests with lease 0 (etcd's `concurrency.NewSession`). Cores without a lessor

@@ -91,8 +91,10 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
     let lease = crate::v3rpc::lease::LeaseService::new(server.clone())
         .into_server()
         .max_decoding_message_size(max_recv);
-    // No alarm is raised yet (quota and corruption checks are not built).
-    let alarms: crate::http::ActiveAlarms = Arc::new(Vec::new);
+    let alarms: crate::http::ActiveAlarms = {
+        let server = server.clone();
+        Arc::new(move || server.active_alarms().iter().map(|m| m.alarm()).collect())
+    };
     let routes = Routes::from(crate::http::client_http_router(core, alarms))
         .add_service(kv)
         .add_service(watch)
@@ -128,6 +130,7 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         auto_compaction: config.auto_compaction,
         lease_checkpoint_interval: config.lease_checkpoint_interval,
         auth: config.auth.clone(),
+        quota_backend_bytes: config.quota_backend_bytes,
     };
     let listen = |urls: &[crate::config::ListenUrl]| -> Vec<Listen> {
         urls.iter()

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use api::etcdserverpb::{CompactionResponse, InternalRaftRequest, ResponseHeader};
 use tokio::sync::oneshot;
 
+use super::alarms::{AlarmStore, ApplierMode};
 use super::kv_permissions::{take_identity, Permissions};
 use super::lease_store::TxnLeases;
+use super::quota::{self, Quota};
 use crate::convert::{self, EmptyRequestOp};
 use crate::core::Applied;
 use crate::error::ServerError;
@@ -39,6 +41,12 @@ pub enum ApplyError {
     /// The identity in the entry's header may not do this (nothing was applied).
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    /// Over the backend quota, or refused while NOSPACE is in force (etcd's capped applier).
+    #[error("database space exceeded")]
+    NoSpace,
+    /// Refused while CORRUPT is in force (etcd's corrupt applier).
+    #[error("corrupt cluster")]
+    Corrupt,
 }
 
 /// What the caller of a failed request is told.
@@ -52,6 +60,8 @@ impl From<ApplyError> for ServerError {
             ApplyError::LeaseRevoke(e) => e.into(),
             e @ ApplyError::CompactionThread(_) => ServerError::Internal(e.to_string()),
             ApplyError::Auth(e) => ServerError::Auth(e),
+            ApplyError::NoSpace => ServerError::NoSpace,
+            ApplyError::Corrupt => ServerError::Corrupt,
         }
     }
 }
@@ -65,6 +75,8 @@ pub struct KvApplier {
     lessor: Option<Arc<Lessor>>,
     /// Checks each request against its header's identity while auth is enabled.
     auth: Option<Arc<auth::AuthStore>>,
+    /// The alarms in force and the quota (a member's applier; the test appliers have none).
+    alarms: Option<(Arc<AlarmStore>, Arc<Quota>)>,
 }
 
 impl KvApplier {
@@ -86,6 +98,7 @@ impl KvApplier {
             lease_exists: Box::new(lease_exists),
             lessor: None,
             auth: None,
+            alarms: None,
         }
     }
 
@@ -97,12 +110,20 @@ impl KvApplier {
             lease_exists: Box::new(move |id| check.exists(id)),
             lessor: Some(lessor),
             auth: None,
+            alarms: None,
         }
     }
 
     /// Requests are checked against `auth` (etcd's `authApplierV3`) whenever it is enabled.
     pub fn with_auth(mut self, auth: Arc<auth::AuthStore>) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Writes check `quota` and obey the alarms in force (etcd's quota, capped and corrupt
+    /// appliers).
+    pub(crate) fn with_alarms(mut self, alarms: Arc<AlarmStore>, quota: Arc<Quota>) -> Self {
+        self.alarms = Some((alarms, quota));
         self
     }
 
@@ -122,6 +143,18 @@ impl KvApplier {
         term: u64,
         mut req: InternalRaftRequest,
     ) -> Option<Result<Applied, ApplyError>> {
+        let mut over_quota = false;
+        if let Some((alarms, quota)) = &self.alarms {
+            let refusal = match alarms.mode() {
+                ApplierMode::Normal => None,
+                ApplierMode::Capped => refused_when_capped(&req),
+                ApplierMode::Corrupt => refused_when_corrupt(&req),
+            };
+            if let Some(e) = refusal {
+                return self.store.apply(index, term, |_| Err(e));
+            }
+            over_quota = !quota.admits(cost(&req));
+        }
         if let Some(c) = &req.compaction {
             return self.compact(index, term, c.revision);
         }
@@ -139,7 +172,7 @@ impl KvApplier {
             lessor,
         });
         let permissions = permissions.as_ref();
-        self.store.apply(index, term, |txn| {
+        let applied = self.store.apply(index, term, |txn| {
             if let Some(r) = req.put {
                 if let Some(p) = permissions {
                     p.put(&r)?;
@@ -209,8 +242,48 @@ impl KvApplier {
                 return Ok(Applied::Range(convert::range_response(resp)));
             }
             Ok(Applied::Empty)
-        })
+        });
+        // etcd's quota applier: the write is applied, but its caller is told there was no room.
+        match applied {
+            Some(Ok(_)) if over_quota => Some(Err(ApplyError::NoSpace)),
+            other => other,
+        }
     }
+}
+
+/// etcd's cost of a request against the quota: its puts, or a lease grant.
+fn cost(req: &InternalRaftRequest) -> u64 {
+    if let Some(p) = &req.put {
+        quota::put_cost(p)
+    } else if let Some(t) = &req.txn {
+        quota::txn_cost(t)
+    } else if req.lease_grant.is_some() {
+        quota::LEASE_GRANT_COST
+    } else {
+        0
+    }
+}
+
+/// What etcd's capped applier refuses while NOSPACE is in force: puts, lease grants and txns
+/// that would put (whichever branch runs).
+fn refused_when_capped(req: &InternalRaftRequest) -> Option<ApplyError> {
+    let refused = req.put.is_some()
+        || req.lease_grant.is_some()
+        || req.txn.as_ref().is_some_and(|t| quota::txn_cost(t) > 0);
+    refused.then_some(ApplyError::NoSpace)
+}
+
+/// What etcd's corrupt applier refuses while CORRUPT is in force: every key-space change,
+/// compaction and lease grant or revoke (reads are served without the applier).
+fn refused_when_corrupt(req: &InternalRaftRequest) -> Option<ApplyError> {
+    let refused = req.put.is_some()
+        || req.delete_range.is_some()
+        || req.txn.is_some()
+        || req.range.is_some()
+        || req.compaction.is_some()
+        || req.lease_grant.is_some()
+        || req.lease_revoke.is_some();
+    refused.then_some(ApplyError::Corrupt)
 }
 
 /// What a txn's ops mean to the lessor, taken before the txn consumes them: the keys a put
@@ -360,6 +433,7 @@ mod tests {
             Applied::LeaseGrant { .. }
             | Applied::LeaseRevoke
             | Applied::Auth(_)
+            | Applied::Alarms(_)
             | Applied::Empty => 0,
         }
     }
@@ -414,6 +488,65 @@ mod tests {
         };
         assert_eq!((one.deleted, one.header.unwrap().revision), (1, 3));
         assert_eq!(one.prev_kvs[0].value, b"v");
+    }
+
+    #[test]
+    fn alarms_switch_to_the_capped_and_corrupt_appliers() {
+        use api::etcdserverpb::alarm_request::AlarmAction;
+        use api::etcdserverpb::{AlarmRequest, AlarmType};
+        let a = applier();
+        let backend = a.store().backend().clone();
+        let alarms = Arc::new(AlarmStore::load(&backend).unwrap());
+        let quota = Arc::new(Quota::new(u64::MAX, backend.clone()));
+        let a = KvApplier::new(a.store().clone()).with_alarms(alarms.clone(), quota);
+        let raise = |kind: AlarmType, action: AlarmAction| {
+            alarms.apply(
+                &mut backend.batch_tx(),
+                &AlarmRequest {
+                    action: action as i32,
+                    member_id: 1,
+                    alarm: kind as i32,
+                },
+            );
+        };
+        let del = InternalRaftRequest {
+            delete_range: Some(pb::DeleteRangeRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        a.apply(1, 1, put("k", "v")).unwrap().unwrap();
+        raise(AlarmType::Nospace, AlarmAction::Activate);
+        let refused = a.apply(2, 1, put("k", "v2")).unwrap().unwrap_err();
+        assert_eq!(ServerError::from(refused), ServerError::NoSpace);
+        assert_eq!(a.store().consistent_index().0, 2);
+        raise(AlarmType::Corrupt, AlarmAction::Activate);
+        let refused = a.apply(3, 1, del.clone()).unwrap().unwrap_err();
+        assert_eq!(ServerError::from(refused), ServerError::Corrupt);
+        raise(AlarmType::Corrupt, AlarmAction::Deactivate);
+        // Capped again: deletes pass.
+        a.apply(4, 1, del).unwrap().unwrap();
+        raise(AlarmType::Nospace, AlarmAction::Deactivate);
+        a.apply(5, 1, put("k", "v3")).unwrap().unwrap();
+        assert_eq!(a.store().current_revision(), 4);
+    }
+
+    #[test]
+    fn over_quota_writes_are_applied_but_answered_nospace() {
+        let a = applier();
+        let backend = a.store().backend().clone();
+        let alarms = Arc::new(AlarmStore::load(&backend).unwrap());
+        // The in-memory backend is 0 bytes: a put costs at least 256.
+        let quota = Arc::new(Quota::new(300, backend));
+        let a = KvApplier::new(a.store().clone()).with_alarms(alarms, quota);
+        a.apply(1, 1, put("k", "v")).unwrap().unwrap();
+        let refused = a
+            .apply(2, 1, put("k", &"v".repeat(64)))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(ServerError::from(refused), ServerError::NoSpace);
+        assert_eq!(a.store().current_revision(), 3);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 use prost::Message as _;
 use raftpb::{ConfState, Entry, EntryType};
 
-use super::apply::KvApplier;
+use super::apply::{ApplyError, KvApplier};
 use super::apply_auth::{is_auth_request, AuthApplier};
 use super::cluster::Cluster;
 use super::membership::{Membership, MembershipError};
@@ -63,6 +63,12 @@ pub(crate) struct ApplyLoop {
     pub(super) transport: rafthttp::Transport,
     /// How long a removed member keeps going before it stops (etcd's `stopWithDelay`).
     pub(super) election_timeout: Duration,
+    // quota
+    /// The alarms in force: applied here, reloaded with a snapshot.
+    pub(super) alarms: Arc<super::alarms::AlarmStore>,
+    /// Where a write refused at apply for want of space raises NOSPACE before its caller is
+    /// answered (the apply thread cannot wait for raft).
+    pub(super) runtime: tokio::runtime::Handle,
 }
 
 impl ApplyLoop {
@@ -161,6 +167,7 @@ impl ApplyLoop {
         self.lessor.recover(&StoreLeases(&self.store))?;
         self.auth_store.recover(self.store.backend())?;
         crate::metrics::hooks::auth_revision(self.auth_store.revision());
+        self.alarms.reload(self.store.backend())?;
         let membership = Membership::load(self.store.backend())?;
         for m in membership.members.values() {
             if m.id != self.cluster.local_id() {
@@ -223,6 +230,16 @@ impl ApplyLoop {
             self.proposer.wake(id, Ok(Applied::Empty));
             return;
         }
+        // quota
+        if let Some(alarm) = &req.alarm {
+            let alarms = &self.alarms;
+            if let Some(listed) = store.apply(entry.index, entry.term, |txn| {
+                alarms.apply(txn.backend_tx(), alarm)
+            }) {
+                self.proposer.wake(id, Ok(Applied::Alarms(listed)));
+            }
+            return;
+        }
         if is_auth_request(&req) {
             if let Some(result) = self.auth.apply(store, entry.index, entry.term, req) {
                 crate::metrics::hooks::proposal_result(result.is_ok());
@@ -232,8 +249,34 @@ impl ApplyLoop {
         }
         if let Some(result) = self.kv.apply(entry.index, entry.term, req) {
             crate::metrics::hooks::proposal_result(result.is_ok());
+            if matches!(result, Err(ApplyError::NoSpace)) && !self.alarms.has_nospace() {
+                self.raise_nospace_then_wake(id);
+                return;
+            }
             self.proposer.wake(id, result.map_err(ServerError::from));
         }
+    }
+
+    /// etcd's `applyEntryNormal` on a write that passed the quota before it was proposed but
+    /// not when applied: every member that applies it raises NOSPACE for itself, and the
+    /// caller learns of the refusal once the alarm is in force.
+    fn raise_nospace_then_wake(&self, id: u64) {
+        tracing::warn!("message exceeded backend quota; raising alarm");
+        let proposer = self.proposer.clone();
+        let alarm = InternalRaftRequest {
+            alarm: Some(api::etcdserverpb::AlarmRequest {
+                action: api::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+                member_id: self.cluster.local_id(),
+                alarm: api::etcdserverpb::AlarmType::Nospace as i32,
+            }),
+            ..Default::default()
+        };
+        self.runtime.spawn(async move {
+            if let Err(e) = proposer.propose(alarm).await {
+                tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
+            }
+            proposer.wake(id, Err(ServerError::NoSpace));
+        });
     }
 
     fn apply_conf_change(&mut self, entry: &Entry) {

@@ -45,6 +45,9 @@ pub struct ServerParams {
     pub lease_checkpoint_interval: Option<Duration>,
     /// `--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`.
     pub auth: crate::config::AuthConfig,
+    // quota
+    /// `--quota-backend-bytes` as resolved: 0 given means 2 GiB, `u64::MAX` no quota.
+    pub quota_backend_bytes: u64,
 }
 
 impl ServerParams {

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use api::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType, InternalRaftRequest};
+use api::etcdserverpb::AlarmType;
 use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -338,15 +338,7 @@ impl EtcdServer {
 
     /// etcd's `triggerCorruptAlarm`: CORRUPT for member 0, through raft.
     async fn trigger_corrupt_alarm(&self) {
-        let req = InternalRaftRequest {
-            alarm: Some(AlarmRequest {
-                action: AlarmAction::Activate as i32,
-                member_id: 0,
-                alarm: AlarmType::Corrupt as i32,
-            }),
-            ..Default::default()
-        };
-        if let Err(e) = self.propose(req).await {
+        if let Err(e) = self.raise_alarm(0, AlarmType::Corrupt).await {
             tracing::error!(error = %e, "raising the CORRUPT alarm");
         }
     }

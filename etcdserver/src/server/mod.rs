@@ -8,6 +8,7 @@
 //! [`cluster::Cluster`] (the membership), [`leases::Leases`], [`reconfig::Reconfig`] and the
 //! auth store (users, roles and tokens; applied by [`apply_auth`]).
 
+pub(crate) mod alarms;
 pub(crate) mod apply;
 pub(crate) mod apply_auth;
 mod apply_loop;
@@ -24,6 +25,7 @@ mod leases;
 pub(crate) mod membership;
 mod peer_handler;
 mod proposer;
+pub(crate) mod quota;
 mod raft_loop;
 mod reconfig;
 pub(crate) mod schema;
@@ -84,6 +86,10 @@ struct Inner {
     reconfig: Reconfig,
     transport: rafthttp::Transport,
     auth: Arc<auth::AuthStore>,
+    // quota
+    /// The alarms in force (applied by the apply thread).
+    alarms: Arc<alarms::AlarmStore>,
+    quota: Arc<quota::Quota>,
 }
 
 /// Raft and apply threads of a started member; joined by [`EtcdServer::stop`].
@@ -140,6 +146,12 @@ impl EtcdServer {
                 params.request_timeout(),
             )?;
         }
+        // quota
+        let alarms = Arc::new(alarms::AlarmStore::load(boot.store.backend())?);
+        let quota = Arc::new(quota::Quota::new(
+            params.quota_backend_bytes,
+            boot.store.backend().clone(),
+        ));
         crate::metrics::hooks::auth_revision(auth.revision());
         let node = bootstrap::raft_node(&params, &boot)?;
         let member_id = boot.member_id;
@@ -221,7 +233,8 @@ impl EtcdServer {
             })?;
         let applier = ApplyLoop {
             kv: KvApplier::with_lessor(boot.store.clone(), boot.lessor.clone())
-                .with_auth(auth.clone()),
+                .with_auth(auth.clone())
+                .with_alarms(alarms.clone(), quota.clone()),
             auth: AuthApplier::new(auth.clone()),
             auth_store: auth.clone(),
             tasks: apply_rx,
@@ -236,6 +249,8 @@ impl EtcdServer {
             cluster: cluster.clone(),
             transport: transport.clone(),
             election_timeout: params.election_timeout,
+            alarms: alarms.clone(),
+            runtime: tokio::runtime::Handle::current(),
         };
         let apply = std::thread::Builder::new()
             .name("apply".into())
@@ -266,6 +281,8 @@ impl EtcdServer {
                 reconfig,
                 transport,
                 auth,
+                alarms,
+                quota,
             }),
         };
         server.spawn_publish();
@@ -557,6 +574,21 @@ impl ServerCore for EtcdServer {
 
     async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, ServerError> {
         self.inner.proposer.propose(req).await
+    }
+
+    // quota
+    async fn check_quota(&self, cost: u64) -> Result<(), ServerError> {
+        if self.inner.quota.admits(cost) {
+            return Ok(());
+        }
+        // etcd's `quotaAlarmer.check`: raise NOSPACE for this member, whatever that answers.
+        if let Err(e) = self
+            .raise_alarm(self.member_id(), api::etcdserverpb::AlarmType::Nospace)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
+        }
+        Err(ServerError::NoSpace)
     }
 
     async fn read_barrier(&self) -> Result<(), ServerError> {

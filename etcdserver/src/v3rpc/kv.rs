@@ -14,6 +14,7 @@ use tonic::{Request as GrpcRequest, Response, Status};
 use crate::convert;
 use crate::core::{Applied, ServerCore};
 use crate::error::ServerError;
+use crate::server::quota;
 use crate::v3rpc::permission::{self, check_read, identity, stamp};
 
 /// What gRPC accepts on top of `--max-request-bytes` (etcd's `grpcOverheadBytes`).
@@ -116,6 +117,10 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         self.require_leader(&request)?;
+        // etcd's `quotaKVServer` checks before anything else.
+        self.core
+            .check_quota(quota::put_cost(request.get_ref()))
+            .await?;
         check_put(request.get_ref())?;
         let info = identity(&*self.core, &request).await?;
         let r = request.into_inner();
@@ -160,6 +165,9 @@ impl<C: ServerCore> Kv for KvService<C> {
         request: GrpcRequest<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
         self.require_leader(&request)?;
+        self.core
+            .check_quota(quota::txn_cost(request.get_ref()))
+            .await?;
         {
             let r = request.get_ref();
             check_txn(r, self.core.limits().max_txn_ops)?;

@@ -37,6 +37,10 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        // etcd's `quotaLeaseServer` checks before anything else.
+        self.server
+            .check_quota(crate::server::quota::LEASE_GRANT_COST)
+            .await?;
         // Any authenticated user since etcd 3.5.28 (3.4.23 checks nothing).
         let who = identity(&self.server, &request).await?;
         require_user(self.server.auth_store(), &who)?;

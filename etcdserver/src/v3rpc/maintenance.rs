@@ -36,16 +36,11 @@ impl Maintenance for MaintenanceService {
         } else {
             require_admin(self.server.auth_store(), &who)?;
         }
-        // No alarm is ever raised yet (quota and corruption checks are not built), so there is
-        // nothing to list or to deactivate; activating one is refused rather than ignored.
-        if req.action == alarm_request::AlarmAction::Activate as i32 {
-            return Err(Status::unimplemented(
-                "etcd-rs: raising alarms by request is not supported",
-            ));
-        }
+        // Every action goes through raft, as etcd's: a GET answers the alarms as applied.
+        let alarms = self.server.alarm_request(req).await?;
         Ok(Response::new(AlarmResponse {
             header: Some(self.server.header()),
-            alarms: Vec::new(),
+            alarms,
         }))
     }
 
@@ -73,15 +68,22 @@ impl Maintenance for MaintenanceService {
             .members
             .get(&s.member_id())
             .is_some_and(|m| m.is_learner);
+        // etcd: "no leader" first, then each alarm as its protobuf text.
+        let leader = s.leader_id().unwrap_or(0);
+        let mut errors = Vec::new();
+        if leader == 0 {
+            errors.push(ServerError::NoLeader.to_string());
+        }
+        errors.extend(s.active_alarms().iter().map(alarm_text));
         Ok(Response::new(StatusResponse {
             header: Some(self.server.header()),
             version: SERVER_VERSION.to_owned(),
             db_size,
-            leader: s.leader_id().unwrap_or(0),
+            leader,
             raft_index: s.committed_index(),
             raft_term: s.term(),
             raft_applied_index: s.applied_index(),
-            errors: Vec::new(),
+            errors,
             db_size_in_use,
             is_learner,
         }))
@@ -96,10 +98,12 @@ impl Maintenance for MaintenanceService {
             &identity(&self.server, &req).await?,
         )?;
         let backend = self.server.store().backend().clone();
-        tokio::task::spawn_blocking(move || backend.defragment())
+        let defragmented = tokio::task::spawn_blocking(move || backend.defragment())
             .await
-            .map_err(|e| internal(e.to_string()))?
-            .map_err(internal)?;
+            .map_err(|e| internal(e.to_string()));
+        // The file shrank without a commit: the quota reads its size again.
+        self.server.refresh_quota();
+        defragmented?.map_err(internal)?;
         Ok(Response::new(DefragmentResponse {
             header: Some(self.server.header()),
         }))
@@ -254,6 +258,22 @@ impl Maintenance for MaintenanceService {
         )?;
         Err(Status::unimplemented("etcd-rs: downgrade is not supported"))
     }
+}
+
+/// An alarm as etcd prints it (gogo protobuf's compact text, which etcdctl's `alarm list` and
+/// `Status.errors` show): `memberID:<decimal> alarm:<KIND> `, zero fields left out.
+pub(crate) fn alarm_text(m: &AlarmMember) -> String {
+    let mut text = String::new();
+    if m.member_id != 0 {
+        text.push_str(&format!("memberID:{} ", m.member_id));
+    }
+    if m.alarm != 0 {
+        text.push_str(&format!(
+            "alarm:{} ",
+            crate::server::alarms::kind_name(m.alarm)
+        ));
+    }
+    text
 }
 
 fn internal(e: impl ToString) -> Status {

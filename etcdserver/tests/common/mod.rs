@@ -78,6 +78,7 @@ pub fn params(dir: &std::path::Path) -> ServerParams {
         auto_compaction: None,
         lease_checkpoint_interval: Some(lease::DEFAULT_CHECKPOINT_INTERVAL),
         auth: Default::default(),
+        quota_backend_bytes: etcdserver::config::DEFAULT_QUOTA_BACKEND_BYTES,
     }
 }
 
