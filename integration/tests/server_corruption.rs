@@ -66,9 +66,12 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// etcdctl 3.4 through member 0 (never the damaged one, and etcdctl given a stopped member
+/// among its endpoints may time out on it).
 fn etcdctl(cluster: &Cluster, args: &[&str]) -> integration::CmdOutput {
     cluster
         .cli(real_etcdctl())
+        .args(["--endpoints", cluster.client_url(0)])
         .args(args)
         .run()
         .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"))
@@ -144,7 +147,10 @@ fn corruption_check_flags_parse_as_etcds(server: ServerBinary) {
 }
 
 fn members_hashkv_answers_as_etcds(server: ServerBinary) {
-    let cluster = start(server, 1);
+    // etcd 3.4 answers the error cases only with the zap logger: with capnslog its handler logs
+    // through a nil logger and the connection is dropped.
+    let is_etcd34 = server.path() == ServerBinary::real_etcd().path();
+    let cluster = start_with(server, 1, &["--logger=zap"]);
     for i in 0..4 {
         etcdctl_ok(&cluster, &["put", &format!("k{i}"), "v"]);
     }
@@ -186,6 +192,18 @@ fn members_hashkv_answers_as_etcds(server: ServerBinary) {
         (status, body.as_str()),
         (400, "mvcc: required revision has been compacted\n")
     );
+    // At the compaction revision itself 3.4 answers "compacted"; 3.5 (and we) answer with the
+    // hash the compaction recorded, which the compaction hash check asks for.
+    let (status, _, body) = peer_request(&peer, "GET", &[], r#"{"revision":4}"#);
+    if is_etcd34 {
+        assert_eq!(
+            (status, body.as_str()),
+            (400, "mvcc: required revision has been compacted\n")
+        );
+    } else {
+        assert_eq!(status, 200, "{body}");
+        assert!(body.ends_with(r#","compact_revision":-1}"#), "{body}");
+    }
     let (status, _, body) = peer_request(&peer, "GET", &[], r#"{"revision":0}"#);
     assert_eq!(status, 200);
     assert!(body.ends_with(r#","compact_revision":4}"#), "{body}");
@@ -230,9 +248,19 @@ fn cluster_with_a_damaged_member(extra_args: &[&str]) -> Cluster {
 }
 
 fn wait_for_corrupt_alarm(cluster: &Cluster) {
-    eventually(Duration::from_secs(30), "CORRUPT in alarm list", || {
-        etcdctl(cluster, &["alarm", "list"]).stdout == "memberID:0 alarm:CORRUPT \n"
-    });
+    let mut last = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let out = etcdctl(cluster, &["alarm", "list"]);
+        // etcdctl 3.4 prints the AlarmMember in protobuf's compact text, which leaves out
+        // a zero field: member 0 shows as no memberID at all.
+        if out.stdout == "alarm:CORRUPT \n" {
+            return;
+        }
+        last = format!("{}{}", out.stdout, out.stderr);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no CORRUPT in alarm list after 30 s; last answer: {last}");
 }
 
 /// What CORRUPT blocks, as etcd's corrupt applier: writes; reads go on.
@@ -301,8 +329,8 @@ fn an_undamaged_member_passes_the_initial_check() {
 fn the_periodic_check_raises_corrupt_and_writes_are_refused() {
     let mut cluster = cluster_with_a_damaged_member(&["--experimental-corrupt-check-time=1s"]);
     assert_eq!(etcdctl_ok(&cluster, &["alarm", "list"]), "");
+    // Not waited healthy: once CORRUPT is raised /health says so.
     cluster.restart(DAMAGED).unwrap();
-    cluster.wait_healthy(DAMAGED, WAIT).unwrap();
     wait_for_corrupt_alarm(&cluster);
     check_corrupt_cluster_refuses_writes(&cluster);
 }
@@ -315,7 +343,6 @@ fn the_compaction_hash_check_raises_corrupt() {
         "--experimental-compact-hash-check-time=1s",
     ]);
     cluster.restart(DAMAGED).unwrap();
-    cluster.wait_healthy(DAMAGED, WAIT).unwrap();
     // Nothing compared yet: no compaction recorded a hash.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(etcdctl_ok(&cluster, &["alarm", "list"]), "");

@@ -498,7 +498,7 @@ impl EtcdServer {
                 interval = ?every,
                 "enabled corruption checking"
             );
-            self.spawn_leader_loop(every, |server, ()| async move {
+            self.spawn_leader_loop(every, |server| async move {
                 if let Err(e) = server.periodic_corrupt_check().await {
                     tracing::warn!(error = %e, "failed to check hash KV");
                 }
@@ -511,7 +511,7 @@ impl EtcdServer {
                 "enabled compaction hash check"
             );
             let latest = std::sync::Arc::new(parking_lot::Mutex::new(0i64));
-            self.spawn_leader_loop(every, move |server, ()| {
+            self.spawn_leader_loop(every, move |server| {
                 let latest = latest.clone();
                 async move {
                     let mut checked = *latest.lock();
@@ -526,7 +526,7 @@ impl EtcdServer {
     /// holds the member only weakly between checks.
     fn spawn_leader_loop<F, Fut>(&self, every: Duration, check: F)
     where
-        F: Fn(EtcdServer, ()) -> Fut + Send + 'static,
+        F: Fn(EtcdServer) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
         let weak: WeakServer = self.downgrade();
@@ -543,7 +543,7 @@ impl EtcdServer {
                     continue;
                 }
                 tokio::select! {
-                    _ = check(server, ()) => {}
+                    _ = check(server) => {}
                     _ = &mut stopped => return,
                 }
             }
