@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use prost::Message;
 
 use crate::error::Corruption;
-use crate::hash::CompactionHashes;
+use crate::hash_storage::CompactionHashes;
 use crate::index::TreeIndex;
 use crate::key_index::KeyIndex;
 use crate::revision::is_tombstone;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::hash::KvHasher;
+use crate::hash_storage::KvHasher;
 use crate::kvstore::{meta_rev, KvStore};
 use crate::schema::{KEY_TABLE, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE};
 use crate::{Error, Result, Revision};

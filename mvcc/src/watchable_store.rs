@@ -10,7 +10,7 @@ use backend::{Backend, EngineView};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::hash::KvHash;
+use crate::hash_storage::KvHash;
 use crate::kvstore::{decode_kv, KvStore, StoreConfig};
 use crate::kvstore_compaction::Compaction;
 use crate::kvstore_txn::WriteTxn;
