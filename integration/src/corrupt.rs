@@ -161,6 +161,8 @@ mod tests {
             }
             fresh.hash_kv(3).unwrap().hash
         });
+        // The tool opens the file itself: the store must let it go first.
+        drop(store);
         assert!(matches!(
             damage_latest_value(dir.path(), b"missing", b"x"),
             Err(DamageError::KeyNotFound(_))
