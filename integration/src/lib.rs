@@ -33,6 +33,7 @@
 pub mod certs;
 pub mod check;
 mod cluster;
+pub mod corrupt;
 mod error;
 pub mod history;
 mod http;

@@ -21,6 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use prost::Message;
 
 use crate::error::Corruption;
+use crate::hash_storage::CompactionHashes;
 use crate::index::TreeIndex;
 use crate::key_index::KeyIndex;
 use crate::revision::is_tombstone;
@@ -90,6 +91,8 @@ pub(crate) struct KvStore {
     pub epoch: AtomicU64,
     pub revs: RwLock<Revs>,
     pub observer: Arc<dyn RevisionObserver>,
+    /// The hashes the last compactions recorded (for the compaction hash check).
+    pub compaction_hashes: CompactionHashes,
     consistent_index: AtomicU64,
     consistent_term: AtomicU64,
 }
@@ -146,6 +149,7 @@ impl KvStore {
             epoch: AtomicU64::new(0),
             revs: RwLock::new(Revs { current, compact }),
             observer,
+            compaction_hashes: CompactionHashes::default(),
             consistent_index: AtomicU64::new(consistent_index),
             consistent_term: AtomicU64::new(term),
         };

@@ -7,6 +7,7 @@
 
 mod error;
 mod hash;
+mod hash_storage;
 mod index;
 mod key_index;
 mod key_range;
@@ -26,7 +27,7 @@ mod watchable_store;
 mod watcher_group;
 
 pub use error::{Corruption, Error, Result};
-pub use hash::KvHash;
+pub use hash_storage::{KvHash, COMPACTION_HASHES_KEPT};
 pub use key_range::{prefix_range_end, KeyRange};
 pub use kv::{Event, EventType, KeyValue};
 pub use kvstore::StoreConfig;

@@ -10,7 +10,7 @@ use backend::{Backend, EngineView};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::hash::KvHash;
+use crate::hash_storage::KvHash;
 use crate::kvstore::{decode_kv, KvStore, StoreConfig};
 use crate::kvstore_compaction::Compaction;
 use crate::kvstore_txn::WriteTxn;
@@ -128,6 +128,18 @@ impl Store {
     /// compaction has scheduled for removal.
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash> {
         self.kv.hash_kv(rev)
+    }
+
+    /// The hash of the key table up to `rev` that the compaction at `rev` recorded, if this
+    /// store ran it and still keeps it (etcd 3.5's `HashByRev` answers with it first).
+    pub fn compaction_hash(&self, rev: i64) -> Option<KvHash> {
+        self.kv.compaction_hash(rev)
+    }
+
+    /// The hashes the last compactions recorded, newest first (at most
+    /// [`crate::COMPACTION_HASHES_KEPT`]).
+    pub fn compaction_hashes(&self) -> Vec<KvHash> {
+        self.kv.compaction_hashes.list()
     }
 
     /// Every live key with a lease, for the lessor to re-attach after a restart.

@@ -772,3 +772,56 @@ fn restore_installs_a_snapshot_and_keeps_watchers() {
     assert_eq!(reopened.consistent_index(), (130, 3));
     assert_eq!(get(&reopened, "k9").unwrap().value, b"new");
 }
+
+#[test]
+fn each_compaction_records_the_hash_of_what_it_compacted_newest_first() {
+    let s = memory_store();
+    for i in 0..40 {
+        put(&s, &format!("k{}", i % 6), &i.to_string());
+    }
+    assert!(s.compaction_hashes().is_empty());
+    // What HashByRev(rev) answers just before the compaction at rev (batches of 7 rows).
+    let before_10 = s.hash_kv(10).unwrap();
+    s.compact(10).unwrap().run().unwrap();
+    let before_20 = s.hash_kv(20).unwrap();
+    assert_eq!(before_20.compact_revision, 10);
+    s.compact(20).unwrap().run().unwrap();
+    let recorded = s.compaction_hashes();
+    let summary = |h: &KvHash| (h.hash, h.compact_revision, h.revision);
+    assert_eq!(
+        recorded.iter().map(summary).collect::<Vec<_>>(),
+        vec![summary(&before_20), summary(&before_10)]
+    );
+    assert_eq!(s.compaction_hash(20).map(|h| h.hash), Some(before_20.hash));
+    assert_eq!(s.compaction_hash(20).unwrap().current_revision, 41);
+    assert_eq!(s.compaction_hash(15), None);
+    for rev in 21..35 {
+        s.compact(rev).unwrap().run().unwrap();
+    }
+    let kept: Vec<i64> = s.compaction_hashes().iter().map(|h| h.revision).collect();
+    assert_eq!(kept, (25..35).rev().collect::<Vec<_>>());
+}
+
+#[test]
+fn a_damaged_value_changes_the_hash_at_its_revision_and_later() {
+    let s = memory_store();
+    for i in 0..5 {
+        put(&s, "k", &i.to_string());
+    }
+    let (h3, h6) = (s.hash_kv(3).unwrap(), s.hash_kv(6).unwrap());
+    let rev = Revision::new(4, 0).to_bytes();
+    let mut kv = s
+        .range(&RangeRequest::key("k").at_revision(4))
+        .unwrap()
+        .kvs
+        .pop()
+        .unwrap();
+    kv.value = b"damaged".to_vec();
+    {
+        use prost::Message;
+        let mut tx = s.backend().batch_tx();
+        tx.put(KEY_TABLE, rev.to_vec(), kv.encode_to_vec());
+    }
+    assert_eq!(s.hash_kv(3).unwrap().hash, h3.hash);
+    assert_ne!(s.hash_kv(6).unwrap().hash, h6.hash);
+}

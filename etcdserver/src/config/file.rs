@@ -44,6 +44,9 @@ struct FileConfig {
     // tls
     #[serde(flatten)]
     tls: super::tls::FileTls,
+    // corrupt
+    #[serde(flatten)]
+    corrupt: super::corrupt::FileCorrupt,
 }
 
 /// A YAML scalar read as text: `auto-compaction-retention: 1` and `"1h"` both occur.
@@ -106,6 +109,8 @@ pub(super) fn read_config_file(path: &Path) -> Result<RawConfig, InvalidFlag> {
                     .unwrap_or_else(|| format!("{key:?}"));
                 if !FILE_KEYS.contains(&key.as_str())
                     && !super::tls::FILE_KEYS.contains(&key.as_str())
+                    // corrupt
+                    && !super::corrupt::FILE_KEYS.contains(&key.as_str())
                 {
                     warnings.push(format!(
                         "config file {}: key {key:?} is not supported by etcd-rs and is ignored",
@@ -173,5 +178,7 @@ pub(super) fn read_config_file(path: &Path) -> Result<RawConfig, InvalidFlag> {
         bcrypt_cost: file.bcrypt_cost.unwrap_or(DEFAULT_BCRYPT_COST),
         // tls
         tls: file.tls.into(),
+        // corrupt
+        corrupt: file.corrupt.into(),
     })
 }

@@ -199,6 +199,9 @@ struct Flags {
     // tls
     #[command(flatten)]
     tls: TlsFlags,
+    // corrupt
+    #[command(flatten)]
+    corrupt: super::corrupt::CorruptFlags,
 }
 
 impl From<Flags> for RawConfig {
@@ -233,6 +236,8 @@ impl From<Flags> for RawConfig {
             bcrypt_cost: f.bcrypt_cost,
             // tls
             tls: f.tls.into(),
+            // corrupt
+            corrupt: f.corrupt.into(),
         }
     }
 }

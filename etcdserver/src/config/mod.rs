@@ -21,6 +21,7 @@
 mod auth;
 mod cluster;
 mod compaction;
+mod corrupt;
 mod defaults;
 mod env;
 mod error;
@@ -40,6 +41,8 @@ use crate::core::Limits;
 pub use auth::AuthConfig;
 pub use cluster::{ClusterError, ClusterState};
 pub use compaction::{AutoCompaction, RetentionError};
+// corrupt
+pub use corrupt::{CorruptCheckConfig, CorruptFlagError, DEFAULT_CORRUPT_CHECK_TIME};
 pub use defaults::DEFAULT_QUOTA_BACKEND_BYTES;
 pub use error::{ConfigError, InvalidFlag, SetupError};
 pub use tls::{cipher_suite, TlsConfig, TlsConfigError, TlsInfo, TlsVersion};
@@ -137,6 +140,9 @@ pub struct ServerConfig {
     // tls
     /// The client and peer TLS settings.
     pub tls: TlsConfig,
+    // corrupt
+    /// The corruption checks.
+    pub corrupt_check: CorruptCheckConfig,
 }
 
 impl Default for ServerConfig {
@@ -334,6 +340,9 @@ impl ServerConfig {
             &mut warnings,
         )
         .map_err(SetupError::from)?;
+        // corrupt
+        let corrupt_check =
+            corrupt::check(raw.corrupt, &mut warnings).map_err(InvalidFlag::from)?;
 
         Ok(ServerConfig {
             name: raw.name,
@@ -359,6 +368,8 @@ impl ServerConfig {
             auth: AuthConfig::from_raw(raw.auth_token, raw.auth_token_ttl, raw.bcrypt_cost),
             // tls
             tls,
+            // corrupt
+            corrupt_check,
         })
     }
 }

@@ -37,4 +37,6 @@ pub(super) struct RawConfig {
     pub(super) bcrypt_cost: u64,
     // tls
     pub(super) tls: super::tls::RawTls,
+    // corrupt
+    pub(super) corrupt: super::corrupt::RawCorrupt,
 }

@@ -895,3 +895,90 @@ fn tls_flags_take_their_etcd_variables() {
     assert!(c.tls.peer.auto_tls && c.tls.client.client_cert_auth);
     assert_eq!(c.tls.client.trusted_ca_file, Some(PathBuf::from("/ca.pem")));
 }
+
+// corrupt
+#[test]
+fn corruption_checks_as_etcd_parses_them_with_the_periodic_check_on_by_default() {
+    let checks = |args: &[&str]| {
+        parse(args)
+            .map(|c| c.corrupt_check)
+            .map_err(|e| e.to_string())
+    };
+    let default = checks(&[]).unwrap();
+    assert_eq!(
+        default,
+        CorruptCheckConfig {
+            initial: false,
+            periodic: Some(Duration::from_secs(300)),
+            compact_hash: None,
+        }
+    );
+    assert_eq!(default, CorruptCheckConfig::default());
+    let c = checks(&[
+        "--experimental-initial-corrupt-check",
+        "--experimental-corrupt-check-time",
+        "0",
+    ])
+    .unwrap();
+    assert!(c.initial);
+    assert_eq!(c.periodic, None, "0 turns the periodic check off");
+    let c = checks(&["--experimental-corrupt-check-time", "1.5s"]).unwrap();
+    assert_eq!(c.periodic, Some(Duration::from_millis(1500)));
+    let c = checks(&["--experimental-corrupt-check-time=-1s"]).unwrap();
+    assert_eq!(c.periodic, None);
+    let c = checks(&[
+        "--experimental-compact-hash-check-enabled",
+        "--experimental-compact-hash-check-time",
+        "2s",
+    ])
+    .unwrap();
+    assert_eq!(c.compact_hash, Some(Duration::from_secs(2)));
+    // The interval alone does not turn the compaction hash check on.
+    let c = checks(&["--experimental-compact-hash-check-time", "2s"]).unwrap();
+    assert_eq!(c.compact_hash, None);
+
+    assert_eq!(
+        checks(&["--experimental-corrupt-check-time", "bogus"]).unwrap_err(),
+        "error verifying flags, invalid value \"bogus\" for flag \
+         -experimental-corrupt-check-time: parse error. See 'etcd --help'."
+    );
+    assert_eq!(
+        checks(&["--experimental-compact-hash-check-time", "0s"]).unwrap_err(),
+        "error verifying flags, --experimental-compact-hash-check-time must be >0 \
+         (set to 0s). See 'etcd --help'."
+    );
+    assert!(checks(&["--experimental-initial-corrupt-check=maybe"]).is_err());
+
+    let c = parse_env(
+        &[],
+        &[
+            ("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "true"),
+            ("ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", "2m"),
+        ],
+    )
+    .unwrap();
+    assert!(c.corrupt_check.initial);
+    assert_eq!(c.corrupt_check.periodic, Some(Duration::from_secs(120)));
+
+    // etcd's YAML holds a time.Duration as nanoseconds.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etcd.yml");
+    std::fs::write(
+        &path,
+        "experimental-initial-corrupt-check: true\n\
+         experimental-corrupt-check-time: 3000000000\n\
+         experimental-compact-hash-check-enabled: true\n\
+         experimental-compact-hash-check-time: 1s\n",
+    )
+    .unwrap();
+    let c = parse(&["--config-file", path.to_str().unwrap()]).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.corrupt_check,
+        CorruptCheckConfig {
+            initial: true,
+            periodic: Some(Duration::from_secs(3)),
+            compact_hash: Some(Duration::from_secs(1)),
+        }
+    );
+}

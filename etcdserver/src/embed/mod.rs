@@ -125,6 +125,7 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         election_timeout: config.election_timeout,
         snapshot_count: config.snapshot_count,
         snapshot_catch_up_entries: SNAPSHOT_CATCH_UP_ENTRIES,
+        corrupt_check: config.corrupt_check.clone(),
         limits: config.limits(),
         auto_compaction: config.auto_compaction,
         lease_checkpoint_interval: config.lease_checkpoint_interval,

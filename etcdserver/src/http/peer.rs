@@ -22,6 +22,8 @@ pub fn router(server: &EtcdServer) -> Router {
         .raft_router()
         .merge(lease_routes(server))
         .merge(promote_route(server))
+        // corrupt
+        .merge(crate::server::corrupt::hash_kv_route(server))
         .route(
             "/members",
             axum::routing::get(move || {

@@ -37,6 +37,8 @@ pub struct ServerParams {
     pub election_timeout: Duration,
     pub snapshot_count: u64,
     pub snapshot_catch_up_entries: u64,
+    /// The corruption checks (`--experimental-*corrupt-check*`, `--experimental-compact-hash-check-*`).
+    pub corrupt_check: crate::config::CorruptCheckConfig,
     pub limits: Limits,
     pub auto_compaction: Option<crate::config::AutoCompaction>,
     /// How often the leader checkpoints long leases' remaining TTLs; None: never.
@@ -112,6 +114,10 @@ pub enum StartError {
     Raft(#[from] raft::Error),
     #[error("snap: {0}")]
     Snap(#[from] snap::Error),
+    /// `--experimental-initial-corrupt-check` found this member's data diverged (or could not
+    /// hash it).
+    #[error(transparent)]
+    Corrupt(#[from] super::corrupt::CorruptCheckError),
 }
 
 /// A member's state as found on (or first written to) disk.

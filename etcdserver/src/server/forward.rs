@@ -50,6 +50,27 @@ pub(crate) async fn post(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<(StatusCode, Bytes), ForwardError> {
+    send(
+        dialer,
+        hyper::Method::POST,
+        url,
+        &[(hyper::header::CONTENT_TYPE, content_type.to_owned())],
+        body,
+        timeout,
+    )
+    .await
+}
+
+/// Sends `method` with `headers` and `body` to `url` as [`post`] does (etcd's peer hashkv
+/// request is a GET with a body).
+pub(crate) async fn send(
+    dialer: &rafthttp::Dialer,
+    method: hyper::Method,
+    url: &str,
+    headers: &[(hyper::header::HeaderName, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), ForwardError> {
     let bad_url = |reason: String| ForwardError::BadUrl {
         url: url.to_owned(),
         reason,
@@ -64,10 +85,14 @@ pub(crate) async fn post(
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        let req = hyper::Request::post(uri)
-            .header(hyper::header::HOST, authority)
-            .header(hyper::header::CONTENT_TYPE, content_type)
-            .body(http_body_util::Full::new(Bytes::from(body)))?;
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(hyper::header::HOST, authority);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        let req = req.body(http_body_util::Full::new(Bytes::from(body)))?;
         let resp = sender.send_request(req).await?;
         let status = resp.status();
         let bytes = http_body_util::BodyExt::collect(resp.into_body())

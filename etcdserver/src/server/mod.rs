@@ -15,6 +15,8 @@ mod apply_loop;
 mod bootstrap;
 mod cluster;
 pub(crate) mod compactor;
+// corrupt
+pub(crate) mod corrupt;
 mod forward;
 mod join;
 pub(crate) mod kv_permissions;
@@ -132,6 +134,18 @@ impl EtcdServer {
         let auth = Arc::new(auth::AuthStore::new(tokens, params.auth.bcrypt_cost));
         let boot = bootstrap::open(&params, &dialer)?;
         auth.recover(boot.store.backend())?;
+        // corrupt: etcd checks a member that already has data before it starts raft.
+        let restarting = boot.bootstrap_peers.is_empty() && boot.remote_members.is_none();
+        if restarting && params.corrupt_check.initial {
+            corrupt::initial_check(
+                &boot.store,
+                &boot.membership.list(),
+                boot.member_id,
+                boot.cluster_id,
+                dialer.clone(),
+                params.request_timeout(),
+            )?;
+        }
         // quota
         let alarms = Arc::new(alarms::AlarmStore::load(boot.store.backend())?);
         let quota = Arc::new(quota::Quota::new(
@@ -274,6 +288,8 @@ impl EtcdServer {
         server.spawn_publish();
         server.spawn_token_sweeper();
         server.inner.leases.spawn_leader_duties();
+        // corrupt
+        server.spawn_corrupt_monitors(&params.corrupt_check);
         Ok((
             server,
             Threads {

@@ -73,6 +73,7 @@ pub fn params(dir: &std::path::Path) -> ServerParams {
         election_timeout: Duration::from_millis(100),
         snapshot_count: 1000,
         snapshot_catch_up_entries: 5,
+        corrupt_check: Default::default(),
         limits: etcdserver::Limits::default(),
         auto_compaction: None,
         lease_checkpoint_interval: Some(lease::DEFAULT_CHECKPOINT_INTERVAL),
