@@ -52,8 +52,11 @@ impl Db {
             Ok(()) => meta0.page_size as usize,
             Err(_) => DEFAULT_PAGE_SIZE,
         };
-        if page_size < HEADER_SIZE + crate::page::META_SIZE || bytes.len() < 2 * page_size {
+        if page_size < HEADER_SIZE + crate::page::META_SIZE {
             return Err(Error::Invalid);
+        }
+        if bytes.len() < 2 * page_size {
+            return Err(Error::FileTooSmall);
         }
         let meta1 = Meta::read(&bytes[page_size..]).ok_or(Error::Invalid)?;
         let meta = pick_meta(meta0, meta1)?;

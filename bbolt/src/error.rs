@@ -12,6 +12,9 @@ pub enum Error {
     /// bbolt's `ErrChecksum`: no meta page with a valid checksum.
     #[error("checksum error")]
     Checksum,
+    /// Shorter than its two meta pages (bbolt's mmap check).
+    #[error("file size too small")]
+    FileTooSmall,
     #[error("page {page}: {what}")]
     Page { page: u64, what: String },
     #[error("page {page}: out of bounds: the file holds {pages} pages")]
