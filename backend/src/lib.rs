@@ -27,5 +27,5 @@ pub use engine::{Batch, Engine, EngineView, TableChanges};
 pub use error::{Error, Result, SnapshotCorruption};
 pub use memory::MemoryEngine;
 pub use redb_engine::RedbEngine;
-pub use snapshot::{restore_snapshot, SnapshotInfo};
+pub use snapshot::{read_snapshot, restore_snapshot, SnapshotInfo};
 pub use table::Table;

@@ -113,10 +113,16 @@ impl CrcReader<'_> {
         Ok(())
     }
 
-    fn read_vec(&mut self, len: usize) -> Result<Vec<u8>> {
-        let mut v = vec![0u8; len];
-        self.read(&mut v)?;
-        Ok(v)
+    /// Reads `len` bytes into `buf`, reusing its allocation. A length the stream cannot hold
+    /// fails as truncated instead of allocating it up front.
+    fn read_into(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<()> {
+        buf.clear();
+        let got = (&mut self.input).take(len as u64).read_to_end(buf)?;
+        if got != len {
+            return Err(Error::CorruptSnapshot(SnapshotCorruption::Truncated));
+        }
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        Ok(())
     }
 }
 
@@ -157,6 +163,28 @@ pub fn restore_snapshot(
 }
 
 fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo> {
+    let tables = backend.tables();
+    let mut batch = Batch::default();
+    let info = read_snapshot(input, tables.len(), &mut |tag, key, value| {
+        batch.put(tables[usize::from(tag)], key.to_vec(), value.to_vec());
+        if batch.writes() >= RESTORE_BATCH {
+            flush(backend, std::mem::take(&mut batch));
+        }
+    })?;
+    flush(backend, batch);
+    backend.force_commit()?;
+    Ok(info)
+}
+
+/// Reads a whole snapshot stream of a backend with `table_count` tables and hands each entry
+/// to `visit` as (table position, key, value), in the stream's order: tables in order, keys
+/// sorted within a table. Fails on anything but a complete stream whose count and checksum
+/// match; bytes after the trailer are not read.
+pub fn read_snapshot(
+    input: &mut dyn Read,
+    table_count: usize,
+    visit: &mut dyn FnMut(u8, &[u8], &[u8]),
+) -> Result<SnapshotInfo> {
     let mut r = CrcReader { input, crc: 0 };
     let mut magic = [0u8; MAGIC.len()];
     r.read(&mut magic)?;
@@ -165,7 +193,8 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
     }
     let mut entries = 0u64;
     let mut bytes = MAGIC.len() as u64;
-    let mut batch = Batch::default();
+    let mut key = Vec::new();
+    let mut value = Vec::new();
     loop {
         let mut tag = [0u8; 1];
         r.read(&mut tag)?;
@@ -173,30 +202,26 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
         if tag[0] == END {
             break;
         }
-        let table = *backend
-            .tables()
-            .get(usize::from(tag[0]))
-            .ok_or(Error::CorruptSnapshot(SnapshotCorruption::UnknownTable(
+        if usize::from(tag[0]) >= table_count {
+            return Err(Error::CorruptSnapshot(SnapshotCorruption::UnknownTable(
                 tag[0],
-            )))?;
+            )));
+        }
         let mut lens = [0u8; 8];
         r.read(&mut lens)?;
         let klen = u32::from_be_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
         let vlen = u32::from_be_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
-        let key = r.read_vec(klen)?;
-        let value = r.read_vec(vlen)?;
+        r.read_into(&mut key, klen)?;
+        r.read_into(&mut value, vlen)?;
         bytes += 8 + (klen + vlen) as u64;
-        batch.put(table, key, value);
+        visit(tag[0], &key, &value);
         entries += 1;
-        if batch.writes() >= RESTORE_BATCH {
-            flush(backend, std::mem::take(&mut batch));
-        }
     }
     let mut count = [0u8; 8];
     r.read(&mut count)?;
     let expected_crc = r.crc;
     let mut crc = [0u8; 4];
-    r.input.read_exact(&mut crc)?;
+    r.read(&mut crc)?;
     bytes += 12;
     if u64::from_be_bytes(count) != entries {
         return Err(Error::CorruptSnapshot(SnapshotCorruption::EntryCount));
@@ -204,8 +229,6 @@ fn restore_into(input: &mut dyn Read, backend: &Backend) -> Result<SnapshotInfo>
     if u32::from_be_bytes(crc) != expected_crc {
         return Err(Error::CorruptSnapshot(SnapshotCorruption::Checksum));
     }
-    flush(backend, batch);
-    backend.force_commit()?;
     Ok(SnapshotInfo {
         entries,
         bytes,

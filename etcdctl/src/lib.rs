@@ -9,7 +9,9 @@
 //!   compare operator or a `lease(...)` compare in `txn`) we print zeros or an error;
 //! - txn words in single quotes are taken whole (etcdctl 3.4 cuts them short, a bug);
 //! - `--discovery-srv` is refused (exit 4): the client has no SRV lookup yet;
-//! - `snapshot status|restore`, `make-mirror`, `migrate`, `check datascale` are not built.
+//! - `snapshot restore` logs its steps with tracing, not zap's JSON lines, and removes what it
+//!   made when it fails (etcdctl 3.4 leaves a half-made data dir);
+//! - `make-mirror`, `migrate`, `check datascale` are not built.
 
 mod command;
 mod error;

@@ -17,6 +17,8 @@ mod embed;
 mod error;
 mod http;
 mod metrics;
+// restore
+pub mod restore;
 mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

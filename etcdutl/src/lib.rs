@@ -2,8 +2,17 @@
 //! never talks to a server; etcdctl's `snapshot status|restore` call into this library, as etcd
 //! 3.5's etcdctl calls etcdutl's.
 
+mod cli;
+/// `defrag --data-dir`.
+pub mod defrag;
 /// Reading a real etcd's database (a bbolt file) into an etcd-rs backend.
 pub mod migrate;
+/// `-w` output of `snapshot status`.
+pub mod printer;
+/// `snapshot status` and `snapshot restore`.
+pub mod snapshot;
+
+pub use cli::RestoreFlags;
 
 /// What `snapshot status` reports of a snapshot file (etcd's `snapshot.Status`): the same four
 /// fields for our own snapshot format and for a real etcd's bbolt file.
@@ -21,7 +30,17 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let _ = args.into_iter().count();
-    eprintln!("etcdutl: no commands yet");
-    1
+    cli::run(args)
+}
+
+/// Logs to stderr as etcd's tools do (info and up), for the binaries.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
 }

@@ -1,3 +1,4 @@
 fn main() {
+    etcdutl::init_logging();
     std::process::exit(etcdutl::run(std::env::args_os()));
 }

@@ -169,12 +169,7 @@ impl KvStore {
     /// Records entry `index` of `term` as applied, in the batch of its changes. The caller
     /// holds the write lock.
     pub(crate) fn set_consistent_index(&self, tx: &mut BatchTx<'_>, index: u64, term: u64) {
-        tx.put(
-            META_TABLE,
-            META_CONSISTENT_INDEX.to_vec(),
-            index.to_be_bytes().to_vec(),
-        );
-        tx.put(META_TABLE, META_TERM.to_vec(), term.to_be_bytes().to_vec());
+        crate::offline::write_consistent_index(tx, index, term);
         self.consistent_index.store(index, Ordering::Release);
         self.consistent_term.store(term, Ordering::Release);
     }

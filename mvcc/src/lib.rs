@@ -14,6 +14,8 @@ mod kv;
 mod kvstore;
 mod kvstore_compaction;
 mod kvstore_txn;
+/// Offline changes to a store's tables (`snapshot restore`).
+pub mod offline;
 mod request;
 mod revision;
 mod schema;

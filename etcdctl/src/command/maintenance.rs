@@ -140,34 +140,27 @@ impl MoveLeaderArgs {
     }
 }
 
-#[derive(Debug, Subcommand)]
-pub enum SnapshotCommand {
-    /// Stores an etcd node backend snapshot to a given file
-    Save(NoArgs),
-}
-
-impl SnapshotCommand {
-    pub async fn run(self, global: &GlobalArgs) -> Result<()> {
-        let SnapshotCommand::Save(NoArgs { args }) = self;
-        let [path] = args.as_slice() else {
-            return Err(CommandError::bad_args("snapshot save expects one argument"));
-        };
-        if global.endpoints.len() != 1 {
-            return Err(CommandError::new(
-                ExitCode::Interrupted,
-                format!(
-                    "snapshot must be requested to one selected node, not multiple [{}]",
-                    global.endpoints.join(" ")
-                ),
-            ));
-        }
-        let client = global.client().await?;
-        save_snapshot(&client, path)
-            .await
-            .map_err(|e| CommandError::new(ExitCode::Interrupted, e.message))?;
-        println!("Snapshot saved at {path}");
-        Ok(())
+/// `snapshot save <path>` (the command itself is in `snapshot.rs`).
+pub(super) async fn snapshot_save(args: NoArgs, global: &GlobalArgs) -> Result<()> {
+    let NoArgs { args } = args;
+    let [path] = args.as_slice() else {
+        return Err(CommandError::bad_args("snapshot save expects one argument"));
+    };
+    if global.endpoints.len() != 1 {
+        return Err(CommandError::new(
+            ExitCode::Interrupted,
+            format!(
+                "snapshot must be requested to one selected node, not multiple [{}]",
+                global.endpoints.join(" ")
+            ),
+        ));
     }
+    let client = global.client().await?;
+    save_snapshot(&client, path)
+        .await
+        .map_err(|e| CommandError::new(ExitCode::Interrupted, e.message))?;
+    println!("Snapshot saved at {path}");
+    Ok(())
 }
 
 /// Streams the snapshot into `<path>.part`, syncs it and renames it into place, so that a

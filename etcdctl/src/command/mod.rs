@@ -11,6 +11,7 @@ mod maintenance;
 mod member;
 // migrate
 mod mirror;
+mod snapshot;
 mod txn;
 mod watch;
 
@@ -44,7 +45,7 @@ pub enum Command {
     Endpoint(endpoint::EndpointCommand),
     /// Manages etcd node snapshots
     #[command(subcommand)]
-    Snapshot(maintenance::SnapshotCommand),
+    Snapshot(snapshot::SnapshotCommand),
     /// Alarm related commands
     #[command(subcommand)]
     Alarm(maintenance::AlarmCommand),

@@ -363,5 +363,25 @@ impl ServerConfig {
     }
 }
 
+// restore
+/// The members `--initial-cluster` names (each with its sorted peer URLs, in the order given),
+/// after etcd's checks of them against `name` and its advertised peer URLs (`VerifyBootstrap`),
+/// as `snapshot restore` runs them; the errors are etcd's.
+pub fn initial_cluster_for(
+    name: &str,
+    spec: &str,
+    advertised_peer_urls: &[String],
+) -> Result<Vec<(String, Vec<String>)>, ClusterError> {
+    let mut advertised = advertised_peer_urls
+        .iter()
+        .map(|u| urls::parse_url(u.trim()).map(|p| p.url))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ClusterError::Url)?;
+    advertised.sort();
+    let members = cluster::parse_initial_cluster(spec)?;
+    cluster::check_initial_cluster(name, Some(spec), &members, &advertised)?;
+    Ok(members)
+}
+
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,7 @@ mod reconfig;
 pub(crate) mod schema;
 mod snapshot;
 mod status;
-mod storage;
+pub(crate) mod storage; // restore: pub(crate) for crate::restore
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
