@@ -11,6 +11,18 @@ use crate::page::{
 /// more keys than fit in a file to get there).
 const MAX_DEPTH: usize = 64;
 
+impl Db {
+    /// The root bucket, whose keys are the top-level buckets' names.
+    pub fn root(&self) -> Bucket<'_> {
+        Bucket::on_page(self, self.meta().root)
+    }
+
+    /// The top-level bucket `name`, if there is one.
+    pub fn bucket(&self, name: &[u8]) -> Result<Option<Bucket<'_>>> {
+        self.root().bucket(name)
+    }
+}
+
 /// A bucket of a [`Db`].
 #[derive(Clone, Copy)]
 pub struct Bucket<'a> {

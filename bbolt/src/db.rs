@@ -3,7 +3,6 @@
 use std::fs::File;
 use std::path::Path;
 
-use crate::bucket::Bucket;
 use crate::error::{Error, Result};
 use crate::page::{Meta, Page, HEADER_SIZE};
 
@@ -87,16 +86,6 @@ impl Db {
     /// reports as the total size.
     pub fn size(&self) -> u64 {
         self.meta.pgid.saturating_mul(self.page_size as u64)
-    }
-
-    /// The root bucket, whose keys are the top-level buckets' names.
-    pub fn root(&self) -> Bucket<'_> {
-        Bucket::on_page(self, self.meta.root)
-    }
-
-    /// The top-level bucket `name`, if there is one.
-    pub fn bucket(&self, name: &[u8]) -> Result<Option<Bucket<'_>>> {
-        self.root().bucket(name)
     }
 
     pub(crate) fn meta(&self) -> &Meta {
