@@ -388,6 +388,13 @@ fn restored(server: ServerBinary, etcdctl: PathBuf, snapshot: &Path) -> Cluster 
     let name = cluster.name(0).to_string();
     let peer = cluster.peer_url(0).to_string();
     let data_dir = cluster.data_dir(0).to_str().unwrap().to_string();
+    // The member's token too: etcd-rs refuses a data dir whose ids its flags do not describe.
+    let args = &cluster.command(0).args;
+    let token_at = args
+        .iter()
+        .position(|a| a == "--initial-cluster-token")
+        .unwrap();
+    let token = args[token_at + 1].clone();
     Cli::new(etcdctl)
         .args([
             "snapshot",
@@ -401,6 +408,8 @@ fn restored(server: ServerBinary, etcdctl: PathBuf, snapshot: &Path) -> Cluster 
             &format!("{name}={peer}"),
             "--initial-advertise-peer-urls",
             &peer,
+            "--initial-cluster-token",
+            &token,
         ])
         .run_ok()
         .unwrap_or_else(|e| panic!("snapshot restore: {e}"));
