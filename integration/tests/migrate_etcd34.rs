@@ -462,7 +462,22 @@ fn ttl_split(text: &str) -> (i64, String) {
         .unwrap()
         + at;
     let ttl = text[at..end].parse().unwrap();
-    (ttl, format!("{}N{}", &text[..at], &text[end..]))
+    (
+        ttl,
+        keys_sorted(&format!("{}N{}", &text[..at], &text[end..])),
+    )
+}
+
+/// The `"keys":[...]` list sorted: etcd lists a lease's keys in its map's order.
+fn keys_sorted(text: &str) -> String {
+    let key = "\"keys\":[";
+    let Some(at) = text.find(key).map(|a| a + key.len()) else {
+        return text.to_string();
+    };
+    let end = text[at..].find(']').unwrap() + at;
+    let mut keys: Vec<&str> = text[at..end].split(',').collect();
+    keys.sort_unstable();
+    format!("{}{}{}", &text[..at], keys.join(","), &text[end..])
 }
 
 fn lease_ids(cluster: &Cluster, root: &str) -> Vec<String> {
