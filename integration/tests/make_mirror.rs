@@ -177,7 +177,13 @@ async fn prefix_rewriting() {
     let want = [dump(&src, "app/").await, dump(&src, "zz").await].concat();
     mirrored(&dst, "copy/", "", &want).await;
     eventually_async(WAIT, "app/c at the root", || async {
-        dump(&dst, "c").await == [("c".to_string(), "c".to_string())]
+        // Exactly `c`: `copy/...` shares its first letter.
+        let at_c: Vec<_> = dump(&dst, "c")
+            .await
+            .into_iter()
+            .filter(|(k, _)| k == "c")
+            .collect();
+        at_c == [("c".to_string(), "c".to_string())]
     })
     .await;
 }
