@@ -9,6 +9,8 @@ mod lease;
 mod lock;
 mod maintenance;
 mod member;
+// migrate
+mod mirror;
 mod snapshot;
 mod txn;
 mod watch;
@@ -69,6 +71,9 @@ pub enum Command {
     Check(check::CheckCommand),
     /// Prints the version of etcdctl
     Version,
+    // migrate
+    /// Makes a mirror at the destination etcd cluster
+    MakeMirror(mirror::MakeMirrorArgs),
 }
 
 impl Command {
@@ -93,6 +98,8 @@ impl Command {
             Command::Lock(args) => args.run(global).await,
             Command::Elect(args) => args.run(global).await,
             Command::Check(command) => command.run(global).await,
+            // migrate
+            Command::MakeMirror(args) => args.run(global).await,
             Command::Version => {
                 println!("etcdctl version: {}", crate::ETCDCTL_VERSION);
                 println!("API version: {}", crate::API_VERSION);
