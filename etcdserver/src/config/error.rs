@@ -82,6 +82,9 @@ pub enum InvalidFlag {
     /// Go's flag package's words for a value its parser refused.
     #[error("invalid value {0:?} for flag -experimental-lease-checkpoint-interval: parse error")]
     LeaseCheckpointInterval(String),
+    // downgrade
+    #[error("invalid value {0:?} for flag -experimental-downgrade-check-time: parse error")]
+    DowngradeCheckTime(String),
 }
 
 /// What etcd refuses when it sets the member up, after the flags verified.

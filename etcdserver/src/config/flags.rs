@@ -199,6 +199,13 @@ struct Flags {
     // tls
     #[command(flatten)]
     tls: TlsFlags,
+    // downgrade
+    /// Duration of time between two downgrade status checks.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_DOWNGRADE_CHECK_TIME)]
+    experimental_downgrade_check_time: String,
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS)]
+    max_concurrent_streams: u32,
 }
 
 impl From<Flags> for RawConfig {
@@ -233,6 +240,9 @@ impl From<Flags> for RawConfig {
             bcrypt_cost: f.bcrypt_cost,
             // tls
             tls: f.tls.into(),
+            // downgrade
+            downgrade_check_time: f.experimental_downgrade_check_time,
+            max_concurrent_streams: f.max_concurrent_streams,
         }
     }
 }

@@ -45,7 +45,7 @@ pub use error::{ConfigError, InvalidFlag, SetupError};
 pub use tls::{cipher_suite, TlsConfig, TlsConfigError, TlsInfo, TlsVersion};
 pub(crate) use urls::is_valid_member_url;
 pub use urls::{ListenAddr, ListenUrl, UrlError, UrlListError};
-pub use version::{CLUSTER_VERSION, SERVER_VERSION};
+pub use version::SERVER_VERSION;
 
 use compaction::CompactionMode;
 use defaults::{DEFAULT_SNAPSHOT_COUNT, MAX_ELECTION_MS, MAX_QUOTA_BACKEND_BYTES};
@@ -137,6 +137,11 @@ pub struct ServerConfig {
     // tls
     /// The client and peer TLS settings.
     pub tls: TlsConfig,
+    // downgrade
+    /// `--experimental-downgrade-check-time`; None for 0 (the leader never checks).
+    pub downgrade_check_time: Option<Duration>,
+    /// `--max-concurrent-streams`: HTTP/2 streams one client connection may have open.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for ServerConfig {
@@ -178,6 +183,7 @@ impl ServerConfig {
         Limits {
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
+            max_concurrent_streams: self.max_concurrent_streams,
         }
     }
 
@@ -261,6 +267,13 @@ impl ServerConfig {
         if raw.enable_v2 {
             return Err(InvalidFlag::EnableV2.into());
         }
+
+        // downgrade
+        let Ok(downgrade_check_time) = pkg::flags::parse_go_duration(&raw.downgrade_check_time)
+        else {
+            return Err(InvalidFlag::DowngradeCheckTime(raw.downgrade_check_time).into());
+        };
+        let downgrade_check_time = Some(downgrade_check_time).filter(|t| !t.is_zero());
 
         let Ok(interval) = pkg::flags::parse_go_duration(&raw.lease_checkpoint_interval) else {
             return Err(InvalidFlag::LeaseCheckpointInterval(raw.lease_checkpoint_interval).into());
@@ -359,6 +372,9 @@ impl ServerConfig {
             auth: AuthConfig::from_raw(raw.auth_token, raw.auth_token_ttl, raw.bcrypt_cost),
             // tls
             tls,
+            // downgrade
+            downgrade_check_time,
+            max_concurrent_streams: raw.max_concurrent_streams,
         })
     }
 }

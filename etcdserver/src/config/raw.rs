@@ -37,4 +37,7 @@ pub(super) struct RawConfig {
     pub(super) bcrypt_cost: u64,
     // tls
     pub(super) tls: super::tls::RawTls,
+    // downgrade
+    pub(super) downgrade_check_time: String,
+    pub(super) max_concurrent_streams: u32,
 }

@@ -127,6 +127,7 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         auto_compaction: config.auto_compaction,
         lease_checkpoint_interval: config.lease_checkpoint_interval,
         auth: config.auth.clone(),
+        downgrade_check_time: config.downgrade_check_time,
     };
     let listen = |urls: &[crate::config::ListenUrl]| -> Vec<Listen> {
         urls.iter()
@@ -223,6 +224,7 @@ fn serve(
         }
         spawn_backend_gauges(server.clone());
         let routes = client_routes(&server);
+        let max_streams = server.limits().max_concurrent_streams;
         for l in client_listeners {
             let routes = routes.clone();
             tracing::info!(address = %l.describe(), tls = l.is_tls(), "serving client traffic (gRPC and HTTP)");
@@ -234,6 +236,7 @@ fn serve(
                     });
                 let served = tonic::transport::Server::builder()
                     .accept_http1(true)
+                    .max_concurrent_streams(max_streams)
                     .add_routes(routes)
                     .serve_with_incoming(incoming)
                     .await;

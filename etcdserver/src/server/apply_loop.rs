@@ -41,6 +41,11 @@ pub(crate) enum SnapshotApplyError {
     Membership(#[from] MembershipError),
     #[error("auth store: {0}")]
     Auth(#[from] auth::AuthError),
+    // downgrade
+    #[error("cluster version: {0}")]
+    Versions(#[from] super::version::VersionsError),
+    #[error(transparent)]
+    Downgrade(#[from] super::version::DowngradeCheckError),
 }
 
 /// The apply thread: applies committed entries in order, exactly once, and wakes their callers.
@@ -63,6 +68,8 @@ pub(crate) struct ApplyLoop {
     pub(super) transport: rafthttp::Transport,
     /// How long a removed member keeps going before it stops (etcd's `stopWithDelay`).
     pub(super) election_timeout: Duration,
+    // downgrade
+    pub(super) versions: Arc<super::version::ClusterVersions>,
 }
 
 impl ApplyLoop {
@@ -161,6 +168,9 @@ impl ApplyLoop {
         self.lessor.recover(&StoreLeases(&self.store))?;
         self.auth_store.recover(self.store.backend())?;
         crate::metrics::hooks::auth_revision(self.auth_store.revision());
+        // downgrade
+        self.versions.reload(self.store.backend())?;
+        self.versions.check_local()?;
         let membership = Membership::load(self.store.backend())?;
         for m in membership.members.values() {
             if m.id != self.cluster.local_id() {
@@ -218,8 +228,24 @@ impl ApplyLoop {
             }
             return;
         }
-        if req.cluster_version_set.is_some() {
-            store.apply(entry.index, entry.term, |_| ());
+        // downgrade: the cluster version and the downgrade state (etcd's `ClusterVersionSet`
+        // and `DowngradeInfoSet`).
+        if let Some(set) = &req.cluster_version_set {
+            let versions = &self.versions;
+            let checked = store.apply(entry.index, entry.term, |txn| {
+                versions.apply_cluster_version(txn.backend_tx(), &set.ver)
+            });
+            self.proposer.wake(id, Ok(Applied::Empty));
+            if let Some(Err(e)) = checked {
+                self.proposer.fatal(&e.to_string());
+            }
+            return;
+        }
+        if let Some(set) = &req.downgrade_info_set {
+            let versions = &self.versions;
+            store.apply(entry.index, entry.term, |txn| {
+                versions.apply_downgrade(txn.backend_tx(), set.enabled, &set.ver)
+            });
             self.proposer.wake(id, Ok(Applied::Empty));
             return;
         }

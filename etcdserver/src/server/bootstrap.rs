@@ -43,6 +43,9 @@ pub struct ServerParams {
     pub lease_checkpoint_interval: Option<Duration>,
     /// `--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`.
     pub auth: crate::config::AuthConfig,
+    // downgrade
+    /// `--experimental-downgrade-check-time`; None (0) turns the leader's check off.
+    pub downgrade_check_time: Option<Duration>,
 }
 
 impl ServerParams {
@@ -109,6 +112,11 @@ pub enum StartError {
     Raft(#[from] raft::Error),
     #[error("snap: {0}")]
     Snap(#[from] snap::Error),
+    // downgrade
+    #[error("cannot read the cluster version: {0}")]
+    Versions(#[from] super::version::VersionsError),
+    #[error(transparent)]
+    Downgrade(#[from] super::version::DowngradeCheckError),
 }
 
 /// A member's state as found on (or first written to) disk.

@@ -14,6 +14,8 @@ mod apply_loop;
 mod bootstrap;
 mod cluster;
 pub(crate) mod compactor;
+// downgrade
+mod downgrade;
 mod forward;
 mod join;
 pub(crate) mod kv_permissions;
@@ -28,6 +30,8 @@ pub(crate) mod schema;
 mod snapshot;
 mod status;
 mod storage;
+// downgrade
+pub(crate) mod version;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -82,6 +86,11 @@ struct Inner {
     reconfig: Reconfig,
     transport: rafthttp::Transport,
     auth: Arc<auth::AuthStore>,
+    // downgrade
+    /// The cluster version and downgrade state as applied.
+    versions: Arc<version::ClusterVersions>,
+    /// How this member reaches its peers' `/version`.
+    peer_dialer: rafthttp::Dialer,
 }
 
 /// Raft and apply threads of a started member; joined by [`EtcdServer::stop`].
@@ -125,6 +134,11 @@ impl EtcdServer {
         })?;
         let auth = Arc::new(auth::AuthStore::new(tokens, params.auth.bcrypt_cost));
         let boot = bootstrap::open(&params, &dialer)?;
+        // downgrade: etcd's `mustDetectDowngrade` as the member recovers its cluster state.
+        let versions = Arc::new(version::ClusterVersions::load(boot.store.backend())?);
+        versions
+            .check_local()
+            .inspect_err(|e| tracing::error!("{e}"))?;
         auth.recover(boot.store.backend())?;
         crate::metrics::hooks::auth_revision(auth.revision());
         let node = bootstrap::raft_node(&params, &boot)?;
@@ -181,7 +195,7 @@ impl EtcdServer {
             cluster.clone(),
             params.election_timeout,
             auth.clone(),
-            dialer,
+            dialer.clone(),
         ));
 
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
@@ -222,6 +236,7 @@ impl EtcdServer {
             cluster: cluster.clone(),
             transport: transport.clone(),
             election_timeout: params.election_timeout,
+            versions: versions.clone(),
         };
         let apply = std::thread::Builder::new()
             .name("apply".into())
@@ -252,9 +267,14 @@ impl EtcdServer {
                 reconfig,
                 transport,
                 auth,
+                versions,
+                peer_dialer: dialer,
             }),
         };
         server.spawn_publish();
+        // downgrade
+        server.spawn_version_monitor();
+        server.spawn_downgrade_monitor(params.downgrade_check_time);
         server.spawn_token_sweeper();
         server.inner.leases.spawn_leader_duties();
         Ok((
@@ -541,6 +561,10 @@ impl ServerCore for EtcdServer {
 
     async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, ServerError> {
         self.inner.proposer.propose(req).await
+    }
+
+    fn cluster_version(&self) -> Option<String> {
+        EtcdServer::cluster_version(self).map(|v| v.to_string())
     }
 
     async fn read_barrier(&self) -> Result<(), ServerError> {

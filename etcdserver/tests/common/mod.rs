@@ -77,6 +77,7 @@ pub fn params(dir: &std::path::Path) -> ServerParams {
         auto_compaction: None,
         lease_checkpoint_interval: Some(lease::DEFAULT_CHECKPOINT_INTERVAL),
         auth: Default::default(),
+        downgrade_check_time: None,
     }
 }
 
