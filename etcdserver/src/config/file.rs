@@ -189,5 +189,6 @@ pub(super) fn read_config_file(path: &Path) -> Result<RawConfig, InvalidFlag> {
         max_concurrent_streams: file
             .max_concurrent_streams
             .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
+        test_only_apply_delay: "0s".into(),
     })
 }

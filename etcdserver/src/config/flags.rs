@@ -206,6 +206,10 @@ struct Flags {
     /// Maximum concurrent streams that each client can open at a time.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS)]
     max_concurrent_streams: u32,
+    /// Tests only, not an etcd flag (hidden from --help): the apply thread sleeps this long
+    /// before each request it applies, so that a test can build etcd's 5000-entry apply backlog.
+    #[arg(long, hide = true, value_name = "DURATION", default_value = "0s")]
+    test_only_apply_delay: String,
 }
 
 impl From<Flags> for RawConfig {
@@ -243,6 +247,7 @@ impl From<Flags> for RawConfig {
             // downgrade
             downgrade_check_time: f.experimental_downgrade_check_time,
             max_concurrent_streams: f.max_concurrent_streams,
+            test_only_apply_delay: f.test_only_apply_delay,
         }
     }
 }

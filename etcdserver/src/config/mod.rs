@@ -142,6 +142,9 @@ pub struct ServerConfig {
     pub downgrade_check_time: Option<Duration>,
     /// `--max-concurrent-streams`: HTTP/2 streams one client connection may have open.
     pub max_concurrent_streams: u32,
+    /// The hidden `--test-only-apply-delay`: how long the apply thread sleeps before each request
+    /// (tests build an apply backlog with it; None normally).
+    pub test_only_apply_delay: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -274,6 +277,10 @@ impl ServerConfig {
             return Err(InvalidFlag::DowngradeCheckTime(raw.downgrade_check_time).into());
         };
         let downgrade_check_time = Some(downgrade_check_time).filter(|t| !t.is_zero());
+        let Ok(apply_delay) = pkg::flags::parse_go_duration(&raw.test_only_apply_delay) else {
+            return Err(InvalidFlag::TestOnlyApplyDelay(raw.test_only_apply_delay).into());
+        };
+        let test_only_apply_delay = Some(apply_delay).filter(|t| !t.is_zero());
 
         let Ok(interval) = pkg::flags::parse_go_duration(&raw.lease_checkpoint_interval) else {
             return Err(InvalidFlag::LeaseCheckpointInterval(raw.lease_checkpoint_interval).into());
@@ -375,6 +382,7 @@ impl ServerConfig {
             // downgrade
             downgrade_check_time,
             max_concurrent_streams: raw.max_concurrent_streams,
+            test_only_apply_delay,
         })
     }
 }

@@ -103,10 +103,8 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .add_service(lease)
         .add_service(auth)
         .add_service(health_service);
-    Routes::from(crate::v3rpc::learner_guard::guard(
-        server.clone(),
-        routes.into_axum_router(),
-    ))
+    let routes = crate::v3rpc::message_size::in_grpc_go_words(routes.into_axum_router());
+    Routes::from(crate::v3rpc::learner_guard::guard(server.clone(), routes))
 }
 
 /// Runs the `etcd` binary's member from its parsed flags.
@@ -128,6 +126,7 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         lease_checkpoint_interval: config.lease_checkpoint_interval,
         auth: config.auth.clone(),
         downgrade_check_time: config.downgrade_check_time,
+        test_only_apply_delay: config.test_only_apply_delay,
     };
     let listen = |urls: &[crate::config::ListenUrl]| -> Vec<Listen> {
         urls.iter()

@@ -70,6 +70,8 @@ pub(crate) struct ApplyLoop {
     pub(super) election_timeout: Duration,
     // downgrade
     pub(super) versions: Arc<super::version::ClusterVersions>,
+    /// Tests only (hidden `--test-only-apply-delay`): a pause before each request applied.
+    pub(super) test_only_apply_delay: Option<Duration>,
 }
 
 impl ApplyLoop {
@@ -209,6 +211,9 @@ impl ApplyLoop {
             // A new leader's empty entry: only the consistent index moves.
             store.apply(entry.index, entry.term, |_| ());
             return;
+        }
+        if let Some(delay) = self.test_only_apply_delay {
+            std::thread::sleep(delay);
         }
         let req = match InternalRaftRequest::decode(entry.data.as_ref()) {
             Ok(r) => r,

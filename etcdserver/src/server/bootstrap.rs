@@ -46,6 +46,9 @@ pub struct ServerParams {
     // downgrade
     /// `--experimental-downgrade-check-time`; None (0) turns the leader's check off.
     pub downgrade_check_time: Option<Duration>,
+    /// Tests only: the apply thread sleeps this long before each request (hidden
+    /// `--test-only-apply-delay`), to build etcd's apply backlog.
+    pub test_only_apply_delay: Option<Duration>,
 }
 
 impl ServerParams {

@@ -237,6 +237,7 @@ impl EtcdServer {
             transport: transport.clone(),
             election_timeout: params.election_timeout,
             versions: versions.clone(),
+            test_only_apply_delay: params.test_only_apply_delay,
         };
         let apply = std::thread::Builder::new()
             .name("apply".into())

@@ -150,7 +150,8 @@ pub(crate) fn check_local(
     match cluster {
         Some(cv) if lv < cv.major_minor() => Err(DowngradeCheckError::BelowCluster {
             server: local.to_string(),
-            cluster: cv.to_string(),
+            // etcd logs it as `version.Cluster`: major.minor.
+            cluster: format!("{}.{}", cv.major, cv.minor),
         }),
         _ => Ok(()),
     }

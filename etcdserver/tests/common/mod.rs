@@ -78,6 +78,7 @@ pub fn params(dir: &std::path::Path) -> ServerParams {
         lease_checkpoint_interval: Some(lease::DEFAULT_CHECKPOINT_INTERVAL),
         auth: Default::default(),
         downgrade_check_time: None,
+        test_only_apply_delay: None,
     }
 }
 
