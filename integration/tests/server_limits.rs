@@ -211,13 +211,18 @@ async fn too_many_requests_past_the_apply_backlog_on_etcd_rs() {
     let cluster = start_with(
         integration::server_tests::etcd_rs_or_panic(),
         1,
-        &["--test-only-apply-delay", "100ms"],
+        &["--test-only-apply-delay", "250ms"],
     );
-    let conn = channel(cluster.client_url(0)).await;
-    // 6000 writes at once: raft commits them all at once, the apply thread takes 100 ms each.
-    let flood: Vec<_> = (0..6000)
+    let mut conns = Vec::new();
+    for _ in 0..16 {
+        conns.push(channel(cluster.client_url(0)).await);
+    }
+    let conn = conns[0].clone();
+    // 8000 writes at once over 16 connections: raft commits them as they come, the apply thread
+    // takes 250 ms over each.
+    let flood: Vec<_> = (0..8000)
         .map(|i| {
-            let mut kv = KvClient::new(conn.clone());
+            let mut kv = KvClient::new(conns[i % conns.len()].clone());
             tokio::spawn(async move {
                 let _ = kv
                     .put(PutRequest {
@@ -230,7 +235,7 @@ async fn too_many_requests_past_the_apply_backlog_on_etcd_rs() {
         })
         .collect();
     let mut kv = KvClient::new(conn.clone());
-    let refused = tokio::time::timeout(WAIT, async {
+    let refused = tokio::time::timeout(3 * WAIT, async {
         loop {
             let answer = kv
                 .put(PutRequest {
