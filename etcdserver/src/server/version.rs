@@ -418,12 +418,13 @@ mod tests {
             "3.4.x",
             "3.4.0.1",
             "v3.4.0",
-            "3.4.0-",
             "3.4.0-a..b",
             "3..0",
         ] {
             assert_eq!(Version::parse(bad), None, "{bad}");
         }
+        // go-semver takes an empty pre-release as none.
+        assert_eq!(Version::parse("3.4.0-"), Some(Version::new(3, 4, 0)));
         assert_eq!(Version::new(3, 4, 0).to_string(), "3.4.0");
         assert_eq!(Version::local().major_minor().to_string(), "3.5.0");
     }
