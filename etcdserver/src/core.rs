@@ -19,6 +19,9 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// `--max-txn-ops`: the most compares, or ops in one branch, of a txn (etcd: 128).
     pub max_txn_ops: usize,
+    /// `--max-concurrent-streams`: HTTP/2 streams one client connection may have open at once;
+    /// more wait at the client (etcd: `math.MaxUint32`).
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -26,6 +29,7 @@ impl Default for Limits {
         Limits {
             max_request_bytes: 1_572_864,
             max_txn_ops: 128,
+            max_concurrent_streams: u32::MAX,
         }
     }
 }
@@ -87,6 +91,13 @@ pub trait ServerCore: Send + Sync + 'static {
     fn limits(&self) -> Limits;
     /// The member's users, roles and tokens.
     fn auth_store(&self) -> &Arc<auth::AuthStore>;
+
+    // downgrade
+    /// The cluster version (`X.Y.0`) once the leader has set one; cores without raft have
+    /// none (`/version` then says `not_decided`, as etcd does before it is set).
+    fn cluster_version(&self) -> Option<String> {
+        None
+    }
 
     /// A header as etcd fills it: cluster and member ids, the raft term and the store's
     /// current revision.

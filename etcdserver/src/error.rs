@@ -74,6 +74,19 @@ pub enum ServerError {
     BadLeaderTransferee,
     #[error("etcdserver: watch canceled")]
     WatchCanceled,
+    // downgrade
+    #[error("etcdserver: unknown method")]
+    UnknownMethod,
+    #[error("etcdserver: wrong downgrade target version format")]
+    WrongDowngradeVersionFormat,
+    #[error("etcdserver: invalid downgrade target version")]
+    InvalidDowngradeTargetVersion,
+    #[error("etcdserver: cluster has a downgrade job in progress")]
+    DowngradeInProcess,
+    #[error("etcdserver: no inflight downgrade job")]
+    NoInflightDowngrade,
+    #[error("etcdserver: cluster version not found during downgrade")]
+    ClusterVersionUnavailable,
     /// The auth store refused the request; `v3rpc::status` gives it etcd's code and message.
     #[error(transparent)]
     Auth(#[from] auth::AuthError),

@@ -26,7 +26,7 @@ mod transport;
 mod v3rpc;
 
 pub use crate::config::AutoCompaction;
-pub use crate::config::{CLUSTER_VERSION, SERVER_VERSION};
+pub use crate::config::SERVER_VERSION;
 pub use crate::core::{Applied, AuthApplied, Limits, ServerCore};
 pub use crate::embed::{run, run_server, ListenAddrs, RunError};
 pub use crate::error::ServerError;

@@ -2,6 +2,8 @@
 
 mod auth;
 mod check;
+// downgrade
+mod downgrade;
 mod endpoint;
 mod exec;
 mod kv;
@@ -69,6 +71,9 @@ pub enum Command {
     /// commands for checking properties of the etcd cluster
     #[command(subcommand)]
     Check(check::CheckCommand),
+    /// Downgrade related commands (etcdctl 3.6)
+    #[command(subcommand)]
+    Downgrade(downgrade::DowngradeCommand),
     /// Prints the version of etcdctl
     Version,
     // migrate
@@ -100,6 +105,7 @@ impl Command {
             Command::Check(command) => command.run(global).await,
             // migrate
             Command::MakeMirror(args) => args.run(global).await,
+            Command::Downgrade(command) => command.run(global).await,
             Command::Version => {
                 println!("etcdctl version: {}", crate::ETCDCTL_VERSION);
                 println!("API version: {}", crate::API_VERSION);

@@ -220,7 +220,8 @@ pub(super) fn render(item: &Display) -> Option<String> {
         | Display::MemberPromote { .. }
         | Display::MoveLeader { .. }
         | Display::UserGet { .. }
-        | Display::UserList(_) => return None,
+        | Display::UserList(_)
+        | Display::Downgrade { .. } => return None,
     }
     Some(f.0)
 }

@@ -463,6 +463,16 @@ impl ToJson for StatusResponse {
     }
 }
 
+// downgrade
+impl ToJson for api::etcdserverpb::DowngradeResponse {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .omit_empty("header", &self.header)
+            .omit_empty("version", &self.version)
+            .build()
+    }
+}
+
 impl ToJson for HashKvResponse {
     fn to_json(&self) -> Json {
         Object::new()
@@ -587,6 +597,7 @@ pub(super) fn render(item: &Display) -> Result<String> {
         Display::UserGrantRole { response, .. } => response.to_json(),
         Display::UserRevokeRole { response, .. } => response.to_json(),
         Display::UserDelete { response, .. } => response.to_json(),
+        Display::Downgrade { response, .. } => response.to_json(),
     };
     Ok(json.render())
 }

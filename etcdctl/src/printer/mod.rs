@@ -24,6 +24,8 @@ use api::etcdserverpb::{
     MemberUpdateResponse, MoveLeaderResponse, PutResponse, RangeResponse, StatusResponse,
     TxnResponse, WatchResponse,
 };
+// downgrade
+use api::etcdserverpb::DowngradeResponse;
 
 use crate::error::{CommandError, Result};
 
@@ -137,6 +139,12 @@ pub enum Display<'a> {
     UserDelete {
         user: &'a str,
         response: &'a AuthUserDeleteResponse,
+    },
+    // downgrade
+    /// `downgrade validate|enable|cancel` (etcdctl 3.6); `action` is the subcommand's name.
+    Downgrade {
+        action: &'static str,
+        response: &'a DowngradeResponse,
     },
 }
 

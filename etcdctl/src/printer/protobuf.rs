@@ -33,6 +33,7 @@ pub(super) fn render(item: &Display) -> Result<Vec<u8>> {
         Display::UserGrantRole { response, .. } => response.encode_to_vec(),
         Display::UserRevokeRole { response, .. } => response.encode_to_vec(),
         Display::UserDelete { response, .. } => response.encode_to_vec(),
+        Display::Downgrade { response, .. } => response.encode_to_vec(),
         Display::MoveLeader { response, .. } => response.encode_to_vec(),
         // etcdctl's lease results are client-side structs that embed the header, whose
         // Marshal method is what gets called: only the header is printed.

@@ -263,6 +263,10 @@ impl Simple {
                 self.line(format!("Role {role} is revoked from user {user}"))
             }
             Display::UserDelete { user, .. } => self.line(format!("User {user} deleted")),
+            Display::Downgrade { action, response } => self.line(format!(
+                "Downgrade {action} success, cluster version {}",
+                response.version
+            )),
         }
     }
 

@@ -20,3 +20,7 @@ pub(super) const DEFAULT_COMPACTION_RETENTION: &str = "0";
 pub(super) const DEFAULT_LEASE_CHECKPOINT_INTERVAL: &str = "5m0s";
 pub(super) const DEFAULT_LOG_LEVEL: &str = "info";
 pub(super) const DEFAULT_LOGGER: &str = "zap";
+// downgrade
+pub(super) const DEFAULT_DOWNGRADE_CHECK_TIME: &str = "5s";
+/// etcd's `math.MaxUint32`: no limit on a connection's concurrent streams.
+pub(super) const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = u32::MAX;

@@ -85,6 +85,11 @@ pub enum InvalidFlag {
     // corrupt
     #[error(transparent)]
     Corrupt(#[from] super::corrupt::CorruptFlagError),
+    // downgrade
+    #[error("invalid value {0:?} for flag -experimental-downgrade-check-time: parse error")]
+    DowngradeCheckTime(String),
+    #[error("invalid value {0:?} for flag -test-only-apply-delay: parse error")]
+    TestOnlyApplyDelay(String),
 }
 
 /// What etcd refuses when it sets the member up, after the flags verified.

@@ -47,6 +47,10 @@ struct FileConfig {
     // corrupt
     #[serde(flatten)]
     corrupt: super::corrupt::FileCorrupt,
+    // downgrade
+    /// A `time.Duration`: nanoseconds, or a Go duration string.
+    experimental_downgrade_check_time: Option<Scalar>,
+    max_concurrent_streams: Option<u32>,
 }
 
 /// A YAML scalar read as text: `auto-compaction-retention: 1` and `"1h"` both occur.
@@ -57,7 +61,7 @@ enum Scalar {
     Text(String),
 }
 
-const FILE_KEYS: [&str; 25] = [
+const FILE_KEYS: [&str; 27] = [
     "name",
     "data-dir",
     "listen-client-urls",
@@ -84,6 +88,9 @@ const FILE_KEYS: [&str; 25] = [
     "auth-token",
     "auth-token-ttl",
     "bcrypt-cost",
+    // downgrade
+    "experimental-downgrade-check-time",
+    "max-concurrent-streams",
 ];
 
 /// Reads the config file at `path`; keys it leaves out take etcd's defaults.
@@ -180,5 +187,15 @@ pub(super) fn read_config_file(path: &Path) -> Result<RawConfig, InvalidFlag> {
         tls: file.tls.into(),
         // corrupt
         corrupt: file.corrupt.into(),
+        // downgrade
+        downgrade_check_time: match file.experimental_downgrade_check_time {
+            None => DEFAULT_DOWNGRADE_CHECK_TIME.into(),
+            Some(Scalar::Int(nanos)) => format!("{nanos}ns"),
+            Some(Scalar::Text(s)) => s,
+        },
+        max_concurrent_streams: file
+            .max_concurrent_streams
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
+        test_only_apply_delay: "0s".into(),
     })
 }

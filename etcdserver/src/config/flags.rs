@@ -202,6 +202,17 @@ struct Flags {
     // corrupt
     #[command(flatten)]
     corrupt: super::corrupt::CorruptFlags,
+    // downgrade
+    /// Duration of time between two downgrade status checks.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_DOWNGRADE_CHECK_TIME)]
+    experimental_downgrade_check_time: String,
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS)]
+    max_concurrent_streams: u32,
+    /// Tests only, not an etcd flag (hidden from --help): the apply thread sleeps this long
+    /// before each request it applies, so that a test can build etcd's 5000-entry apply backlog.
+    #[arg(long, hide = true, value_name = "DURATION", default_value = "0s")]
+    test_only_apply_delay: String,
 }
 
 impl From<Flags> for RawConfig {
@@ -238,6 +249,10 @@ impl From<Flags> for RawConfig {
             tls: f.tls.into(),
             // corrupt
             corrupt: f.corrupt.into(),
+            // downgrade
+            downgrade_check_time: f.experimental_downgrade_check_time,
+            max_concurrent_streams: f.max_concurrent_streams,
+            test_only_apply_delay: f.test_only_apply_delay,
         }
     }
 }

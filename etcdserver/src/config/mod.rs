@@ -48,7 +48,7 @@ pub use error::{ConfigError, InvalidFlag, SetupError};
 pub use tls::{cipher_suite, TlsConfig, TlsConfigError, TlsInfo, TlsVersion};
 pub(crate) use urls::is_valid_member_url;
 pub use urls::{ListenAddr, ListenUrl, UrlError, UrlListError};
-pub use version::{CLUSTER_VERSION, SERVER_VERSION};
+pub use version::SERVER_VERSION;
 
 use compaction::CompactionMode;
 use defaults::{DEFAULT_SNAPSHOT_COUNT, MAX_ELECTION_MS, MAX_QUOTA_BACKEND_BYTES};
@@ -143,6 +143,14 @@ pub struct ServerConfig {
     // corrupt
     /// The corruption checks.
     pub corrupt_check: CorruptCheckConfig,
+    // downgrade
+    /// `--experimental-downgrade-check-time`; None for 0 (the leader never checks).
+    pub downgrade_check_time: Option<Duration>,
+    /// `--max-concurrent-streams`: HTTP/2 streams one client connection may have open.
+    pub max_concurrent_streams: u32,
+    /// The hidden `--test-only-apply-delay`: how long the apply thread sleeps before each request
+    /// (tests build an apply backlog with it; None normally).
+    pub test_only_apply_delay: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -184,6 +192,7 @@ impl ServerConfig {
         Limits {
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
+            max_concurrent_streams: self.max_concurrent_streams,
         }
     }
 
@@ -267,6 +276,17 @@ impl ServerConfig {
         if raw.enable_v2 {
             return Err(InvalidFlag::EnableV2.into());
         }
+
+        // downgrade
+        let Ok(downgrade_check_time) = pkg::flags::parse_go_duration(&raw.downgrade_check_time)
+        else {
+            return Err(InvalidFlag::DowngradeCheckTime(raw.downgrade_check_time).into());
+        };
+        let downgrade_check_time = Some(downgrade_check_time).filter(|t| !t.is_zero());
+        let Ok(apply_delay) = pkg::flags::parse_go_duration(&raw.test_only_apply_delay) else {
+            return Err(InvalidFlag::TestOnlyApplyDelay(raw.test_only_apply_delay).into());
+        };
+        let test_only_apply_delay = Some(apply_delay).filter(|t| !t.is_zero());
 
         let Ok(interval) = pkg::flags::parse_go_duration(&raw.lease_checkpoint_interval) else {
             return Err(InvalidFlag::LeaseCheckpointInterval(raw.lease_checkpoint_interval).into());
@@ -370,6 +390,10 @@ impl ServerConfig {
             tls,
             // corrupt
             corrupt_check,
+            // downgrade
+            downgrade_check_time,
+            max_concurrent_streams: raw.max_concurrent_streams,
+            test_only_apply_delay,
         })
     }
 }

@@ -39,4 +39,9 @@ pub(super) struct RawConfig {
     pub(super) tls: super::tls::RawTls,
     // corrupt
     pub(super) corrupt: super::corrupt::RawCorrupt,
+    // downgrade
+    pub(super) downgrade_check_time: String,
+    pub(super) max_concurrent_streams: u32,
+    /// The hidden `--test-only-apply-delay` (never from a config file).
+    pub(super) test_only_apply_delay: String,
 }

@@ -133,7 +133,8 @@ fn every_flag_is_read() {
         c.limits(),
         Limits {
             max_request_bytes: 1024,
-            max_txn_ops: 16
+            max_txn_ops: 16,
+            ..Limits::default()
         }
     );
     assert_eq!(c.auto_compaction, Some(AutoCompaction::Revision(1000)));

@@ -5,8 +5,6 @@ use std::sync::LazyLock;
 /// The etcd version this server reports (`/version`, Maintenance.Status, `--version`): clients
 /// and tools gate features on it, so it is etcd's, not this crate's.
 pub const SERVER_VERSION: &str = "3.5.17";
-/// The cluster version reported beside [`SERVER_VERSION`].
-pub const CLUSTER_VERSION: &str = "3.5.0";
 
 /// `--version`'s text after `etcd `: etcd's block, with Go's names for the platform since tools
 /// parse it.

@@ -105,10 +105,8 @@ pub fn client_routes(server: &EtcdServer) -> Routes {
         .add_service(lease)
         .add_service(auth)
         .add_service(health_service);
-    Routes::from(crate::v3rpc::learner_guard::guard(
-        server.clone(),
-        routes.into_axum_router(),
-    ))
+    let routes = crate::v3rpc::message_size::in_grpc_go_words(routes.into_axum_router());
+    Routes::from(crate::v3rpc::learner_guard::guard(server.clone(), routes))
 }
 
 /// Runs the `etcd` binary's member from its parsed flags.
@@ -131,6 +129,8 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         lease_checkpoint_interval: config.lease_checkpoint_interval,
         auth: config.auth.clone(),
         quota_backend_bytes: config.quota_backend_bytes,
+        downgrade_check_time: config.downgrade_check_time,
+        test_only_apply_delay: config.test_only_apply_delay,
     };
     let listen = |urls: &[crate::config::ListenUrl]| -> Vec<Listen> {
         urls.iter()
@@ -227,6 +227,7 @@ fn serve(
         }
         spawn_backend_gauges(server.clone());
         let routes = client_routes(&server);
+        let max_streams = server.limits().max_concurrent_streams;
         for l in client_listeners {
             let routes = routes.clone();
             tracing::info!(address = %l.describe(), tls = l.is_tls(), "serving client traffic (gRPC and HTTP)");
@@ -238,6 +239,7 @@ fn serve(
                     });
                 let served = tonic::transport::Server::builder()
                     .accept_http1(true)
+                    .max_concurrent_streams(max_streams)
                     .add_routes(routes)
                     .serve_with_incoming(incoming)
                     .await;

@@ -13,7 +13,7 @@ use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use axum::routing::any;
 use axum::Router;
 
-use crate::config::{CLUSTER_VERSION, SERVER_VERSION};
+use crate::config::SERVER_VERSION;
 use crate::core::ServerCore;
 use crate::metrics::{self, metrics};
 
@@ -26,12 +26,16 @@ pub type ActiveAlarms = Arc<dyn Fn() -> Vec<AlarmType> + Send + Sync>;
 /// The HTTP/1 routes of the client port. `alarms` lists the active alarms (NOSPACE, CORRUPT).
 pub fn client_http_router<C: ServerCore>(core: Arc<C>, alarms: ActiveAlarms) -> Router {
     let health_core = core.clone();
+    let version_core = core.clone();
     Router::new()
         .route(
             "/health",
             any(move |req: Request<Body>| health::health(health_core.clone(), alarms.clone(), req)),
         )
-        .route("/version", any(version))
+        .route(
+            "/version",
+            any(move |method: Method| version(version_core.clone(), method)),
+        )
         .route("/metrics", any(move || scrape(core.clone())))
         .fallback(not_found)
         .layer(axum::middleware::map_response(cors))
@@ -90,20 +94,24 @@ async fn not_found() -> Response<Body> {
 #[derive(serde::Serialize)]
 struct Versions {
     etcdserver: &'static str,
-    etcdcluster: &'static str,
+    etcdcluster: String,
 }
 
 fn to_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("plain string fields always serialize")
 }
 
-async fn version(method: Method) -> Response<Body> {
+/// `/version` (client and peer ports): this binary's version and the cluster's, or etcd's
+/// `not_decided` before the leader has set it.
+pub(crate) async fn version<C: ServerCore>(core: Arc<C>, method: Method) -> Response<Body> {
     if method != Method::GET {
         return method_not_allowed();
     }
     let body = Versions {
         etcdserver: SERVER_VERSION,
-        etcdcluster: CLUSTER_VERSION,
+        etcdcluster: core
+            .cluster_version()
+            .unwrap_or_else(|| "not_decided".to_owned()),
     };
     respond(StatusCode::OK, "application/json", to_json(&body))
 }
@@ -370,7 +378,11 @@ mod tests {
         let s = serve().await;
         let a = request(&s, "GET", "/version").await;
         assert_eq!(a.status, 200);
-        assert_eq!(a.body, r#"{"etcdserver":"3.5.17","etcdcluster":"3.5.0"}"#);
+        // The test core has no raft, so no cluster version.
+        assert_eq!(
+            a.body,
+            r#"{"etcdserver":"3.5.17","etcdcluster":"not_decided"}"#
+        );
         assert_eq!(a.header("content-type"), Some("application/json"));
         let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(v["etcdserver"], SERVER_VERSION);

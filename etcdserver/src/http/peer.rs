@@ -24,6 +24,7 @@ pub fn router(server: &EtcdServer) -> Router {
         .merge(promote_route(server))
         // corrupt
         .merge(crate::server::corrupt::hash_kv_route(server))
+        .merge(downgrade_routes(server))
         .route(
             "/members",
             axum::routing::get(move || {
@@ -145,4 +146,60 @@ fn promote_route(server: &EtcdServer) -> Router {
             },
         ),
     )
+}
+
+// downgrade
+/// etcd's `DowngradeEnabledPath`.
+const DOWNGRADE_ENABLED_PATH: &str = "/downgrade/enabled";
+
+/// The peer port's `/version` (what the leader asks each member to decide the cluster version)
+/// and `/downgrade/enabled` (`true`/`false` after a linearizable read, as etcd's
+/// `downgradeEnabledHandler`).
+fn downgrade_routes(server: &EtcdServer) -> Router {
+    let version_core = std::sync::Arc::new(server.clone());
+    let weak = server.downgrade();
+    Router::new()
+        .route(
+            "/version",
+            axum::routing::any(move |method: axum::http::Method| {
+                super::version(version_core.clone(), method)
+            }),
+        )
+        .route(
+            DOWNGRADE_ENABLED_PATH,
+            axum::routing::any(move |method: axum::http::Method| {
+                let weak = weak.clone();
+                async move {
+                    use axum::response::IntoResponse;
+                    if method != axum::http::Method::GET {
+                        return super::method_not_allowed();
+                    }
+                    let Some(server) = weak.upgrade() else {
+                        return super::http_error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "server stopped",
+                        );
+                    };
+                    let cluster_id = (
+                        HeaderName::from_static(CLUSTER_ID_HEADER),
+                        format!("{:x}", server.cluster_id()),
+                    );
+                    if let Err(e) = server.read_barrier().await {
+                        let text = format!("failed linearized read: {e}");
+                        let mut answer =
+                            super::http_error(StatusCode::INTERNAL_SERVER_ERROR, &text);
+                        if let Ok(v) = cluster_id.1.parse() {
+                            answer.headers_mut().insert(cluster_id.0, v);
+                        }
+                        return answer;
+                    }
+                    let enabled = server.downgrade_info().enabled;
+                    (
+                        [(header::CONTENT_TYPE, "text/plain".to_owned()), cluster_id],
+                        enabled.to_string(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
 }

@@ -41,6 +41,11 @@ pub(crate) enum SnapshotApplyError {
     Membership(#[from] MembershipError),
     #[error("auth store: {0}")]
     Auth(#[from] auth::AuthError),
+    // downgrade
+    #[error("cluster version: {0}")]
+    Versions(#[from] super::version::VersionsError),
+    #[error(transparent)]
+    Downgrade(#[from] super::version::DowngradeCheckError),
 }
 
 /// The apply thread: applies committed entries in order, exactly once, and wakes their callers.
@@ -69,6 +74,10 @@ pub(crate) struct ApplyLoop {
     /// Where a write refused at apply for want of space raises NOSPACE before its caller is
     /// answered (the apply thread cannot wait for raft).
     pub(super) runtime: tokio::runtime::Handle,
+    // downgrade
+    pub(super) versions: Arc<super::version::ClusterVersions>,
+    /// Tests only (hidden `--test-only-apply-delay`): a pause before each request applied.
+    pub(super) test_only_apply_delay: Option<Duration>,
 }
 
 impl ApplyLoop {
@@ -168,6 +177,9 @@ impl ApplyLoop {
         self.auth_store.recover(self.store.backend())?;
         crate::metrics::hooks::auth_revision(self.auth_store.revision());
         self.alarms.reload(self.store.backend())?;
+        // downgrade
+        self.versions.reload(self.store.backend())?;
+        self.versions.check_local()?;
         let membership = Membership::load(self.store.backend())?;
         for m in membership.members.values() {
             if m.id != self.cluster.local_id() {
@@ -207,6 +219,9 @@ impl ApplyLoop {
             store.apply(entry.index, entry.term, |_| ());
             return;
         }
+        if let Some(delay) = self.test_only_apply_delay {
+            std::thread::sleep(delay);
+        }
         let req = match InternalRaftRequest::decode(entry.data.as_ref()) {
             Ok(r) => r,
             Err(e) => {
@@ -225,8 +240,24 @@ impl ApplyLoop {
             }
             return;
         }
-        if req.cluster_version_set.is_some() {
-            store.apply(entry.index, entry.term, |_| ());
+        // downgrade: the cluster version and the downgrade state (etcd's `ClusterVersionSet`
+        // and `DowngradeInfoSet`).
+        if let Some(set) = &req.cluster_version_set {
+            let versions = &self.versions;
+            let checked = store.apply(entry.index, entry.term, |txn| {
+                versions.apply_cluster_version(txn.backend_tx(), &set.ver)
+            });
+            self.proposer.wake(id, Ok(Applied::Empty));
+            if let Some(Err(e)) = checked {
+                self.proposer.fatal(&e.to_string());
+            }
+            return;
+        }
+        if let Some(set) = &req.downgrade_info_set {
+            let versions = &self.versions;
+            store.apply(entry.index, entry.term, |txn| {
+                versions.apply_downgrade(txn.backend_tx(), set.enabled, &set.ver)
+            });
             self.proposer.wake(id, Ok(Applied::Empty));
             return;
         }

@@ -48,6 +48,12 @@ pub struct ServerParams {
     // quota
     /// `--quota-backend-bytes` as resolved: 0 given means 2 GiB, `u64::MAX` no quota.
     pub quota_backend_bytes: u64,
+    // downgrade
+    /// `--experimental-downgrade-check-time`; None (0) turns the leader's check off.
+    pub downgrade_check_time: Option<Duration>,
+    /// Tests only: the apply thread sleeps this long before each request (hidden
+    /// `--test-only-apply-delay`), to build etcd's apply backlog.
+    pub test_only_apply_delay: Option<Duration>,
 }
 
 impl ServerParams {
@@ -118,6 +124,11 @@ pub enum StartError {
     /// hash it).
     #[error(transparent)]
     Corrupt(#[from] super::corrupt::CorruptCheckError),
+    // downgrade
+    #[error("cannot read the cluster version: {0}")]
+    Versions(#[from] super::version::VersionsError),
+    #[error(transparent)]
+    Downgrade(#[from] super::version::DowngradeCheckError),
 }
 
 /// A member's state as found on (or first written to) disk.

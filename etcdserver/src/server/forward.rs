@@ -50,15 +50,10 @@ pub(crate) async fn post(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<(StatusCode, Bytes), ForwardError> {
-    send(
-        dialer,
-        hyper::Method::POST,
-        url,
-        &[(hyper::header::CONTENT_TYPE, content_type.to_owned())],
-        body,
-        timeout,
-    )
-    .await
+    let request = hyper::Request::post(url)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(http_body_util::Full::new(Bytes::from(body)))?;
+    exchange(dialer, url, request, timeout).await
 }
 
 /// Sends `method` with `headers` and `body` to `url` as [`post`] does (etcd's peer hashkv
@@ -71,6 +66,31 @@ pub(crate) async fn send(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<(StatusCode, Bytes), ForwardError> {
+    let mut request = hyper::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let request = request.body(http_body_util::Full::new(Bytes::from(body)))?;
+    exchange(dialer, url, request, timeout).await
+}
+
+/// `GET url` as [`post`] sends its requests (a peer's `/version`).
+pub(crate) async fn get(
+    dialer: &rafthttp::Dialer,
+    url: &str,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), ForwardError> {
+    let request = hyper::Request::get(url).body(http_body_util::Full::new(Bytes::new()))?;
+    exchange(dialer, url, request, timeout).await
+}
+
+/// Sends `request` to `url`'s peer within `timeout`.
+async fn exchange(
+    dialer: &rafthttp::Dialer,
+    url: &str,
+    mut request: hyper::Request<http_body_util::Full<Bytes>>,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), ForwardError> {
     let bad_url = |reason: String| ForwardError::BadUrl {
         url: url.to_owned(),
         reason,
@@ -81,19 +101,14 @@ pub(crate) async fn send(
             .authority()
             .ok_or_else(|| bad_url("no host".into()))?
             .to_string();
+        let host = hyper::header::HeaderValue::from_str(&authority)
+            .map_err(|e| bad_url(format!("{e}")))?;
+        request.headers_mut().insert(hyper::header::HOST, host);
         let stream = dialer.connect(url, timeout).await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(hyper::header::HOST, authority);
-        for (name, value) in headers {
-            req = req.header(name, value);
-        }
-        let req = req.body(http_body_util::Full::new(Bytes::from(body)))?;
-        let resp = sender.send_request(req).await?;
+        let resp = sender.send_request(request).await?;
         let status = resp.status();
         let bytes = http_body_util::BodyExt::collect(resp.into_body())
             .await?

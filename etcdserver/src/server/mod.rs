@@ -17,6 +17,8 @@ mod cluster;
 pub(crate) mod compactor;
 // corrupt
 pub(crate) mod corrupt;
+// downgrade
+mod downgrade;
 mod forward;
 mod join;
 pub(crate) mod kv_permissions;
@@ -32,6 +34,8 @@ pub(crate) mod schema;
 mod snapshot;
 mod status;
 pub(crate) mod storage; // restore: pub(crate) so that snapshot restore can write a WAL
+// downgrade
+pub(crate) mod version;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -90,6 +94,11 @@ struct Inner {
     /// The alarms in force (applied by the apply thread).
     alarms: Arc<alarms::AlarmStore>,
     quota: Arc<quota::Quota>,
+    // downgrade
+    /// The cluster version and downgrade state as applied.
+    versions: Arc<version::ClusterVersions>,
+    /// How this member reaches its peers' `/version`.
+    peer_dialer: rafthttp::Dialer,
 }
 
 /// Raft and apply threads of a started member; joined by [`EtcdServer::stop`].
@@ -133,6 +142,11 @@ impl EtcdServer {
         })?;
         let auth = Arc::new(auth::AuthStore::new(tokens, params.auth.bcrypt_cost));
         let boot = bootstrap::open(&params, &dialer)?;
+        // downgrade: etcd's `mustDetectDowngrade` as the member recovers its cluster state.
+        let versions = Arc::new(version::ClusterVersions::load(boot.store.backend())?);
+        versions
+            .check_local()
+            .inspect_err(|e| tracing::error!("{e}"))?;
         auth.recover(boot.store.backend())?;
         // corrupt: etcd checks a member that already has data before it starts raft.
         let restarting = boot.bootstrap_peers.is_empty() && boot.remote_members.is_none();
@@ -207,7 +221,7 @@ impl EtcdServer {
             cluster.clone(),
             params.election_timeout,
             auth.clone(),
-            dialer,
+            dialer.clone(),
         ));
 
         let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
@@ -251,6 +265,8 @@ impl EtcdServer {
             election_timeout: params.election_timeout,
             alarms: alarms.clone(),
             runtime: tokio::runtime::Handle::current(),
+            versions: versions.clone(),
+            test_only_apply_delay: params.test_only_apply_delay,
         };
         let apply = std::thread::Builder::new()
             .name("apply".into())
@@ -283,9 +299,14 @@ impl EtcdServer {
                 auth,
                 alarms,
                 quota,
+                versions,
+                peer_dialer: dialer,
             }),
         };
         server.spawn_publish();
+        // downgrade
+        server.spawn_version_monitor();
+        server.spawn_downgrade_monitor(params.downgrade_check_time);
         server.spawn_token_sweeper();
         server.inner.leases.spawn_leader_duties();
         // corrupt
@@ -589,6 +610,11 @@ impl ServerCore for EtcdServer {
             tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
         }
         Err(ServerError::NoSpace)
+    }
+
+    // downgrade
+    fn cluster_version(&self) -> Option<String> {
+        EtcdServer::cluster_version(self).map(|v| v.to_string())
     }
 
     async fn read_barrier(&self) -> Result<(), ServerError> {

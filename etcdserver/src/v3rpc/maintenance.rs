@@ -256,7 +256,15 @@ impl Maintenance for MaintenanceService {
             self.server.auth_store(),
             &identity(&self.server, &req).await?,
         )?;
-        Err(Status::unimplemented("etcd-rs: downgrade is not supported"))
+        let req = req.into_inner();
+        let version = self
+            .server
+            .downgrade_action(req.action, &req.version)
+            .await?;
+        Ok(Response::new(DowngradeResponse {
+            header: Some(self.server.header()),
+            version,
+        }))
     }
 }
 

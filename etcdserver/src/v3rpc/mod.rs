@@ -10,6 +10,8 @@ pub(crate) mod learner_guard;
 pub(crate) mod lease;
 pub(crate) mod lock;
 pub(crate) mod maintenance;
+// downgrade (request limits)
+pub(crate) mod message_size;
 pub(crate) mod permission;
 pub(crate) mod status;
 #[cfg(any(test, feature = "testing"))]

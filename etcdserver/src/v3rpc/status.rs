@@ -13,7 +13,10 @@ pub(crate) fn code(e: &ServerError) -> Code {
         EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
         | MemberBadUrls | RequestTooLarge => Code::InvalidArgument,
         Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
-        NoSpace | TooManyRequests => Code::ResourceExhausted,
+        NoSpace => Code::ResourceExhausted,
+        // etcd's map holds clientv3's error value for this one, not the server's, so the
+        // lookup misses and etcd 3.4 and 3.5 answer it with code Unknown.
+        TooManyRequests => Code::Unknown,
         LeaseNotFound | MemberNotFound => Code::NotFound,
         LeaseExists
         | MemberExist
@@ -37,6 +40,12 @@ pub(crate) fn code(e: &ServerError) -> Code {
         WatchCanceled => Code::Cancelled,
         Auth(e) => auth_code_and_message(e).0,
         Internal(_) => Code::Unknown,
+        // downgrade
+        WrongDowngradeVersionFormat | InvalidDowngradeTargetVersion => Code::InvalidArgument,
+        DowngradeInProcess | NoInflightDowngrade => Code::FailedPrecondition,
+        ClusterVersionUnavailable => Code::Unavailable,
+        // Not in etcd's map either: its raw error, code Unknown.
+        UnknownMethod => Code::Unknown,
     }
 }
 

@@ -79,6 +79,8 @@ pub fn params(dir: &std::path::Path) -> ServerParams {
         lease_checkpoint_interval: Some(lease::DEFAULT_CHECKPOINT_INTERVAL),
         auth: Default::default(),
         quota_backend_bytes: etcdserver::config::DEFAULT_QUOTA_BACKEND_BYTES,
+        downgrade_check_time: None,
+        test_only_apply_delay: None,
     }
 }
 

@@ -103,6 +103,7 @@ async fn bad_requests_get_etcds_codes_and_messages() {
     let limits = Limits {
         max_request_bytes: 4096,
         max_txn_ops: 4,
+        ..Limits::default()
     };
     let Fixture {
         core,

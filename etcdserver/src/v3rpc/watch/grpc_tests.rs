@@ -365,7 +365,7 @@ async fn progress_notify_reaches_idle_watchers_only() {
 async fn large_responses_are_fragmented_on_request() {
     let limits = Limits {
         max_request_bytes: 64 * 1024,
-        max_txn_ops: 128,
+        ..Limits::default()
     };
     let Fixture { core, server, .. } = start(limits, DEFAULT_PROGRESS_NOTIFY_INTERVAL).await;
     let prefix = |fragment| pb::WatchCreateRequest {
