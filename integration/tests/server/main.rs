@@ -7,12 +7,16 @@ mod common;
 
 mod auth;
 mod auth_permissions;
+mod corruption;
+mod downgrade;
 mod etcdctl;
 mod faults;
 mod kv;
 mod leases;
+mod limits;
 mod member;
 mod membership_changes;
+mod quota;
 mod recipes;
 mod tls;
 mod tls_auth;

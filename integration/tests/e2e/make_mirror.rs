@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use client::api::etcdserverpb::{DeleteRangeRequest, PutRequest, TxnRequest};
 use client::{txn, Client};

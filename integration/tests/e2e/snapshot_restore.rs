@@ -5,7 +5,7 @@
 //! member; `--bump-revision --mark-compacted`; and bad input refused with etcd's errors and nothing
 //! left behind.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 //! start check that refuses a member while a downgrade is enabled, and the peer endpoints. etcd
 //! 3.4 has no Downgrade RPC: what it answers is pinned on it alone.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -5,7 +5,7 @@
 //! after which writes fail with `etcdserver: corrupt cluster` and reads still work. (etcd 3.4
 //! cannot be the control there: its data is a bbolt file our tool does not write.)
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! `too many requests` once the apply backlog passes 5000 entries, on ours alone: only a hidden
 //! test flag (`--test-only-apply-delay`) makes that backlog happen on demand.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-mod common;
+use crate::common;
 
 use client::api::authpb::{permission::Type as PermType, Permission};
 use client::api::etcdserverpb::{

@@ -3,7 +3,7 @@
 //! `Status.errors`, `/health`, an alarm surviving a restart, and the compact + defrag + disarm
 //! recipe. Each test runs against etcd 3.4 and our `etcd`.
 
-mod common;
+use crate::common;
 
 use client::api::etcdserverpb::{
     alarm_request::AlarmAction, compare, request_op, AlarmMember, AlarmRequest, AlarmType,
