@@ -141,13 +141,11 @@ fn orphan_helper() {
 #[test]
 fn children_die_with_the_test_process() {
     let exe = std::env::current_exe().unwrap();
+    // libtest names a test by its path below the crate root (`lifecycle::orphan_helper`).
+    let below_root = module_path!().split_once("::").map(|(_, m)| format!("{m}::"));
+    let helper_test = format!("{}orphan_helper", below_root.unwrap_or_default());
     let mut helper = Cli::new(exe)
-        .args([
-            "--exact",
-            "orphan_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", &helper_test, "--nocapture", "--test-threads=1"])
         .env("ETCD_RS_HARNESS_ORPHAN_HELPER", "1")
         .spawn()
         .unwrap();

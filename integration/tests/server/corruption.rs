@@ -244,6 +244,11 @@ fn cluster_with_a_damaged_member(extra_args: &[&str]) -> Cluster {
     let damaged =
         corrupt::damage_latest_value(cluster.data_dir(DAMAGED), b"key-3", b"bit rot").unwrap();
     assert_eq!(damaged.revision, 5);
+    // The stopped member may have been the leader: a request proposed before the other two
+    // elect a new one is lost and times out (as in etcd), so wait for a linearizable read.
+    eventually(WAIT, "the two running members serve a linearizable read", || {
+        etcdctl(&cluster, &["get", "key-0"]).status.success()
+    });
     cluster
 }
 
