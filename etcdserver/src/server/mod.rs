@@ -34,7 +34,7 @@ pub(crate) mod schema;
 mod snapshot;
 mod status;
 pub(crate) mod storage; // restore: pub(crate) so that snapshot restore can write a WAL
-// downgrade
+                        // downgrade
 pub(crate) mod version;
 
 use std::sync::{Arc, Weak};

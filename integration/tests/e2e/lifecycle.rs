@@ -142,7 +142,9 @@ fn orphan_helper() {
 fn children_die_with_the_test_process() {
     let exe = std::env::current_exe().unwrap();
     // libtest names a test by its path below the crate root (`lifecycle::orphan_helper`).
-    let below_root = module_path!().split_once("::").map(|(_, m)| format!("{m}::"));
+    let below_root = module_path!()
+        .split_once("::")
+        .map(|(_, m)| format!("{m}::"));
     let helper_test = format!("{}orphan_helper", below_root.unwrap_or_default());
     let mut helper = Cli::new(exe)
         .args(["--exact", &helper_test, "--nocapture", "--test-threads=1"])

@@ -167,8 +167,11 @@ fn root_etcdctl_ok(cluster: &Cluster, args: &[&str]) -> String {
     real_etcdctl_ok(cluster, &all)
 }
 
+/// A bucket's or table's entries, in key order.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Every bucket's entries (nested buckets, which etcd never writes, as `None`).
-fn buckets(path: &Path) -> BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> {
+fn buckets(path: &Path) -> BTreeMap<String, Entries> {
     let db = bbolt::Db::open(path).unwrap();
     let mut out = BTreeMap::new();
     db.root()
@@ -490,8 +493,8 @@ fn lease_ids(cluster: &Cluster, root: &str) -> Vec<String> {
 /// What a client of `restored` sees is what it saw on `original`: keys with their revisions,
 /// versions and leases, the compaction point, leases with their keys, users and roles, and auth.
 fn assert_same_data(original: &Cluster, restored: &Cluster) {
-    let root = format!("root:{ROOT_PASSWORD}");
-    let root = Some(root.as_str());
+    let root_user = format!("root:{ROOT_PASSWORD}");
+    let root = Some(root_user.as_str());
     let both = |user: Option<&str>, args: &[&str]| {
         let want = ids_masked(&answer(original, user, args));
         let got = ids_masked(&answer(restored, user, args));
@@ -523,9 +526,9 @@ fn assert_same_data(original: &Cluster, restored: &Cluster) {
     both(Some("alice:alice-pw"), &["get", "k/001"]);
     both(Some("alice:wrong"), &["get", "k/001"]);
 
-    let ids = lease_ids(original, root.unwrap());
+    let ids = lease_ids(original, &root_user);
     assert_eq!(ids.len(), 2, "{ids:?}");
-    assert_eq!(lease_ids(restored, root.unwrap()), ids);
+    assert_eq!(lease_ids(restored, &root_user), ids);
     for id in &ids {
         let args = ["lease", "timetolive", id.as_str(), "--keys", "-w", "json"];
         let (want_ttl, want) = ttl_split(&ids_masked(&answer(original, root, &args)));

@@ -246,9 +246,11 @@ fn cluster_with_a_damaged_member(extra_args: &[&str]) -> Cluster {
     assert_eq!(damaged.revision, 5);
     // The stopped member may have been the leader: a request proposed before the other two
     // elect a new one is lost and times out (as in etcd), so wait for a linearizable read.
-    eventually(WAIT, "the two running members serve a linearizable read", || {
-        etcdctl(&cluster, &["get", "key-0"]).status.success()
-    });
+    eventually(
+        WAIT,
+        "the two running members serve a linearizable read",
+        || etcdctl(&cluster, &["get", "key-0"]).status.success(),
+    );
     cluster
 }
 
