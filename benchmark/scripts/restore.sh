@@ -72,6 +72,7 @@ run_server() { # label server etcdctl-for-restore
 
 printf 'snapshot restore of a ~%s MB database (%s puts of %s-byte values)\n' "$DB_MB" "$TOTAL" "$VAL_SIZE"
 printf '%-10s | %12s | %12s | %12s | %10s | %11s\n' server "db size" snapshot "restored db" save restore
-run_server "etcd 3.4" /usr/bin/etcd /usr/bin/etcdctl
-run_server "etcd-rs" "$TARGET/etcd" "$TARGET/etcdctl"
+# SERVERS="etcd-rs" (or "etcd34") runs one side only.
+case " ${SERVERS:-etcd34 etcd-rs} " in *" etcd34 "*) run_server "etcd 3.4" /usr/bin/etcd /usr/bin/etcdctl ;; esac
+case " ${SERVERS:-etcd34 etcd-rs} " in *" etcd-rs "*) run_server "etcd-rs" "$TARGET/etcd" "$TARGET/etcdctl" ;; esac
 rm -rf "$BENCH_DIR"

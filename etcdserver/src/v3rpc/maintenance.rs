@@ -161,32 +161,23 @@ impl Maintenance for MaintenanceService {
         )?;
         let backend = self.server.store().backend().clone();
         let header = self.server.header();
-        // Spooled to a file first: etcd tells the client how many bytes remain in each message.
-        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
-            use std::io::{Seek, Write};
-            let mut file = tempfile::tempfile().map_err(|e| e.to_string())?;
-            let info = backend.snapshot_to(&mut file).map_err(|e| e.to_string())?;
-            // etcdctl recognises the SHA-256 trailer by the size: a bbolt file is a whole
-            // number of 512-byte pages, plus 32. Our format ignores bytes after its trailer.
-            let padding = (SNAPSHOT_ALIGN - info.bytes % SNAPSHOT_ALIGN) % SNAPSHOT_ALIGN;
-            file.write_all(&vec![0u8; padding as usize])
-                .map_err(|e| e.to_string())?;
-            file.rewind().map_err(|e| e.to_string())?;
-            Ok(file)
-        })
-        .await
-        .map_err(|e| internal(e.to_string()))?
-        .map_err(internal)?;
-        let total = file.metadata().map_err(internal)?.len();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
+        // Spooled to a file first, since etcd tells the client how many bytes remain in each
+        // message; the stream is answered at once and the spooling happens behind it, so a
+        // client's deadline for the call's start is not spent on copying a large database.
         tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let mut file = file;
+            let (mut file, total) = match spool_snapshot(&backend) {
+                Ok(spooled) => spooled,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(internal(e)));
+                    return;
+                }
+            };
             let mut hasher = Sha256::new();
             let mut sent = 0u64;
             loop {
                 let mut buf = vec![0u8; SNAPSHOT_CHUNK];
-                let n = match file.read(&mut buf) {
+                let n = match std::io::Read::read(&mut file, &mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) => {
@@ -286,4 +277,19 @@ pub(crate) fn alarm_text(m: &AlarmMember) -> String {
 
 fn internal(e: impl ToString) -> Status {
     Status::from(ServerError::Internal(e.to_string()))
+}
+
+/// The backend's snapshot in a temporary file, padded as etcdctl expects, rewound; and its size.
+fn spool_snapshot(backend: &backend::Backend) -> Result<(std::fs::File, u64), String> {
+    use std::io::{Seek, Write};
+    let mut file = tempfile::tempfile().map_err(|e| e.to_string())?;
+    let info = backend.snapshot_to(&mut file).map_err(|e| e.to_string())?;
+    // etcdctl recognises the SHA-256 trailer by the size: a bbolt file is a whole number of
+    // 512-byte pages, plus 32. Our format ignores bytes after its trailer.
+    let padding = (SNAPSHOT_ALIGN - info.bytes % SNAPSHOT_ALIGN) % SNAPSHOT_ALIGN;
+    file.write_all(&vec![0u8; padding as usize])
+        .map_err(|e| e.to_string())?;
+    let total = info.bytes + padding;
+    file.rewind().map_err(|e| e.to_string())?;
+    Ok((file, total))
 }
