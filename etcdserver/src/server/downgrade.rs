@@ -112,27 +112,14 @@ impl EtcdServer {
     /// every member runs its target. `None` (a check time of 0) turns it off.
     pub(super) fn spawn_downgrade_monitor(&self, every: Option<Duration>) {
         let Some(every) = every else { return };
-        let weak = self.downgrade();
-        let stopped = self.inner.proposer.stopped();
-        tokio::spawn(async move {
-            tokio::pin!(stopped);
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = &mut stopped => return,
-                }
-                let Some(server) = weak.upgrade() else { return };
-                if !server.is_leader() {
-                    continue;
-                }
-                let Some(target) = server.downgrade_info().target() else {
-                    continue;
-                };
-                if is_matched_versions(target, &server.member_versions().await) {
-                    tracing::info!(cluster_version = %target, "the cluster has been downgraded");
-                    if let Err(e) = server.downgrade_cancel().await {
-                        tracing::warn!(error = %e, "failed to cancel downgrade");
-                    }
+        self.spawn_leader_loop(every, |server| async move {
+            let Some(target) = server.downgrade_info().target() else {
+                return;
+            };
+            if is_matched_versions(target, &server.member_versions().await) {
+                tracing::info!(cluster_version = %target, "the cluster has been downgraded");
+                if let Err(e) = server.downgrade_cancel().await {
+                    tracing::warn!(error = %e, "failed to cancel downgrade");
                 }
             }
         });

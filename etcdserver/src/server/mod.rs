@@ -22,6 +22,7 @@ mod downgrade;
 mod forward;
 mod join;
 pub(crate) mod kv_permissions;
+mod leader_loop;
 mod lease_store;
 mod leases;
 pub(crate) mod membership;
