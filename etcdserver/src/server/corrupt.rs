@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::forward::{send, ForwardError};
 use super::membership::Member;
-use super::{EtcdServer, WeakServer};
+use super::EtcdServer;
 use crate::config::CorruptCheckConfig;
 use crate::core::ServerCore;
 use crate::server::CLUSTER_ID_HEADER;
